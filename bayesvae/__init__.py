@@ -1,0 +1,22 @@
+"""bayesvae: Bayesian deep generative models and Bayesian analyses on Pyro.
+
+    >>> import bayesvae
+    >>> data = bayesvae.data.load_digits()
+    >>> vae = bayesvae.models.VAE(64, latent_dim=2, hidden_dims=(64,))
+    >>> result = bayesvae.fit(vae, data.x, epochs=1, progress=False)
+"""
+
+from __future__ import annotations
+
+import logging
+
+__version__ = "0.1.0"
+
+from bayesvae import data, models  # noqa: E402
+from bayesvae.infer import FitResult, fit, load  # noqa: E402
+from bayesvae.infer.checkpoint import save_model as save  # noqa: E402
+from bayesvae.models import VAE  # noqa: E402
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__all__ = ["__version__", "data", "models", "fit", "FitResult", "load", "save", "VAE"]

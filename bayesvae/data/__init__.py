@@ -1,0 +1,21 @@
+"""Data loading and validation."""
+
+from bayesvae.data.datasets import (
+    ImageData,
+    load_array,
+    load_binarized_mnist,
+    load_digits,
+    load_mnist,
+)
+from bayesvae.data.loaders import DynamicBinarize, TensorBatchDataset, make_loader
+
+__all__ = [
+    "ImageData",
+    "load_array",
+    "load_binarized_mnist",
+    "load_digits",
+    "load_mnist",
+    "DynamicBinarize",
+    "TensorBatchDataset",
+    "make_loader",
+]

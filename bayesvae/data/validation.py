@@ -1,0 +1,89 @@
+"""Input checks shared by every family: each raises a ``ValueError``/``TypeError`` naming the
+argument, what was expected and what came."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "as_float_tensor",
+    "check_finite",
+    "check_ndim",
+    "check_unit_interval",
+    "check_positive_int",
+    "check_choice",
+]
+
+
+def as_float_tensor(name: str, value: Any, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Convert an array-like to a floating tensor, refusing empty, non-numeric or non-finite input."""
+    if isinstance(value, torch.Tensor):
+        tensor = value
+    elif isinstance(value, np.ndarray) or isinstance(value, (list, tuple)):
+        array = np.asarray(value)
+        if array.dtype == object or not (
+            np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+        ):
+            raise TypeError(f"{name} must be numeric, got an array of dtype {array.dtype}.")
+        tensor = torch.as_tensor(array)
+    else:
+        raise TypeError(
+            f"{name} must be a numpy array or a torch tensor, got {type(value).__name__}."
+        )
+    if tensor.is_complex():
+        raise TypeError(f"{name} must be real-valued, got dtype {tensor.dtype}.")
+    if tensor.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)}); expected at least one row.")
+    if not tensor.is_floating_point():
+        tensor = tensor.to(dtype)
+    elif tensor.dtype != dtype and dtype is not None:
+        tensor = tensor.to(dtype)
+    check_finite(name, tensor)
+    return tensor
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> None:
+    """Raise if ``tensor`` holds NaN or infinite values."""
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); clean or impute them first.")
+
+
+def check_ndim(name: str, tensor: torch.Tensor, allowed: tuple[int, ...], meaning: str) -> None:
+    """Raise unless ``tensor.dim()`` is one of ``allowed``; ``meaning`` describes the expected shape."""
+    if tensor.dim() not in allowed:
+        raise ValueError(
+            f"{name} must have shape {meaning}, got {tensor.dim()} dimension(s) "
+            f"with shape {tuple(tensor.shape)}."
+        )
+
+
+def check_unit_interval(name: str, tensor: torch.Tensor, why: str) -> None:
+    """Raise unless every value lies in [0, 1]."""
+    low, high = float(tensor.min()), float(tensor.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"{name} must lie in [0, 1] for {why}, got values in [{low:g}, {high:g}]; "
+            "scale the data (e.g. divide pixels by 255) or use likelihood='gaussian'."
+        )
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as int, raising unless it is a positive integer (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}.")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value}.")
+    return int(value)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:
+    """Raise unless ``value`` is one of ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"unknown {name} {value!r}; expected one of {options}.")
+    return value

@@ -1,0 +1,164 @@
+"""Run folders and checkpoints, written atomically (temp file in the same folder, then rename).
+
+A run folder holds ``config.yaml`` (what rebuilds the model), ``model.pt`` (module state and the
+model's entries of Pyro's param store) and ``metrics.csv`` (history), plus whatever the caller adds.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import pyro
+import torch
+import yaml
+
+__all__ = [
+    "atomic_write",
+    "save_model",
+    "load",
+    "read_config",
+    "model_state",
+    "load_model_state",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+CONFIG_FILE, MODEL_FILE, METRICS_FILE = "config.yaml", "model.pt", "metrics.csv"
+_FORMAT = 1
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:
+    """Call ``write(handle)`` on a temporary file beside ``path``, then rename it onto ``path``.
+
+    A crash midway leaves any earlier ``path`` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def _write_torch(path: Path, obj: Any) -> Path:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def model_state(model: Any) -> dict[str, Any]:
+    """The model's module state and its own (non-module) entries of Pyro's param store."""
+    module_params = {id(p) for p in model.parameters()}
+    store = pyro.get_param_store()
+    prefix = model.pyro_name + "."
+    params = {}
+    for name in store.keys():
+        if name.startswith(prefix):
+            unconstrained = store._params[name]
+            if id(unconstrained) not in module_params:
+                params[name[len(prefix):]] = (store[name].detach().cpu(), store._constraints[name])
+    return {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "param_store": {k: v[0] for k, v in params.items()},
+        "param_constraints": {k: v[1] for k, v in params.items()},
+    }
+
+
+def load_model_state(model: Any, state: dict[str, Any]) -> None:
+    """Inverse of :func:`model_state`: load into ``model`` (on its device) and the param store."""
+    model.load_state_dict(state["state_dict"])
+    store = pyro.get_param_store()
+    device = model.device
+    for name, value in state["param_store"].items():
+        full = f"{model.pyro_name}.{name}"
+        if full in store:
+            del store[full]
+        pyro.param(full, value.to(device), constraint=state["param_constraints"][name])
+
+
+def save_model(
+    model: Any,
+    path: str | os.PathLike[str],
+    *,
+    history: Any = None,
+    fit_config: dict[str, Any] | None = None,
+) -> Path:
+    """Write a run folder for ``model`` at ``path``: config.yaml, model.pt and (with ``history``,
+    a DataFrame or list of rows) metrics.csv. Returns the folder."""
+    import bayesvae
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"path {folder} exists and is not a folder.")
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "bayesvae_version": bayesvae.__version__,
+        "family": model.family,
+        "model": model.config,
+    }
+    if fit_config:
+        config["fit"] = fit_config
+    _write_torch(folder / MODEL_FILE, {"format": _FORMAT, **model_state(model)})
+    if history is not None:
+        import pandas as pd
+
+        frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+        _write_text(folder / METRICS_FILE, frame.to_csv(index=False))
+    _write_text(folder / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The parsed ``config.yaml`` of a run folder."""
+    config_path = Path(path) / CONFIG_FILE
+    if not config_path.exists():
+        raise FileNotFoundError(f"{path} is not a bayesvae run folder: {config_path} is missing.")
+    return yaml.safe_load(config_path.read_text())
+
+
+def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Any:
+    """Rebuild the model saved in run folder ``path`` on ``device`` (a GPU-saved run loads on CPU).
+
+    The model comes back in eval mode; call ``.train()`` before fitting it further. Like
+    ``torch.load``, this unpickles (parameter constraints): load only run folders you trust.
+    """
+    import bayesvae.models  # noqa: F401  (registers the families)
+    from bayesvae.models.base import get_model_class
+
+    config = read_config(path)
+    model = get_model_class(config["family"]).from_config(config["model"])
+    model.to(device)
+    state = torch.load(Path(path) / MODEL_FILE, map_location=device, weights_only=False)
+    load_model_state(model, state)
+    model.eval()
+    return model
+
+
+def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) -> Path:
+    """Write a training checkpoint (a dict of tensors, states and plain values) atomically."""
+    return _write_torch(Path(path), checkpoint)
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+                    ) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path} to resume from.")
+    return torch.load(path, map_location=device, weights_only=False)

@@ -1,0 +1,519 @@
+"""One SVI fit loop for every model family: :func:`fit` and its :class:`FitResult`.
+
+The loop only relies on the model-family contract (``model``/``guide`` taking the data tensors of a
+minibatch positionally plus ``num_data=``, an optional ``check_data``), never on a concrete family.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from torch.utils.data import DataLoader
+
+from bayesvae.data.datasets import ImageData
+from bayesvae.data.loaders import DynamicBinarize, make_loader
+from bayesvae.data.validation import check_choice, check_positive_int
+from bayesvae.infer import checkpoint as ckpt
+from bayesvae.infer.callbacks import Callback, EarlyStopping, FitState
+from bayesvae.infer.objectives import make_elbo, scale_latents
+
+__all__ = ["fit", "FitResult", "evaluate", "resolve_device", "TrainingDivergedError"]
+
+logger = logging.getLogger(__name__)
+
+OPTIMIZERS = ("adam", "clippedadam")
+LR_SCHEDULES = ("constant", "cosine", "exponential")
+LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite during training."""
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        model: the fitted model, on ``device``.
+        history: one row per epoch: ``epoch``, ``train_elbo`` (the objective being maximised,
+            per data point: it includes β and the KL warm-up weight), ``val_elbo`` (with ``val``),
+            ``recon`` and ``kl`` (per data point, unweighted, on ``val`` or else on up to
+            ``eval_size`` training points; ``recon - kl`` is the ELBO), ``kl_weight``, ``lr``,
+            ``grad_norm`` (mean, when clipping), ``seconds``, ``samples_per_s``.
+        device: where the model was trained.
+        best_epoch: epoch with the best monitored ELBO.
+        stop_reason: why training ended early, if it did.
+        settings: the options :func:`fit` ran with.
+    """
+
+    model: Any
+    history: Any
+    device: torch.device
+    best_epoch: int | None = None
+    stop_reason: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        """Write a run folder (config.yaml, model.pt, metrics.csv); load with ``bayesvae.load``."""
+        return ckpt.save_model(self.model, path, history=self.history, fit_config=self.settings)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` as given."""
+    if isinstance(device, torch.device):
+        resolved = device
+    elif isinstance(device, str):
+        if device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            resolved = torch.device(device)
+        except RuntimeError:
+            raise ValueError(
+                f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'."
+            ) from None
+        if resolved.type not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'.")
+    else:
+        raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}.")
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but CUDA is not available here; "
+                         "use device='auto' or 'cpu'.")
+    return resolved
+
+
+# ------------------------------------------------------------------------------------ data
+def _prepare_data(model: Any, data: Any, name: str) -> tuple[tuple[torch.Tensor, ...], Any]:
+    """``data`` -> (validated tensors, batch transform). Accepts an array/tensor, a tuple of them,
+    or :class:`~bayesvae.data.ImageData`."""
+    transform = None
+    if isinstance(data, ImageData):
+        tensors: tuple[Any, ...] = (data.x,)
+        transform = DynamicBinarize() if data.binarize == "dynamic" else None
+    elif isinstance(data, (tuple, list)) and data and not np.isscalar(data[0]):
+        tensors = tuple(data)
+    else:
+        tensors = (data,)
+    check = getattr(model, "check_data", None)
+    try:
+        if check is not None:
+            converted = check(*tensors)
+            tensors = tuple(converted) if converted is not None else tensors
+        tensors = tuple(torch.as_tensor(t) for t in tensors)
+    except (ValueError, TypeError) as err:
+        raise type(err)(f"{name}: {err}") from None
+    if len(tensors[0]) == 0:
+        raise ValueError(f"{name} is empty; expected at least one row.")
+    return tensors, transform
+
+
+def _loader_size(loader: DataLoader) -> int:
+    try:
+        return len(loader.dataset)  # type: ignore[arg-type]
+    except TypeError:
+        raise ValueError("a DataLoader passed to fit needs a dataset with a length.") from None
+
+
+# ------------------------------------------------------------------------------ evaluation
+def _plate_scale(site: dict[str, Any]) -> float:
+    scale = 1.0
+    for frame in site["cond_indep_stack"]:
+        if frame.full_size is not None and frame.size:
+            scale *= frame.full_size / frame.size
+    return scale
+
+
+def _site_log_prob(site: dict[str, Any]) -> torch.Tensor:
+    """Log density of a site summed over its plates, scaled for subsampling only (not β)."""
+    log_prob = site["fn"].log_prob(site["value"])
+    if site.get("mask") is not None:
+        log_prob = log_prob * site["mask"]
+    return log_prob.sum() * _plate_scale(site)
+
+
+@torch.no_grad()
+def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
+    """Unweighted ELBO of ``model.model``/``model.guide`` per data point, and its two terms.
+
+    One draw of the guide per minibatch; ``recon`` sums the observed sites' log-likelihoods,
+    ``kl`` the latent sites' ``log q - log p``; ``elbo = recon - kl`` (nats per data point).
+    """
+    recon = kl = 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in batches:
+            size = batch[0].shape[0]
+            guide_trace = poutine.trace(model.guide).get_trace(*batch, num_data=num_data)
+            model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(
+                *batch, num_data=num_data)
+            weight = size / num_data
+            for name, site in model_trace.nodes.items():
+                if site["type"] != "sample" or site["infer"].get("_do_not_trace") \
+                        or type(site["fn"]).__name__ == "_Subsample":
+                    continue
+                if site["is_observed"]:
+                    recon += weight * float(_site_log_prob(site))
+                elif name in guide_trace.nodes:
+                    kl += weight * float(_site_log_prob(guide_trace.nodes[name])
+                                         - _site_log_prob(site))
+    finally:
+        model.train(was_training)
+    return {"elbo": (recon - kl) / num_data, "recon": recon / num_data, "kl": kl / num_data}
+
+
+# ----------------------------------------------------------------------------------- fit
+def _seed_everything(seed: int) -> None:
+    pyro.set_rng_seed(seed)  # torch, numpy and random
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+             "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _make_optimizer(name: str, params: list[torch.Tensor], lr: float, weight_decay: float
+                    ) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    from pyro.optim.clipped_adam import ClippedAdam
+
+    return ClippedAdam(params, lr=lr, weight_decay=weight_decay)
+
+
+def _make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int, lr_decay: float
+                    ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if name == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
+    return None
+
+
+def _capture_params(model_fn: Any, guide_fn: Any, batch: tuple[torch.Tensor, ...],
+                    num_data: int) -> list[torch.Tensor]:
+    """Run model and guide once (no gradients) and collect the unconstrained Pyro params."""
+    with torch.no_grad(), poutine.trace(param_only=True) as capture:
+        guide_trace = poutine.trace(guide_fn).get_trace(*batch, num_data=num_data)
+        poutine.replay(model_fn, trace=guide_trace)(*batch, num_data=num_data)
+    params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
+    if not params:
+        raise ValueError("the model and guide declare no parameters to fit (no pyro.param or "
+                         "pyro.module); nothing to optimise.")
+    return params
+
+
+def _check_positive_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
+    return float(value)
+
+
+def fit(
+    model: Any,
+    train: Any,
+    val: Any = None,
+    *,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    elbo: str = "trace",
+    num_particles: int = 1,
+    vectorize_particles: bool = True,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    lr_schedule: str = "constant",
+    lr_decay: float = 0.99,
+    clip_norm: float | None = None,
+    kl_warmup: int = 0,
+    early_stopping: int | None = None,
+    callbacks: Sequence[Callback] = (),
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    progress: bool = True,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    eval_size: int = 5000,
+    validate_args: bool = False,
+) -> FitResult:
+    """Fit ``model.model``/``model.guide`` to ``train`` by stochastic variational inference.
+
+    Args:
+        model: a model family (e.g. :class:`bayesvae.models.VAE`): an ``nn.Module`` with
+            ``model(*batch, num_data=N)`` and ``guide(*batch, num_data=N)``.
+        train: training data: an array/tensor ``(N, ...)``, a tuple of them (passed to the model
+            positionally), :class:`~bayesvae.data.ImageData`, or a ``DataLoader`` yielding tuples.
+        val: validation data in the same forms; its ELBO is computed after every epoch.
+        epochs: number of passes over ``train`` (the total, counting resumed epochs).
+        batch_size: minibatch size ``B``; the model's plate scales each minibatch by ``N / B``.
+            The last incomplete minibatch of an epoch is dropped (the order is reshuffled).
+        lr: learning rate.
+        elbo: ``"trace"`` (Trace_ELBO), ``"meanfield"`` (TraceMeanField_ELBO, analytic KL where
+            available) or ``"jit"`` (JitTrace_ELBO).
+        num_particles: samples per step, vectorized when ``vectorize_particles``.
+        optimizer: ``"adam"`` or ``"clippedadam"`` (Pyro's ClippedAdam); ``weight_decay`` as in
+            torch.
+        lr_schedule: ``"constant"``, ``"cosine"`` (to 0 over ``epochs``) or ``"exponential"``
+            (multiply by ``lr_decay`` each epoch).
+        clip_norm: clip the global gradient norm to this value each step.
+        kl_warmup: epochs over which the weight of latent sites rises linearly from ~0 to 1
+            (applied per step to model and guide with a latent-only ``poutine.scale``).
+        early_stopping: patience in epochs on ``val_elbo`` (``train_elbo`` without ``val``).
+        callbacks: :class:`~bayesvae.infer.callbacks.Callback` objects.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        seed: seeds torch, numpy, random and the minibatch order; same seed, same history on CPU.
+        progress: show a progress bar (only when stderr is a terminal).
+        checkpoint_dir: write ``last.pt`` after every epoch and ``best.pt`` when the monitored
+            ELBO improves (atomically); a NaN loss leaves them as they were.
+        resume: continue from ``checkpoint_dir/last.pt`` (same model config) up to ``epochs``.
+        eval_size: without ``val``, ``recon``/``kl`` are evaluated on this many training points.
+        validate_args: keep Pyro's distribution checks on inside the training loop (off by
+            default for speed; model and guide are checked once, with validation, before training).
+
+    Returns:
+        :class:`FitResult` with the fitted model and per-epoch history.
+
+    Raises:
+        ValueError, TypeError: bad data or options, before any training.
+        TrainingDivergedError: the loss became NaN/inf (names epoch and step).
+    """
+    import pandas as pd
+
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    lr = _check_positive_float("lr", lr)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    if clip_norm is not None:
+        clip_norm = _check_positive_float("clip_norm", clip_norm)
+    if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, int) or kl_warmup < 0:
+        raise ValueError(f"kl_warmup must be a non-negative integer (epochs), got {kl_warmup!r}.")
+    objective = make_elbo(elbo, num_particles=num_particles,
+                          vectorize_particles=vectorize_particles)
+    if elbo == "jit" and kl_warmup:
+        raise ValueError("kl_warmup cannot be combined with elbo='jit': the traced graph would "
+                         "freeze the warm-up weight. Use elbo='trace' for warm-up.")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir= (the folder holding last.pt).")
+    for callback in callbacks:
+        if not isinstance(callback, Callback):
+            raise TypeError(f"callbacks must be Callback instances, got {type(callback).__name__}.")
+    if not (hasattr(model, "model") and hasattr(model, "guide")):
+        raise TypeError(f"model must have .model and .guide methods, got {type(model).__name__}.")
+    target = resolve_device(device)
+
+    # -- data: validated before anything trains
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    on_cuda = target.type == "cuda"
+    if isinstance(train, DataLoader):
+        train_loader, num_train, eval_tensors = train, _loader_size(train), None
+    else:
+        tensors, transform = _prepare_data(model, train, "train")
+        num_train = len(tensors[0])
+        step_batch = min(batch_size, num_train)
+        train_loader = make_loader(*tensors, batch_size=step_batch, shuffle=True,
+                                   drop_last=True, generator=generator, transform=transform,
+                                   pin_memory=on_cuda)
+        eval_tensors = tuple(t[:eval_size] for t in tensors)
+    if val is None:
+        val_loader, num_val = None, 0
+        if eval_tensors is not None:
+            eval_loader: Any = make_loader(*eval_tensors, batch_size=max(batch_size, 512),
+                                           shuffle=False)
+            num_eval = len(eval_tensors[0])
+        else:
+            eval_loader, num_eval = None, 0
+    elif isinstance(val, DataLoader):
+        val_loader, num_val = val, _loader_size(val)
+        eval_loader, num_eval = val_loader, num_val
+    else:
+        val_tensors, _ = _prepare_data(model, val, "val")
+        num_val = len(val_tensors[0])
+        val_loader = make_loader(*val_tensors, batch_size=max(batch_size, 512), shuffle=False)
+        eval_loader, num_eval = val_loader, num_val
+    monitor = "val_elbo" if val_loader is not None else "train_elbo"
+    all_callbacks = list(callbacks)
+    if early_stopping is not None:
+        all_callbacks.append(EarlyStopping(early_stopping, monitor=monitor))
+
+    # -- model, warm-up, parameters, optimizer
+    _seed_everything(seed)
+    model.to(target)
+    model.train()
+    steps_per_epoch = len(train_loader)
+    warmup_steps = kl_warmup * steps_per_epoch
+    step_counter = [0]
+
+    def kl_weight() -> float:
+        if warmup_steps == 0:
+            return 1.0
+        return min(1.0, (step_counter[0] + 1) / warmup_steps)
+
+    model_fn = scale_latents(model.model, kl_weight) if warmup_steps else model.model
+    guide_fn = scale_latents(model.guide, kl_weight) if warmup_steps else model.guide
+
+    def to_device(batch: Any) -> tuple[torch.Tensor, ...]:
+        batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+        return tuple(t.to(target, non_blocking=on_cuda) for t in batch)
+
+    first_batch = to_device(next(iter(train_loader)))
+    with pyro.validation_enabled(True):  # one checked pass: shapes, supports, model/guide match
+        params = _capture_params(model_fn, guide_fn, first_batch, num_train)
+    optim = _make_optimizer(optimizer, params, lr, weight_decay)
+    scheduler = _make_scheduler(lr_schedule, optim, epochs, lr_decay)
+    state = FitState(model=model, optimizer=optim)
+    best_value, best_epoch, start_epoch = -math.inf, None, 0
+
+    settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, elbo=elbo,
+                    num_particles=num_particles, optimizer=optimizer, weight_decay=weight_decay,
+                    lr_schedule=lr_schedule, clip_norm=clip_norm, kl_warmup=kl_warmup,
+                    early_stopping=early_stopping, device=str(target), seed=seed,
+                    num_train=num_train, num_val=num_val)
+    folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+
+    def checkpoint_payload(epoch: int) -> dict[str, Any]:
+        return {
+            "family": getattr(model, "family", type(model).__name__),
+            "model_config": getattr(model, "config", None),
+            "model_state": ckpt.model_state(model),
+            "optimizer": optim.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "epoch": epoch, "history": state.history, "best_value": best_value,
+            "best_epoch": best_epoch, "step": step_counter[0],
+            "rng": _rng_state(), "loader_rng": generator.get_state(),
+            "callbacks": [c.state_dict() for c in all_callbacks],
+            "settings": settings,
+        }
+
+    if resume:
+        assert folder is not None
+        saved = ckpt.load_checkpoint(folder / LAST_CHECKPOINT, device=target)
+        if saved["model_config"] != getattr(model, "config", None):
+            raise ValueError(f"cannot resume: the checkpoint in {folder} is for a model with config "
+                             f"{saved['model_config']}, not {getattr(model, 'config', None)}.")
+        ckpt.load_model_state(model, saved["model_state"])
+        optim.load_state_dict(saved["optimizer"])
+        if scheduler is not None and saved["scheduler"] is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        start_epoch, state.history = saved["epoch"], list(saved["history"])
+        best_value, best_epoch, step_counter[0] = (saved["best_value"], saved["best_epoch"],
+                                                   saved["step"])
+        _set_rng_state(saved["rng"])
+        generator.set_state(saved["loader_rng"])
+        for callback, cb_state in zip(all_callbacks, saved["callbacks"]):
+            callback.load_state_dict(cb_state)
+        logger.info("resuming from %s at epoch %d", folder / LAST_CHECKPOINT, start_epoch)
+
+    bar = _progress_bar(progress, total=epochs * steps_per_epoch,
+                        initial=start_epoch * steps_per_epoch)
+    for callback in all_callbacks:
+        callback.on_fit_start(state)
+    try:
+        with pyro.validation_enabled(validate_args):
+            for epoch in range(start_epoch + 1, epochs + 1):
+                state.epoch = epoch
+                started = time.perf_counter()
+                loss_sum, seen, grad_norms = 0.0, 0, []
+                for step, batch in enumerate(train_loader, start=1):
+                    batch = to_device(batch)
+                    loss = objective.loss_and_grads(model_fn, guide_fn, *batch, num_data=num_train)
+                    if not math.isfinite(loss):
+                        raise TrainingDivergedError(
+                            f"the loss became {loss} at epoch {epoch}, step {step}; training "
+                            "stopped" + (f" and the checkpoints in {folder} are those of the last "
+                                         "good epoch" if folder else "") +
+                            ". Try a lower lr, clip_norm=, or check the data.")
+                    if clip_norm is not None:
+                        grad_norms.append(torch.nn.utils.clip_grad_norm_(params, clip_norm))
+                    optim.step()
+                    optim.zero_grad(set_to_none=True)
+                    step_counter[0] += 1
+                    loss_sum += loss
+                    seen += batch[0].shape[0]
+                    if bar is not None:
+                        bar.update(1)
+                seconds = time.perf_counter() - started
+                row: dict[str, float] = {
+                    "epoch": epoch,
+                    # loss is -ELBO scaled to the full data set: per point, averaged over steps.
+                    "train_elbo": -loss_sum / max(step, 1) / num_train,
+                }
+                if eval_loader is not None:
+                    with pyro.validation_enabled(False):
+                        terms = evaluate(model, map(to_device, eval_loader), num_eval)
+                    if val_loader is not None:
+                        row["val_elbo"] = terms["elbo"]
+                    row["recon"], row["kl"] = terms["recon"], terms["kl"]
+                row.update(kl_weight=kl_weight(), lr=optim.param_groups[0]["lr"],
+                           grad_norm=float(torch.stack(grad_norms).mean()) if grad_norms
+                           else math.nan,
+                           seconds=seconds, samples_per_s=seen / seconds if seconds else math.nan)
+                state.history.append(row)
+                if scheduler is not None:
+                    scheduler.step()
+                improved = row[monitor] > best_value
+                if improved:
+                    best_value, best_epoch = row[monitor], epoch
+                for callback in all_callbacks:
+                    callback.on_epoch_end(state)
+                if folder is not None:
+                    payload = checkpoint_payload(epoch)
+                    ckpt.save_checkpoint(folder / LAST_CHECKPOINT, payload)
+                    if improved:
+                        ckpt.save_checkpoint(folder / BEST_CHECKPOINT, payload)
+                logger.info("epoch %d/%d: %s", epoch, epochs,
+                            ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+                if bar is not None:
+                    bar.set_postfix_str(_postfix(row))
+                if state.stop:
+                    logger.info("stopping after epoch %d: %s", epoch, state.stop_reason)
+                    break
+    finally:
+        if bar is not None:
+            bar.close()
+    for callback in all_callbacks:
+        callback.on_fit_end(state)
+    model.eval()
+    return FitResult(model=model, history=pd.DataFrame(state.history), device=target,
+                     best_epoch=best_epoch, stop_reason=state.stop_reason, settings=settings)
+
+
+def _postfix(row: dict[str, float]) -> str:
+    parts = [f"train {row['train_elbo']:.2f}"]
+    if "val_elbo" in row:
+        parts.append(f"val {row['val_elbo']:.2f}")
+    parts.append(f"{row['samples_per_s']:.0f} samples/s")
+    return ", ".join(parts)
+
+
+def _progress_bar(progress: bool, *, total: int, initial: int) -> Any:
+    if not progress or not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", desc="fit", leave=True)

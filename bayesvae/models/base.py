@@ -1,0 +1,65 @@
+"""What every model family shares: a registry (so ``bayesvae.load`` can rebuild a saved model from
+its config), the recorded constructor config, a per-instance Pyro name, and the device."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, ClassVar
+
+import torch
+
+__all__ = ["PyroModel", "MODEL_REGISTRY", "get_model_class"]
+
+MODEL_REGISTRY: dict[str, type[PyroModel]] = {}
+_instance_counter = itertools.count()
+
+
+def get_model_class(name: str) -> type[PyroModel]:
+    """The registered model class called ``name`` (as written in a run folder's config.yaml)."""
+    if name not in MODEL_REGISTRY:
+        known = ", ".join(sorted(MODEL_REGISTRY)) or "none"
+        raise ValueError(f"unknown model family {name!r}; registered families: {known}.")
+    return MODEL_REGISTRY[name]
+
+
+class PyroModel(torch.nn.Module):
+    """Base class of bayesvae's model families.
+
+    A subclass defines ``model(*data, num_data=None)`` and ``guide(*data, num_data=None)`` with the
+    same arguments: plain Pyro callables that anyone can hand to ``pyro.infer.SVI``. It records the
+    keyword arguments needed to rebuild it in ``self.config`` and may define
+    ``check_data(*data)`` to validate training data before any training starts.
+
+    Each instance registers its networks in Pyro's param store under its own ``pyro_name``, so two
+    models never share (and silently overwrite) each other's parameters.
+    """
+
+    family: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.family = cls.__name__
+        MODEL_REGISTRY[cls.__name__] = cls
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        self.config = dict(config)
+        self.pyro_name = f"{type(self).__name__.lower()}{next(_instance_counter)}"
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> PyroModel:
+        """Rebuild an (untrained) model from ``config``."""
+        return cls(**config)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters (CPU for a model without any)."""
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def check_data(self, *data: torch.Tensor) -> None:
+        """Validate training data; subclasses raise ``ValueError``/``TypeError`` on bad input."""
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{key}={value!r}" for key, value in self.config.items())
