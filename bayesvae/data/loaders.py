@@ -46,8 +46,8 @@ class TensorBatchDataset(Dataset):
 class DynamicBinarize:
     """Resample each pixel as Bernoulli(grey level) every time a batch is drawn."""
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.bernoulli(x)
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.bernoulli(x, generator=generator)
 
 
 def make_loader(

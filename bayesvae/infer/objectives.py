@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
@@ -10,7 +12,8 @@ from pyro.poutine.messenger import Messenger
 
 from bayesvae.data.validation import check_choice, check_positive_int
 
-__all__ = ["OBJECTIVES", "make_elbo", "scale_latents", "LatentScaleMessenger"]
+__all__ = ["OBJECTIVES", "make_elbo", "scale_latents", "LatentScaleMessenger",
+           "quiet_jit_deprecation"]
 
 #: Objective names accepted by ``bayesvae.fit(..., elbo=NAME)``.
 OBJECTIVES: dict[str, type[ELBO]] = {
@@ -65,3 +68,16 @@ class LatentScaleMessenger(Messenger):
 def scale_latents(fn: Callable[..., Any], weight: Callable[[], float]) -> Callable[..., Any]:
     """``fn`` (a model or guide) with its latent sites' log densities scaled by ``weight()``."""
     return LatentScaleMessenger(weight)(fn)
+
+
+@contextlib.contextmanager
+def quiet_jit_deprecation(active: bool = True) -> Iterator[None]:
+    """Silence torch's "`torch.jit.trace` is deprecated" warning that Pyro's JitTrace_ELBO
+    triggers on every compile (torch >= 2.10); other warnings pass through."""
+    if not active:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated",
+                                category=DeprecationWarning)
+        yield

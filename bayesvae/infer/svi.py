@@ -11,6 +11,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from bayesvae.data.loaders import DynamicBinarize, make_loader
 from bayesvae.data.validation import check_choice, check_positive_int
 from bayesvae.infer import checkpoint as ckpt
 from bayesvae.infer.callbacks import Callback, EarlyStopping, FitState
-from bayesvae.infer.objectives import make_elbo, scale_latents
+from bayesvae.infer.objectives import make_elbo, quiet_jit_deprecation, scale_latents
 
 __all__ = ["fit", "FitResult", "evaluate", "resolve_device", "TrainingDivergedError"]
 
@@ -117,6 +118,16 @@ def _prepare_data(model: Any, data: Any, name: str) -> tuple[tuple[torch.Tensor,
     if len(tensors[0]) == 0:
         raise ValueError(f"{name} is empty; expected at least one row.")
     return tensors, transform
+
+
+def _fixed(tensors: tuple[torch.Tensor, ...], transform: Any, seed: int
+           ) -> tuple[torch.Tensor, ...]:
+    """Apply a random batch transform once, with a seeded generator, so evaluation data stay
+    the same every epoch (e.g. a dynamically binarized validation set binarized once)."""
+    if transform is None:
+        return tensors
+    generator = torch.Generator().manual_seed(seed)
+    return (transform(tensors[0], generator=generator),) + tensors[1:]
 
 
 def _loader_size(loader: DataLoader) -> int:
@@ -339,7 +350,7 @@ def fit(
         train_loader = make_loader(*tensors, batch_size=step_batch, shuffle=True,
                                    drop_last=True, generator=generator, transform=transform,
                                    pin_memory=on_cuda)
-        eval_tensors = tuple(t[:eval_size] for t in tensors)
+        eval_tensors = _fixed(tuple(t[:eval_size] for t in tensors), transform, seed)
     if val is None:
         val_loader, num_val = None, 0
         if eval_tensors is not None:
@@ -352,7 +363,8 @@ def fit(
         val_loader, num_val = val, _loader_size(val)
         eval_loader, num_eval = val_loader, num_val
     else:
-        val_tensors, _ = _prepare_data(model, val, "val")
+        val_tensors, val_transform = _prepare_data(model, val, "val")
+        val_tensors = _fixed(val_tensors, val_transform, seed)
         num_val = len(val_tensors[0])
         val_loader = make_loader(*val_tensors, batch_size=max(batch_size, 512), shuffle=False)
         eval_loader, num_eval = val_loader, num_val
@@ -369,13 +381,15 @@ def fit(
     warmup_steps = kl_warmup * steps_per_epoch
     step_counter = [0]
 
-    def kl_weight() -> float:
-        if warmup_steps == 0:
-            return 1.0
-        return min(1.0, (step_counter[0] + 1) / warmup_steps)
+    def kl_weight(step: int) -> float:
+        """Weight of the latent sites at (0-based) step ``step``: linear from 1/W to 1."""
+        return 1.0 if warmup_steps == 0 else min(1.0, (step + 1) / warmup_steps)
 
-    model_fn = scale_latents(model.model, kl_weight) if warmup_steps else model.model
-    guide_fn = scale_latents(model.guide, kl_weight) if warmup_steps else model.guide
+    def current_kl_weight() -> float:
+        return kl_weight(step_counter[0])
+
+    model_fn = scale_latents(model.model, current_kl_weight) if warmup_steps else model.model
+    guide_fn = scale_latents(model.guide, current_kl_weight) if warmup_steps else model.guide
 
     def to_device(batch: Any) -> tuple[torch.Tensor, ...]:
         batch = batch if isinstance(batch, (tuple, list)) else (batch,)
@@ -434,7 +448,10 @@ def fit(
     for callback in all_callbacks:
         callback.on_fit_start(state)
     try:
-        with pyro.validation_enabled(validate_args):
+        with pyro.validation_enabled(validate_args), quiet_jit_deprecation(elbo == "jit"), \
+                warnings.catch_warnings():
+            # a NaN loss raises TrainingDivergedError below; Pyro's own warning would only repeat it
+            warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             for epoch in range(start_epoch + 1, epochs + 1):
                 state.epoch = epoch
                 started = time.perf_counter()
@@ -469,7 +486,7 @@ def fit(
                     if val_loader is not None:
                         row["val_elbo"] = terms["elbo"]
                     row["recon"], row["kl"] = terms["recon"], terms["kl"]
-                row.update(kl_weight=kl_weight(), lr=optim.param_groups[0]["lr"],
+                row.update(kl_weight=kl_weight(step_counter[0] - 1), lr=optim.param_groups[0]["lr"],
                            grad_norm=float(torch.stack(grad_norms).mean()) if grad_norms
                            else math.nan,
                            seconds=seconds, samples_per_s=seen / seconds if seconds else math.nan)
@@ -481,6 +498,11 @@ def fit(
                     best_value, best_epoch = row[monitor], epoch
                 for callback in all_callbacks:
                     callback.on_epoch_end(state)
+                if not all(bool(torch.isfinite(p).all()) for p in params):
+                    raise TrainingDivergedError(
+                        f"parameters became NaN or infinite by the end of epoch {epoch}; "
+                        "training stopped" + (f", and the checkpoints in {folder} are those of "
+                                              "the last good epoch" if folder else "") + ".")
                 if folder is not None:
                     payload = checkpoint_payload(epoch)
                     ckpt.save_checkpoint(folder / LAST_CHECKPOINT, payload)

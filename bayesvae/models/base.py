@@ -3,12 +3,14 @@ its config), the recorded constructor config, a per-instance Pyro name, and the 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
 
-__all__ = ["PyroModel", "MODEL_REGISTRY", "get_model_class"]
+__all__ = ["PyroModel", "MODEL_REGISTRY", "get_model_class", "seeded_init"]
 
 MODEL_REGISTRY: dict[str, type[PyroModel]] = {}
 _instance_counter = itertools.count()
@@ -20,6 +22,17 @@ def get_model_class(name: str) -> type[PyroModel]:
         known = ", ".join(sorted(MODEL_REGISTRY)) or "none"
         raise ValueError(f"unknown model family {name!r}; registered families: {known}.")
     return MODEL_REGISTRY[name]
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int | None) -> Iterator[None]:
+    """Initialise parameters from ``seed`` without touching the global RNG (no-op for ``None``)."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class PyroModel(torch.nn.Module):

@@ -24,7 +24,7 @@ from bayesvae.data.validation import (
     check_positive_int,
     check_unit_interval,
 )
-from bayesvae.models.base import PyroModel
+from bayesvae.models.base import PyroModel, seeded_init
 
 __all__ = ["VAE", "ACTIVATIONS", "LIKELIHOODS", "ENCODERS"]
 
@@ -155,6 +155,7 @@ class VAE(PyroModel):
         activation: one of :data:`ACTIVATIONS`.
         beta: weight of the KL term (β-VAE); applied with ``poutine.scale`` on ``z`` in both
             model and guide. ``beta=1`` is the standard ELBO.
+        seed: seed for the initial weights (``None``: drawn from torch's global RNG).
 
     Example:
         >>> vae = VAE(64, latent_dim=2, hidden_dims=(32,))
@@ -174,6 +175,7 @@ class VAE(PyroModel):
         gaussian_scale: float | None = None,
         activation: str = "relu",
         beta: float = 1.0,
+        seed: int | None = None,
     ) -> None:
         shape = _as_shape(input_shape)
         latent_dim = check_positive_int("latent_dim", latent_dim)
@@ -198,12 +200,19 @@ class VAE(PyroModel):
             input_shape=list(shape), latent_dim=latent_dim, hidden_dims=list(hidden),
             encoder=encoder, conv_channels=list(channels), likelihood=likelihood,
             gaussian_scale=None if gaussian_scale is None else float(gaussian_scale),
-            activation=activation, beta=float(beta),
+            activation=activation, beta=float(beta), seed=seed,
         ))
         self.input_shape = shape
         self.latent_dim = latent_dim
         self.likelihood = likelihood
         self.beta = float(beta)
+        with seeded_init(seed):
+            self._build_networks(shape, hidden, channels, encoder, activation, gaussian_scale)
+
+    def _build_networks(self, shape: tuple[int, ...], hidden: tuple[int, ...],
+                        channels: tuple[int, ...], encoder: str, activation: str,
+                        gaussian_scale: float | None) -> None:
+        latent_dim, likelihood = self.latent_dim, self.likelihood
         if encoder == "mlp":
             self.encoder = MLPEncoder(math.prod(shape), hidden, latent_dim, activation, len(shape))
             self.decoder = MLPDecoder(latent_dim, hidden, shape, activation)

@@ -1,0 +1,39 @@
+# One entry point for tooling. Each target creates .venv if missing and installs the package into
+# it with the pinned constraints (torch==2.13.0 CPU among them).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test test-fast demo lint format benchmark clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/bayesvae vae --data digits --epochs 200 --latent-dim 2 --out runs/demo
+	@echo "run folder written to runs/demo"
+
+lint: $(STAMP)
+	$(BIN)/ruff check bayesvae tests examples benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format bayesvae tests examples benchmarks
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/vae_mnist.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

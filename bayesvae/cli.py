@@ -1,0 +1,151 @@
+"""The ``bayesvae`` command line. Bad input exits with code 2 and one line on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["main", "load_data_spec"]
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported on one line, exit code 2."""
+
+
+def load_data_spec(spec: str, *, seed: int = 0, val_fraction: float = 0.1) -> tuple[Any, Any]:
+    """Resolve ``--data``: ``digits``, ``mnist:DIR``, ``binarized-mnist:PATH`` or a ``.npy``/``.npz``
+    file. Returns ``(train, val)`` as :class:`~bayesvae.data.ImageData`."""
+    from bayesvae import data
+
+    if spec == "digits":
+        return _split(data.load_digits(), seed, val_fraction)
+    kind, _, location = spec.partition(":")
+    if kind == "mnist" and location:
+        root = Path(location)
+        if not root.is_dir():
+            raise UsageError(f"--data {spec}: folder {root} does not exist")
+        return data.load_mnist(root, split="train"), data.load_mnist(root, split="test")
+    if kind == "binarized-mnist" and location:
+        if not Path(location).exists():
+            raise UsageError(f"--data {spec}: {location} does not exist")
+        return (data.load_binarized_mnist(location, split="train"),
+                data.load_binarized_mnist(location, split="valid"))
+    path = Path(spec)
+    if path.suffix in (".npy", ".npz"):
+        if not path.exists():
+            raise UsageError(f"--data {spec}: file does not exist")
+        return _split(data.load_array(path), seed, val_fraction)
+    raise UsageError(f"--data {spec!r}: expected 'digits', 'mnist:DIR', 'binarized-mnist:PATH', "
+                     "or a .npy/.npz file")
+
+
+def _split(dataset: Any, seed: int, val_fraction: float) -> tuple[Any, Any]:
+    from dataclasses import replace
+
+    order = np.random.default_rng(seed).permutation(len(dataset))
+    n_val = int(round(val_fraction * len(dataset)))
+    if n_val == 0 or n_val == len(dataset):
+        return dataset, None
+
+    def take(index: np.ndarray) -> Any:
+        return replace(dataset, x=dataset.x[index],
+                       y=None if dataset.y is None else dataset.y[index])
+
+    return take(order[n_val:]), take(order[:n_val])
+
+
+def _run_vae(args: argparse.Namespace) -> int:
+    import torch
+
+    import bayesvae
+    from bayesvae.report import plots
+
+    train, val = load_data_spec(args.data, seed=args.seed, val_fraction=args.val_fraction)
+    input_shape: Any = train.image_shape if args.encoder == "conv" else train.x.shape[1:]
+    if args.encoder == "conv":
+        reshape = (lambda d: None if d is None else
+                   type(d)(**{**d.__dict__, "x": d.x.reshape(len(d), *train.image_shape)}))
+        train, val = reshape(train), reshape(val)
+    vae = bayesvae.VAE(
+        tuple(input_shape), latent_dim=args.latent_dim, hidden_dims=tuple(args.hidden),
+        encoder=args.encoder, likelihood=args.likelihood, beta=args.beta,
+    )
+    out = Path(args.out)
+    result = bayesvae.fit(
+        vae, train, val=val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        elbo=args.elbo, kl_warmup=args.kl_warmup, device=args.device, seed=args.seed,
+        progress=not args.no_progress, checkpoint_dir=out / "checkpoints",
+    )
+    result.save(out)
+    model, shown = result.model, val if val is not None else train
+    x_shown = torch.as_tensor(shown.x[:10])
+    plots.loss_curves(result.history, out / "loss_curves.png")
+    plots.reconstructions(x_shown, model.reconstruct(x_shown), train.image_shape,
+                          out / "reconstructions.png")
+    plots.image_grid(model.sample(40, seed=args.seed), train.image_shape, out / "samples.png",
+                     title="samples (decoder means)")
+    if shown.y is not None:
+        loc, _ = model.encode(torch.as_tensor(shown.x[:2000]))
+        plots.latent_scatter(loc, shown.y[:2000], out / "latent.png")
+    last = result.history.iloc[-1].to_dict()
+    summary = {"out": str(out), "epochs": int(last["epoch"]),
+               "train_elbo": last["train_elbo"], "val_elbo": last.get("val_elbo"),
+               "device": str(result.device)}
+    print(json.dumps(summary) if args.json else
+          "\n".join(f"{key}: {value}" for key, value in summary.items()))
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from bayesvae.infer.objectives import OBJECTIVES
+    from bayesvae.models.vae import ENCODERS, LIKELIHOODS
+
+    parser = argparse.ArgumentParser(prog="bayesvae", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch")
+    commands = parser.add_subparsers(dest="command", required=True)
+    vae = commands.add_parser("vae", help="train a variational autoencoder and write a run folder")
+    vae.add_argument("--data", default="digits",
+                     help="digits | mnist:DIR | binarized-mnist:PATH | FILE.npy | FILE.npz")
+    vae.add_argument("--out", required=True, help="run folder to write")
+    vae.add_argument("--epochs", type=int, default=20)
+    vae.add_argument("--latent-dim", type=int, default=2)
+    vae.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer widths")
+    vae.add_argument("--encoder", default="mlp", choices=ENCODERS)
+    vae.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOODS)
+    vae.add_argument("--beta", type=float, default=1.0, help="KL weight (beta-VAE)")
+    vae.add_argument("--kl-warmup", type=int, default=0, help="KL warm-up epochs")
+    vae.add_argument("--elbo", default="trace", choices=sorted(OBJECTIVES))
+    vae.add_argument("--batch-size", type=int, default=128)
+    vae.add_argument("--lr", type=float, default=1e-3)
+    vae.add_argument("--val-fraction", type=float, default=0.1,
+                     help="held-out share for files and digits (MNIST uses its test split)")
+    vae.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    vae.add_argument("--seed", type=int, default=0)
+    vae.add_argument("--no-progress", action="store_true")
+    vae.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    vae.set_defaults(run=_run_vae)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bayesvae`` console script; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args))
+    except (UsageError, ValueError, TypeError, FileNotFoundError) as err:
+        print(f"bayesvae {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

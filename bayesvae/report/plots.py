@@ -1,0 +1,115 @@
+"""PNG figures for runs. Each function draws, writes ``path`` atomically when given, and returns
+the matplotlib ``Figure``."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayesvae.infer.checkpoint import atomic_write
+
+__all__ = ["loss_curves", "image_grid", "reconstructions", "latent_scatter", "save_figure"]
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure: Any, path: str | Path | None) -> Any:
+    """Write ``figure`` as PNG to ``path`` (atomically) and close it; return it."""
+    if path is not None:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    _pyplot().close(figure)
+    return figure
+
+
+def _as_numpy(array: Any) -> np.ndarray:
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def loss_curves(history: Any, path: str | Path | None = None) -> Any:
+    """ELBO per data point by epoch (train, and validation when present) and the KL term.
+
+    ``history``: a DataFrame (or list of rows) as in ``FitResult.history``.
+    """
+    import pandas as pd
+
+    frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+    plt = _pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    left.plot(frame["epoch"], frame["train_elbo"], label="train (objective)")
+    if "val_elbo" in frame:
+        left.plot(frame["epoch"], frame["val_elbo"], label="validation")
+    left.set(xlabel="epoch", ylabel="ELBO per data point (nats)", title="ELBO")
+    left.legend()
+    if "kl" in frame:
+        right.plot(frame["epoch"], frame["kl"], color="tab:red", label="KL")
+        right.plot(frame["epoch"], -frame["recon"], color="tab:green", label="-reconstruction")
+        right.set(xlabel="epoch", ylabel="nats per data point", title="ELBO terms")
+        right.legend()
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def image_grid(images: Any, image_shape: tuple[int, ...], path: str | Path | None = None, *,
+               columns: int = 10, title: str | None = None) -> Any:
+    """Show ``images: (N, ...)`` reshaped to ``image_shape`` ``(C, H, W)`` in a grid."""
+    images = _as_numpy(images).reshape(-1, *image_shape)
+    rows = max(1, math.ceil(len(images) / columns))
+    plt = _pyplot()
+    figure, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9), squeeze=False)
+    for index, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if index < len(images):
+            image = images[index]
+            image = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
+            axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+    if title:
+        figure.suptitle(title)
+    return save_figure(figure, path)
+
+
+def reconstructions(originals: Any, reconstructed: Any, image_shape: tuple[int, ...],
+                    path: str | Path | None = None, *, n: int = 10) -> Any:
+    """Originals (top row) above their reconstructions (bottom row)."""
+    originals = _as_numpy(originals)[:n].reshape(-1, *image_shape)
+    reconstructed = _as_numpy(reconstructed)[:n].reshape(-1, *image_shape)
+    return image_grid(np.concatenate([originals, reconstructed]), image_shape, path,
+                      columns=len(originals), title="originals (top) and reconstructions")
+
+
+def latent_scatter(z: Any, labels: Any = None, path: str | Path | None = None) -> Any:
+    """Latent means ``z: (N, latent_dim)`` coloured by ``labels``: the latent itself when 2-D,
+    else its first two principal components."""
+    z = _as_numpy(z)
+    if z.shape[1] == 2:
+        points, axis_names = z, ("z[0]", "z[1]")
+    elif z.shape[1] == 1:
+        points, axis_names = np.column_stack([z[:, 0], np.zeros(len(z))]), ("z[0]", "")
+    else:
+        from sklearn.decomposition import PCA
+
+        points, axis_names = PCA(n_components=2).fit_transform(z), ("PC 1", "PC 2")
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    if labels is not None:
+        scatter = axis.scatter(points[:, 0], points[:, 1], c=_as_numpy(labels), cmap="tab10",
+                               s=6, alpha=0.8)
+        figure.colorbar(scatter, ax=axis, label="label")
+    else:
+        axis.scatter(points[:, 0], points[:, 1], s=6, alpha=0.8)
+    axis.set(xlabel=axis_names[0], ylabel=axis_names[1], title="latent space (posterior means)")
+    return save_figure(figure, path)
