@@ -1,9 +1,9 @@
 """bayesvae: Bayesian deep generative models and Bayesian analyses on Pyro.
 
-    >>> import bayesvae
-    >>> data = bayesvae.data.load_digits()
-    >>> vae = bayesvae.models.VAE(64, latent_dim=2, hidden_dims=(64,))
-    >>> result = bayesvae.fit(vae, data.x, epochs=1, progress=False)
+>>> import bayesvae
+>>> data = bayesvae.data.load_digits()
+>>> vae = bayesvae.models.VAE(64, latent_dim=2, hidden_dims=(64,))
+>>> result = bayesvae.fit(vae, data.x, epochs=1, progress=False)
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ class UsageError(Exception):
 
 
 def load_data_spec(spec: str, *, seed: int = 0, val_fraction: float = 0.1) -> tuple[Any, Any]:
-    """Resolve ``--data``: ``digits``, ``mnist:DIR``, ``binarized-mnist:PATH`` or a ``.npy``/``.npz``
-    file. Returns ``(train, val)`` as :class:`~bayesvae.data.ImageData`."""
+    """Resolve ``--data``: ``digits``, ``mnist:DIR``, ``binarized-mnist:PATH`` or a
+    ``.npy``/``.npz`` file. Returns ``(train, val)`` as :class:`~bayesvae.data.ImageData`."""
     from bayesvae import data
 
     if spec == "digits":
@@ -35,15 +35,19 @@ def load_data_spec(spec: str, *, seed: int = 0, val_fraction: float = 0.1) -> tu
     if kind == "binarized-mnist" and location:
         if not Path(location).exists():
             raise UsageError(f"--data {spec}: {location} does not exist")
-        return (data.load_binarized_mnist(location, split="train"),
-                data.load_binarized_mnist(location, split="valid"))
+        return (
+            data.load_binarized_mnist(location, split="train"),
+            data.load_binarized_mnist(location, split="valid"),
+        )
     path = Path(spec)
     if path.suffix in (".npy", ".npz"):
         if not path.exists():
             raise UsageError(f"--data {spec}: file does not exist")
         return _split(data.load_array(path), seed, val_fraction)
-    raise UsageError(f"--data {spec!r}: expected 'digits', 'mnist:DIR', 'binarized-mnist:PATH', "
-                     "or a .npy/.npz file")
+    raise UsageError(
+        f"--data {spec!r}: expected 'digits', 'mnist:DIR', 'binarized-mnist:PATH', "
+        "or a .npy/.npz file"
+    )
 
 
 def _split(dataset: Any, seed: int, val_fraction: float) -> tuple[Any, Any]:
@@ -55,10 +59,20 @@ def _split(dataset: Any, seed: int, val_fraction: float) -> tuple[Any, Any]:
         return dataset, None
 
     def take(index: np.ndarray) -> Any:
-        return replace(dataset, x=dataset.x[index],
-                       y=None if dataset.y is None else dataset.y[index])
+        return replace(
+            dataset, x=dataset.x[index], y=None if dataset.y is None else dataset.y[index]
+        )
 
     return take(order[n_val:]), take(order[:n_val])
+
+
+def _as_images(dataset: Any) -> Any:
+    """``(N, D)`` data reshaped to ``(N, C, H, W)`` for the convolutional networks."""
+    from dataclasses import replace
+
+    if dataset is None:
+        return None
+    return replace(dataset, x=dataset.x.reshape(len(dataset), *dataset.image_shape))
 
 
 def _run_vae(args: argparse.Namespace) -> int:
@@ -70,36 +84,59 @@ def _run_vae(args: argparse.Namespace) -> int:
     train, val = load_data_spec(args.data, seed=args.seed, val_fraction=args.val_fraction)
     input_shape: Any = train.image_shape if args.encoder == "conv" else train.x.shape[1:]
     if args.encoder == "conv":
-        reshape = (lambda d: None if d is None else
-                   type(d)(**{**d.__dict__, "x": d.x.reshape(len(d), *train.image_shape)}))
-        train, val = reshape(train), reshape(val)
+        train, val = _as_images(train), _as_images(val)
     vae = bayesvae.VAE(
-        tuple(input_shape), latent_dim=args.latent_dim, hidden_dims=tuple(args.hidden),
-        encoder=args.encoder, likelihood=args.likelihood, beta=args.beta,
+        tuple(input_shape),
+        latent_dim=args.latent_dim,
+        hidden_dims=tuple(args.hidden),
+        encoder=args.encoder,
+        likelihood=args.likelihood,
+        beta=args.beta,
     )
     out = Path(args.out)
     result = bayesvae.fit(
-        vae, train, val=val, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        elbo=args.elbo, kl_warmup=args.kl_warmup, device=args.device, seed=args.seed,
-        progress=not args.no_progress, checkpoint_dir=out / "checkpoints",
+        vae,
+        train,
+        val=val,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        elbo=args.elbo,
+        kl_warmup=args.kl_warmup,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.no_progress,
+        checkpoint_dir=out / "checkpoints",
     )
     result.save(out)
     model, shown = result.model, val if val is not None else train
     x_shown = torch.as_tensor(shown.x[:10])
     plots.loss_curves(result.history, out / "loss_curves.png")
-    plots.reconstructions(x_shown, model.reconstruct(x_shown), train.image_shape,
-                          out / "reconstructions.png")
-    plots.image_grid(model.sample(40, seed=args.seed), train.image_shape, out / "samples.png",
-                     title="samples (decoder means)")
+    plots.reconstructions(
+        x_shown, model.reconstruct(x_shown), train.image_shape, out / "reconstructions.png"
+    )
+    plots.image_grid(
+        model.sample(40, seed=args.seed),
+        train.image_shape,
+        out / "samples.png",
+        title="samples (decoder means)",
+    )
     if shown.y is not None:
         loc, _ = model.encode(torch.as_tensor(shown.x[:2000]))
         plots.latent_scatter(loc, shown.y[:2000], out / "latent.png")
     last = result.history.iloc[-1].to_dict()
-    summary = {"out": str(out), "epochs": int(last["epoch"]),
-               "train_elbo": last["train_elbo"], "val_elbo": last.get("val_elbo"),
-               "device": str(result.device)}
-    print(json.dumps(summary) if args.json else
-          "\n".join(f"{key}: {value}" for key, value in summary.items()))
+    summary = {
+        "out": str(out),
+        "epochs": int(last["epoch"]),
+        "train_elbo": last["train_elbo"],
+        "val_elbo": last.get("val_elbo"),
+        "device": str(result.device),
+    }
+    print(
+        json.dumps(summary)
+        if args.json
+        else "\n".join(f"{key}: {value}" for key, value in summary.items())
+    )
     return 0
 
 
@@ -111,8 +148,11 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch")
     commands = parser.add_subparsers(dest="command", required=True)
     vae = commands.add_parser("vae", help="train a variational autoencoder and write a run folder")
-    vae.add_argument("--data", default="digits",
-                     help="digits | mnist:DIR | binarized-mnist:PATH | FILE.npy | FILE.npz")
+    vae.add_argument(
+        "--data",
+        default="digits",
+        help="digits | mnist:DIR | binarized-mnist:PATH | FILE.npy | FILE.npz",
+    )
     vae.add_argument("--out", required=True, help="run folder to write")
     vae.add_argument("--epochs", type=int, default=20)
     vae.add_argument("--latent-dim", type=int, default=2)
@@ -124,8 +164,12 @@ def _build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--elbo", default="trace", choices=sorted(OBJECTIVES))
     vae.add_argument("--batch-size", type=int, default=128)
     vae.add_argument("--lr", type=float, default=1e-3)
-    vae.add_argument("--val-fraction", type=float, default=0.1,
-                     help="held-out share for files and digits (MNIST uses its test split)")
+    vae.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="held-out share for files and digits (MNIST uses its test split)",
+    )
     vae.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     vae.add_argument("--seed", type=int, default=0)
     vae.add_argument("--no-progress", action="store_true")
@@ -138,8 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesvae`` console script; returns the exit code."""
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.run(args))
     except (UsageError, ValueError, TypeError, FileNotFoundError) as err:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -30,9 +29,9 @@ from bayesvae.data import load_binarized_mnist, load_mnist
 from bayesvae.infer import Callback
 
 HERE = Path(__file__).resolve().parent
-NLL_TARGET = 92.0            # nats, after 100 epochs
-DEFAULT_SPEED_TARGET = 1.0   # default objective vs the hand-written loop
-BEST_SPEED_TARGET = 1.1      # best objective vs the hand-written loop
+NLL_TARGET = 92.0  # nats, after 100 epochs
+DEFAULT_SPEED_TARGET = 1.0  # default objective vs the hand-written loop
+BEST_SPEED_TARGET = 1.1  # best objective vs the hand-written loop
 
 
 def machine() -> str:
@@ -46,9 +45,11 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
-            f"Python {platform.python_version()}, torch {torch.__version__}, "
-            f"pyro {__import__('pyro').__version__}, bayesvae {bayesvae.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; "
+        f"Python {platform.python_version()}, torch {torch.__version__}, "
+        f"pyro {__import__('pyro').__version__}, bayesvae {bayesvae.__version__}"
+    )
 
 
 def load_sets(root: Path, which: str) -> tuple[Any, np.ndarray, np.ndarray | None]:
@@ -67,8 +68,9 @@ def load_sets(root: Path, which: str) -> tuple[Any, np.ndarray, np.ndarray | Non
 class EvaluateAt(Callback):
     """Record test ELBO and log-likelihood at chosen epochs."""
 
-    def __init__(self, test: torch.Tensor, epochs: set[int], ll_samples: int,
-                 ll_points: int) -> None:
+    def __init__(
+        self, test: torch.Tensor, epochs: set[int], ll_samples: int, ll_points: int
+    ) -> None:
         self.test, self.epochs, self.ll_samples, self.rows = test, epochs, ll_samples, []
         order = np.random.default_rng(0).permutation(len(test))[:ll_points]
         self.ll_subset = test[torch.as_tensor(np.sort(order))]
@@ -82,13 +84,20 @@ class EvaluateAt(Callback):
         elbo = float(vae.elbo(self.test, num_samples=10, seed=1).mean())
         ll = float(vae.log_likelihood(self.ll_subset, num_samples=self.ll_samples, seed=1).mean())
         vae.train()
-        self.rows.append({"epoch": state.epoch, "test_elbo": elbo, "test_ll": ll,
-                          "eval_seconds": time.perf_counter() - started})
+        self.rows.append(
+            {
+                "epoch": state.epoch,
+                "test_elbo": elbo,
+                "test_ll": ll,
+                "eval_seconds": time.perf_counter() - started,
+            }
+        )
         print(json.dumps({"evaluated": self.rows[-1]}), flush=True)
 
 
-def quality(root: Path, epochs: list[int], ll_samples: int, ll_points: int,
-            limit: int | None) -> list[dict]:
+def quality(
+    root: Path, epochs: list[int], ll_samples: int, ll_points: int, limit: int | None
+) -> list[dict]:
     rows = []
     for which in ("dynamic", "fixed"):
         train, test, valid = load_sets(root, which)
@@ -96,18 +105,33 @@ def quality(root: Path, epochs: list[int], ll_samples: int, ll_points: int,
             from dataclasses import replace
 
             train = replace(train, x=train.x[:limit], y=None)
-            test = test[:max(limit // 5, 100)]
-            valid = None if valid is None else valid[:max(limit // 5, 100)]
+            test = test[: max(limit // 5, 100)]
+            valid = None if valid is None else valid[: max(limit // 5, 100)]
         evaluator = EvaluateAt(torch.as_tensor(test), set(epochs), ll_samples, ll_points)
         vae = bayesvae.VAE(784, latent_dim=20, hidden_dims=(400,))
-        result = bayesvae.fit(vae, train, val=valid, epochs=max(epochs), batch_size=128,
-                              lr=1e-3, seed=0, progress=False, callbacks=[evaluator],
-                              eval_size=1000)
+        result = bayesvae.fit(
+            vae,
+            train,
+            val=valid,
+            epochs=max(epochs),
+            batch_size=128,
+            lr=1e-3,
+            seed=0,
+            progress=False,
+            callbacks=[evaluator],
+            eval_size=1000,
+        )
         train_seconds = float(result.history["seconds"].sum())
         for row in evaluator.rows:
-            rows.append({"data": "MNIST, dynamic binarization" if which == "dynamic"
-                         else "binarized MNIST (fixed)", **row,
-                         "train_seconds_total": train_seconds})
+            rows.append(
+                {
+                    "data": "MNIST, dynamic binarization"
+                    if which == "dynamic"
+                    else "binarized MNIST (fixed)",
+                    **row,
+                    "train_seconds_total": train_seconds,
+                }
+            )
     return rows
 
 
@@ -124,12 +148,13 @@ def hand_written_samples_per_s(x: torch.Tensor, epochs: int, seed: int = 0) -> f
         started = time.perf_counter()
         order = torch.randperm(n)
         for start in range(0, n - batch + 1, batch):
-            xb = torch.bernoulli(x[order[start:start + batch]])
+            xb = torch.bernoulli(x[order[start : start + batch]])
             loc, log_var = enc(xb).chunk(2, dim=-1)
             z = loc + torch.exp(0.5 * log_var) * torch.randn_like(loc)
             logits = dec(z)
-            recon = torch.nn.functional.binary_cross_entropy_with_logits(logits, xb,
-                                                                         reduction="sum")
+            recon = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, xb, reduction="sum"
+            )
             kl = 0.5 * (loc.pow(2) + log_var.exp() - 1 - log_var).sum()
             loss = (recon + kl) / batch
             optim.zero_grad(set_to_none=True)
@@ -150,18 +175,30 @@ def speed(root: Path, epochs: int, limit: int | None) -> dict[str, Any]:
     figures: dict[str, float] = {}
     # Interleave, and take the best of two rounds, to damp noise from other load.
     for _ in range(2):
-        figures["hand-written PyTorch"] = max(figures.get("hand-written PyTorch", 0.0),
-                                              hand_written_samples_per_s(x, epochs))
+        figures["hand-written PyTorch"] = max(
+            figures.get("hand-written PyTorch", 0.0), hand_written_samples_per_s(x, epochs)
+        )
         for objective in ("trace", "meanfield", "jit"):
             vae = bayesvae.VAE(784, latent_dim=20, hidden_dims=(400,))
-            result = bayesvae.fit(vae, train, epochs=epochs, batch_size=128, lr=1e-3, seed=0,
-                                  elbo=objective, progress=False, eval_size=128)
+            result = bayesvae.fit(
+                vae,
+                train,
+                epochs=epochs,
+                batch_size=128,
+                lr=1e-3,
+                seed=0,
+                elbo=objective,
+                progress=False,
+                eval_size=128,
+            )
             rate = float(result.history["samples_per_s"].mean())
             figures[objective] = max(figures.get(objective, 0.0), rate)
     baseline = figures["hand-written PyTorch"]
-    return {"samples_per_s": figures,
-            "ratio": {k: v / baseline for k, v in figures.items()},
-            "epochs_timed": epochs}
+    return {
+        "samples_per_s": figures,
+        "ratio": {k: v / baseline for k, v in figures.items()},
+        "epochs_timed": epochs,
+    }
 
 
 def write_results(path: Path, title: str, body: str) -> None:
@@ -175,17 +212,25 @@ def write_results(path: Path, title: str, body: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
     parser.add_argument("--part", choices=("quality", "speed", "all"), default="all")
     parser.add_argument("--epochs", type=int, nargs="+", default=[20, 100])
     parser.add_argument("--ll-samples", type=int, default=5000)
-    parser.add_argument("--ll-points", type=int, default=2000,
-                        help="test images (a fixed random subset) for the K-sample log-likelihood")
+    parser.add_argument(
+        "--ll-points",
+        type=int,
+        default=2000,
+        help="test images (a fixed random subset) for the K-sample log-likelihood",
+    )
     parser.add_argument("--speed-epochs", type=int, default=2)
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny run (2,000 images, 2 epochs, K=50) to check the script")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny run (2,000 images, 2 epochs, K=50) to check the script",
+    )
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
     if not (args.data_root / "mnist").is_dir() or not (args.data_root / "binarized_mnist").is_dir():
@@ -198,24 +243,32 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     if args.part in ("quality", "all"):
         rows = quality(args.data_root, epochs, ll_samples, args.ll_points, limit)
-        lines = [f"Machine: {machine()}. Date: {stamp}.",
-                 f"MLP VAE 784-400-20 (ReLU), batch 128, Adam 1e-3, seed 0, Trace_ELBO. Test ELBO: "
-                 f"mean over the test set of a 10-sample ELBO; test log-likelihood: importance "
-                 f"sampling with K={ll_samples} on a fixed random subset of {args.ll_points} test images "
-                 f"(seed 0; a stochastic lower bound, so NLL = -log-likelihood is an upper "
-                 "bound). "
-                 "Dynamic MNIST: trained on the 60k training images resampled every epoch, "
-                 "tested on the 10k test images binarized once (seed 0). Fixed binarized MNIST: "
-                 "trained on its 50k train split, tested on its 10k test split.", "",
-                 "| data | epoch | test ELBO (nats) | test NLL (nats) | train time to here (s) |",
-                 "|---|---|---|---|---|"]
+        lines = [
+            f"Machine: {machine()}. Date: {stamp}.",
+            f"MLP VAE 784-400-20 (ReLU), batch 128, Adam 1e-3, seed 0, Trace_ELBO. Test ELBO: "
+            f"mean over the test set of a 10-sample ELBO; test log-likelihood: importance "
+            f"sampling with K={ll_samples} on a fixed random subset of {args.ll_points} "
+            "test images "
+            f"(seed 0; a stochastic lower bound, so NLL = -log-likelihood is an upper "
+            "bound). "
+            "Dynamic MNIST: trained on the 60k training images resampled every epoch, "
+            "tested on the 10k test images binarized once (seed 0). Fixed binarized MNIST: "
+            "trained on its 50k train split, tested on its 10k test split.",
+            "",
+            "| data | epoch | test ELBO (nats) | test NLL (nats) | train time to here (s) |",
+            "|---|---|---|---|---|",
+        ]
         for row in rows:
-            lines.append(f"| {row['data']} | {row['epoch']} | {row['test_elbo']:.2f} | "
-                         f"{-row['test_ll']:.2f} | {row['train_seconds_total']:.0f} (all epochs) |")
+            lines.append(
+                f"| {row['data']} | {row['epoch']} | {row['test_elbo']:.2f} | "
+                f"{-row['test_ll']:.2f} | {row['train_seconds_total']:.0f} (all epochs) |"
+            )
             if row["epoch"] == 100 and -row["test_ll"] > NLL_TARGET:
                 failed.append(f"{row['data']}: NLL {-row['test_ll']:.2f} > {NLL_TARGET}")
-        lines.append(f"\nTarget: NLL <= {NLL_TARGET} nats after 100 epochs: "
-                     + ("met." if not failed else "MISSED: " + "; ".join(failed)))
+        lines.append(
+            f"\nTarget: NLL <= {NLL_TARGET} nats after 100 epochs: "
+            + ("met." if not failed else "MISSED: " + "; ".join(failed))
+        )
         print(json.dumps({"quality": rows}, indent=1))
         if not args.quick:
             write_results(args.results, "VAE on MNIST: quality (CPU)", "\n".join(lines))
@@ -225,22 +278,31 @@ def main(argv: list[str] | None = None) -> int:
         best = max(ratio[k] for k in ("trace", "meanfield", "jit"))
         speed_failed = []
         if ratio["trace"] < DEFAULT_SPEED_TARGET:
-            speed_failed.append(f"default objective at {ratio['trace']:.2f}x < "
-                                f"{DEFAULT_SPEED_TARGET}x")
+            speed_failed.append(
+                f"default objective at {ratio['trace']:.2f}x < {DEFAULT_SPEED_TARGET}x"
+            )
         if best < BEST_SPEED_TARGET:
             speed_failed.append(f"best objective at {best:.2f}x < {BEST_SPEED_TARGET}x")
-        lines = [f"Machine: {machine()}. Date: {stamp}.",
-                 f"MLP VAE 784-400-20, batch 128, dynamically binarized MNIST (60k), training "
-                 f"steps only, {figures['epochs_timed']} epoch(s), best of 2 interleaved rounds.",
-                 "", "| loop | samples/s | ratio to hand-written |", "|---|---|---|"]
-        names = {"hand-written PyTorch": "hand-written PyTorch loop (analytic KL)",
-                 "trace": "bayesvae.fit, elbo='trace' (Trace_ELBO, default)",
-                 "meanfield": "bayesvae.fit, elbo='meanfield' (TraceMeanField_ELBO)",
-                 "jit": "bayesvae.fit, elbo='jit' (JitTrace_ELBO)"}
+        lines = [
+            f"Machine: {machine()}. Date: {stamp}.",
+            f"MLP VAE 784-400-20, batch 128, dynamically binarized MNIST (60k), training "
+            f"steps only, {figures['epochs_timed']} epoch(s), best of 2 interleaved rounds.",
+            "",
+            "| loop | samples/s | ratio to hand-written |",
+            "|---|---|---|",
+        ]
+        names = {
+            "hand-written PyTorch": "hand-written PyTorch loop (analytic KL)",
+            "trace": "bayesvae.fit, elbo='trace' (Trace_ELBO, default)",
+            "meanfield": "bayesvae.fit, elbo='meanfield' (TraceMeanField_ELBO)",
+            "jit": "bayesvae.fit, elbo='jit' (JitTrace_ELBO)",
+        }
         for key, label in names.items():
             lines.append(f"| {label} | {figures['samples_per_s'][key]:.0f} | {ratio[key]:.2f}x |")
-        lines.append(f"\nTargets: default >= {DEFAULT_SPEED_TARGET}x, best >= {BEST_SPEED_TARGET}x: "
-                     + ("met." if not speed_failed else "MISSED: " + "; ".join(speed_failed)))
+        lines.append(
+            f"\nTargets: default >= {DEFAULT_SPEED_TARGET}x, best >= {BEST_SPEED_TARGET}x: "
+            + ("met." if not speed_failed else "MISSED: " + "; ".join(speed_failed))
+        )
         failed += speed_failed
         print(json.dumps({"speed": figures}, indent=1))
         if not args.quick:

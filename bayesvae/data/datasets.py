@@ -136,13 +136,19 @@ def load_mnist(
     images = _read_idx(images_path, _IMAGES_MAGIC)
     labels = _read_idx(labels_path, _LABELS_MAGIC).astype(np.int64)
     if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images_path} has {images.shape[0]} images but {labels.shape[0]} labels.")
+        raise ValueError(
+            f"{images_path} has {images.shape[0]} images but {labels.shape[0]} labels."
+        )
     x = images.astype(np.float32) / 255.0
     if binarize == "threshold":
         x = (x > 0.5).astype(np.float32)
     x = x.reshape(len(x), -1) if flatten else x.reshape(len(x), 1, 28, 28)
-    return ImageData(x=x, y=labels, image_shape=(1, 28, 28),
-                     binarize="dynamic" if binarize == "dynamic" else None)
+    return ImageData(
+        x=x,
+        y=labels,
+        image_shape=(1, 28, 28),
+        binarize="dynamic" if binarize == "dynamic" else None,
+    )
 
 
 def load_binarized_mnist(path: str | os.PathLike[str], *, split: str = "train") -> ImageData:
@@ -180,8 +186,9 @@ def load_array(path: str | os.PathLike[str], *, key: str | None = None) -> Image
             names = list(archive.keys())
             x_key = key or next((k for k in ("x", "X", "data") if k in names), None)
             if x_key is None or x_key not in names:
-                raise ValueError(f"{path} has arrays {names}; expected one named 'x' or 'X' "
-                                 "(or pass key=).")
+                raise ValueError(
+                    f"{path} has arrays {names}; expected one named 'x' or 'X' (or pass key=)."
+                )
             x = archive[x_key]
             y_key = next((k for k in ("y", "Y", "labels") if k in names), None)
             y = archive[y_key].astype(np.int64) if y_key else None

@@ -11,7 +11,6 @@ import torch
 __all__ = [
     "as_float_tensor",
     "check_finite",
-    "check_ndim",
     "check_unit_interval",
     "check_positive_int",
     "check_choice",
@@ -19,7 +18,7 @@ __all__ = [
 
 
 def as_float_tensor(name: str, value: Any, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Convert an array-like to a floating tensor, refusing empty, non-numeric or non-finite input."""
+    """Convert an array-like to a float tensor; refuse empty, non-numeric or non-finite input."""
     if isinstance(value, torch.Tensor):
         tensor = value
     elif isinstance(value, np.ndarray) or isinstance(value, (list, tuple)):
@@ -36,7 +35,9 @@ def as_float_tensor(name: str, value: Any, *, dtype: torch.dtype = torch.float32
     if tensor.is_complex():
         raise TypeError(f"{name} must be real-valued, got dtype {tensor.dtype}.")
     if tensor.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(tensor.shape)}); expected at least one row.")
+        raise ValueError(
+            f"{name} is empty (shape {tuple(tensor.shape)}); expected at least one row."
+        )
     if not tensor.is_floating_point():
         tensor = tensor.to(dtype)
     elif tensor.dtype != dtype and dtype is not None:
@@ -50,15 +51,8 @@ def check_finite(name: str, tensor: torch.Tensor) -> None:
     finite = torch.isfinite(tensor)
     if not bool(finite.all()):
         bad = int((~finite).sum())
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s); clean or impute them first.")
-
-
-def check_ndim(name: str, tensor: torch.Tensor, allowed: tuple[int, ...], meaning: str) -> None:
-    """Raise unless ``tensor.dim()`` is one of ``allowed``; ``meaning`` describes the expected shape."""
-    if tensor.dim() not in allowed:
         raise ValueError(
-            f"{name} must have shape {meaning}, got {tensor.dim()} dimension(s) "
-            f"with shape {tuple(tensor.shape)}."
+            f"{name} contains {bad} NaN or infinite value(s); clean or impute them first."
         )
 
 

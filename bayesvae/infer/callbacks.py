@@ -48,8 +48,9 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` (higher is better, e.g. ``"val_elbo"``) has not improved by more than
     ``min_delta`` for ``patience`` epochs."""
 
-    def __init__(self, patience: int = 10, *, monitor: str = "val_elbo",
-                 min_delta: float = 0.0) -> None:
+    def __init__(
+        self, patience: int = 10, *, monitor: str = "val_elbo", min_delta: float = 0.0
+    ) -> None:
         if isinstance(patience, bool) or not isinstance(patience, int) or patience <= 0:
             raise ValueError(f"patience must be a positive integer, got {patience!r}.")
         self.patience = patience
@@ -72,8 +73,10 @@ class EarlyStopping(Callback):
             self.bad_epochs += 1
             if self.bad_epochs >= self.patience:
                 state.stop = True
-                state.stop_reason = (f"early stopping: {self.monitor} did not improve for "
-                                     f"{self.patience} epochs (best {self.best:.4f})")
+                state.stop_reason = (
+                    f"early stopping: {self.monitor} did not improve for "
+                    f"{self.patience} epochs (best {self.best:.4f})"
+                )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "bad_epochs": self.bad_epochs}

@@ -72,7 +72,7 @@ def model_state(model: Any) -> dict[str, Any]:
         if name.startswith(prefix):
             unconstrained = store._params[name]
             if id(unconstrained) not in module_params:
-                params[name[len(prefix):]] = (store[name].detach().cpu(), store._constraints[name])
+                params[name[len(prefix) :]] = (store[name].detach().cpu(), store._constraints[name])
     return {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "param_store": {k: v[0] for k, v in params.items()},
@@ -155,8 +155,9 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) ->
     return _write_torch(Path(path), checkpoint)
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
-                    ) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
+) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`."""
     path = Path(path)
     if not path.exists():

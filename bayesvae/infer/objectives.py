@@ -12,8 +12,13 @@ from pyro.poutine.messenger import Messenger
 
 from bayesvae.data.validation import check_choice, check_positive_int
 
-__all__ = ["OBJECTIVES", "make_elbo", "scale_latents", "LatentScaleMessenger",
-           "quiet_jit_deprecation"]
+__all__ = [
+    "OBJECTIVES",
+    "make_elbo",
+    "scale_latents",
+    "LatentScaleMessenger",
+    "quiet_jit_deprecation",
+]
 
 #: Objective names accepted by ``bayesvae.fit(..., elbo=NAME)``.
 OBJECTIVES: dict[str, type[ELBO]] = {
@@ -38,8 +43,9 @@ def make_elbo(
     """
     check_choice("elbo", name, tuple(OBJECTIVES))
     num_particles = check_positive_int("num_particles", num_particles)
-    kwargs: dict[str, Any] = dict(num_particles=num_particles,
-                                  vectorize_particles=vectorize_particles and num_particles > 1)
+    kwargs: dict[str, Any] = dict(
+        num_particles=num_particles, vectorize_particles=vectorize_particles and num_particles > 1
+    )
     if max_plate_nesting is not None:
         kwargs["max_plate_nesting"] = max_plate_nesting
     if name == "jit":
@@ -78,6 +84,7 @@ def quiet_jit_deprecation(active: bool = True) -> Iterator[None]:
         yield
         return
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated",
-                                category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*torch\.jit\.trace.* is deprecated", category=DeprecationWarning
+        )
         yield

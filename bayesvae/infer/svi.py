@@ -86,12 +86,16 @@ def resolve_device(device: str | torch.device) -> torch.device:
                 f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'."
             ) from None
         if resolved.type not in ("cpu", "cuda"):
-            raise ValueError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'.")
+            raise ValueError(
+                f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'."
+            )
     else:
         raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}.")
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for, but CUDA is not available here; "
-                         "use device='auto' or 'cpu'.")
+        raise ValueError(
+            f"device {device!r} was asked for, but CUDA is not available here; "
+            "use device='auto' or 'cpu'."
+        )
     return resolved
 
 
@@ -120,8 +124,9 @@ def _prepare_data(model: Any, data: Any, name: str) -> tuple[tuple[torch.Tensor,
     return tensors, transform
 
 
-def _fixed(tensors: tuple[torch.Tensor, ...], transform: Any, seed: int
-           ) -> tuple[torch.Tensor, ...]:
+def _fixed(
+    tensors: tuple[torch.Tensor, ...], transform: Any, seed: int
+) -> tuple[torch.Tensor, ...]:
     """Apply a random batch transform once, with a seeded generator, so evaluation data stay
     the same every epoch (e.g. a dynamically binarized validation set binarized once)."""
     if transform is None:
@@ -169,17 +174,22 @@ def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
             size = batch[0].shape[0]
             guide_trace = poutine.trace(model.guide).get_trace(*batch, num_data=num_data)
             model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(
-                *batch, num_data=num_data)
+                *batch, num_data=num_data
+            )
             weight = size / num_data
             for name, site in model_trace.nodes.items():
-                if site["type"] != "sample" or site["infer"].get("_do_not_trace") \
-                        or type(site["fn"]).__name__ == "_Subsample":
+                if (
+                    site["type"] != "sample"
+                    or site["infer"].get("_do_not_trace")
+                    or type(site["fn"]).__name__ == "_Subsample"
+                ):
                     continue
                 if site["is_observed"]:
                     recon += weight * float(_site_log_prob(site))
                 elif name in guide_trace.nodes:
-                    kl += weight * float(_site_log_prob(guide_trace.nodes[name])
-                                         - _site_log_prob(site))
+                    kl += weight * float(
+                        _site_log_prob(guide_trace.nodes[name]) - _site_log_prob(site)
+                    )
     finally:
         model.train(was_training)
     return {"elbo": (recon - kl) / num_data, "recon": recon / num_data, "kl": kl / num_data}
@@ -191,8 +201,11 @@ def _seed_everything(seed: int) -> None:
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-             "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -206,8 +219,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _make_optimizer(name: str, params: list[torch.Tensor], lr: float, weight_decay: float
-                    ) -> torch.optim.Optimizer:
+def _make_optimizer(
+    name: str, params: list[torch.Tensor], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     from pyro.optim.clipped_adam import ClippedAdam
@@ -215,8 +229,9 @@ def _make_optimizer(name: str, params: list[torch.Tensor], lr: float, weight_dec
     return ClippedAdam(params, lr=lr, weight_decay=weight_decay)
 
 
-def _make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int, lr_decay: float
-                    ) -> torch.optim.lr_scheduler.LRScheduler | None:
+def _make_scheduler(
+    name: str, optimizer: torch.optim.Optimizer, epochs: int, lr_decay: float
+) -> torch.optim.lr_scheduler.LRScheduler | None:
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     if name == "exponential":
@@ -224,22 +239,29 @@ def _make_scheduler(name: str, optimizer: torch.optim.Optimizer, epochs: int, lr
     return None
 
 
-def _capture_params(model_fn: Any, guide_fn: Any, batch: tuple[torch.Tensor, ...],
-                    num_data: int) -> list[torch.Tensor]:
+def _capture_params(
+    model_fn: Any, guide_fn: Any, batch: tuple[torch.Tensor, ...], num_data: int
+) -> list[torch.Tensor]:
     """Run model and guide once (no gradients) and collect the unconstrained Pyro params."""
     with torch.no_grad(), poutine.trace(param_only=True) as capture:
         guide_trace = poutine.trace(guide_fn).get_trace(*batch, num_data=num_data)
         poutine.replay(model_fn, trace=guide_trace)(*batch, num_data=num_data)
     params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
     if not params:
-        raise ValueError("the model and guide declare no parameters to fit (no pyro.param or "
-                         "pyro.module); nothing to optimise.")
+        raise ValueError(
+            "the model and guide declare no parameters to fit (no pyro.param or "
+            "pyro.module); nothing to optimise."
+        )
     return params
 
 
 def _check_positive_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
     return float(value)
 
@@ -323,11 +345,14 @@ def fit(
         clip_norm = _check_positive_float("clip_norm", clip_norm)
     if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, int) or kl_warmup < 0:
         raise ValueError(f"kl_warmup must be a non-negative integer (epochs), got {kl_warmup!r}.")
-    objective = make_elbo(elbo, num_particles=num_particles,
-                          vectorize_particles=vectorize_particles)
+    objective = make_elbo(
+        elbo, num_particles=num_particles, vectorize_particles=vectorize_particles
+    )
     if elbo == "jit" and kl_warmup:
-        raise ValueError("kl_warmup cannot be combined with elbo='jit': the traced graph would "
-                         "freeze the warm-up weight. Use elbo='trace' for warm-up.")
+        raise ValueError(
+            "kl_warmup cannot be combined with elbo='jit': the traced graph would "
+            "freeze the warm-up weight. Use elbo='trace' for warm-up."
+        )
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir= (the folder holding last.pt).")
     for callback in callbacks:
@@ -347,15 +372,22 @@ def fit(
         tensors, transform = _prepare_data(model, train, "train")
         num_train = len(tensors[0])
         step_batch = min(batch_size, num_train)
-        train_loader = make_loader(*tensors, batch_size=step_batch, shuffle=True,
-                                   drop_last=True, generator=generator, transform=transform,
-                                   pin_memory=on_cuda)
+        train_loader = make_loader(
+            *tensors,
+            batch_size=step_batch,
+            shuffle=True,
+            drop_last=True,
+            generator=generator,
+            transform=transform,
+            pin_memory=on_cuda,
+        )
         eval_tensors = _fixed(tuple(t[:eval_size] for t in tensors), transform, seed)
     if val is None:
         val_loader, num_val = None, 0
         if eval_tensors is not None:
-            eval_loader: Any = make_loader(*eval_tensors, batch_size=max(batch_size, 512),
-                                           shuffle=False)
+            eval_loader: Any = make_loader(
+                *eval_tensors, batch_size=max(batch_size, 512), shuffle=False
+            )
             num_eval = len(eval_tensors[0])
         else:
             eval_loader, num_eval = None, 0
@@ -403,11 +435,23 @@ def fit(
     state = FitState(model=model, optimizer=optim)
     best_value, best_epoch, start_epoch = -math.inf, None, 0
 
-    settings = dict(epochs=epochs, batch_size=batch_size, lr=lr, elbo=elbo,
-                    num_particles=num_particles, optimizer=optimizer, weight_decay=weight_decay,
-                    lr_schedule=lr_schedule, clip_norm=clip_norm, kl_warmup=kl_warmup,
-                    early_stopping=early_stopping, device=str(target), seed=seed,
-                    num_train=num_train, num_val=num_val)
+    settings = dict(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        elbo=elbo,
+        num_particles=num_particles,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        lr_schedule=lr_schedule,
+        clip_norm=clip_norm,
+        kl_warmup=kl_warmup,
+        early_stopping=early_stopping,
+        device=str(target),
+        seed=seed,
+        num_train=num_train,
+        num_val=num_val,
+    )
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     def checkpoint_payload(epoch: int) -> dict[str, Any]:
@@ -417,9 +461,13 @@ def fit(
             "model_state": ckpt.model_state(model),
             "optimizer": optim.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "epoch": epoch, "history": state.history, "best_value": best_value,
-            "best_epoch": best_epoch, "step": step_counter[0],
-            "rng": _rng_state(), "loader_rng": generator.get_state(),
+            "epoch": epoch,
+            "history": state.history,
+            "best_value": best_value,
+            "best_epoch": best_epoch,
+            "step": step_counter[0],
+            "rng": _rng_state(),
+            "loader_rng": generator.get_state(),
             "callbacks": [c.state_dict() for c in all_callbacks],
             "settings": settings,
         }
@@ -428,28 +476,37 @@ def fit(
         assert folder is not None
         saved = ckpt.load_checkpoint(folder / LAST_CHECKPOINT, device=target)
         if saved["model_config"] != getattr(model, "config", None):
-            raise ValueError(f"cannot resume: the checkpoint in {folder} is for a model with config "
-                             f"{saved['model_config']}, not {getattr(model, 'config', None)}.")
+            raise ValueError(
+                f"cannot resume: the checkpoint in {folder} is for a model with config "
+                f"{saved['model_config']}, not {getattr(model, 'config', None)}."
+            )
         ckpt.load_model_state(model, saved["model_state"])
         optim.load_state_dict(saved["optimizer"])
         if scheduler is not None and saved["scheduler"] is not None:
             scheduler.load_state_dict(saved["scheduler"])
         start_epoch, state.history = saved["epoch"], list(saved["history"])
-        best_value, best_epoch, step_counter[0] = (saved["best_value"], saved["best_epoch"],
-                                                   saved["step"])
+        best_value, best_epoch, step_counter[0] = (
+            saved["best_value"],
+            saved["best_epoch"],
+            saved["step"],
+        )
         _set_rng_state(saved["rng"])
         generator.set_state(saved["loader_rng"])
-        for callback, cb_state in zip(all_callbacks, saved["callbacks"]):
+        for callback, cb_state in zip(all_callbacks, saved["callbacks"], strict=False):
             callback.load_state_dict(cb_state)
         logger.info("resuming from %s at epoch %d", folder / LAST_CHECKPOINT, start_epoch)
 
-    bar = _progress_bar(progress, total=epochs * steps_per_epoch,
-                        initial=start_epoch * steps_per_epoch)
+    bar = _progress_bar(
+        progress, total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch
+    )
     for callback in all_callbacks:
         callback.on_fit_start(state)
     try:
-        with pyro.validation_enabled(validate_args), quiet_jit_deprecation(elbo == "jit"), \
-                warnings.catch_warnings():
+        with (
+            pyro.validation_enabled(validate_args),
+            quiet_jit_deprecation(elbo == "jit"),
+            warnings.catch_warnings(),
+        ):
             # a NaN loss raises TrainingDivergedError below; Pyro's own warning would only repeat it
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             for epoch in range(start_epoch + 1, epochs + 1):
@@ -462,9 +519,14 @@ def fit(
                     if not math.isfinite(loss):
                         raise TrainingDivergedError(
                             f"the loss became {loss} at epoch {epoch}, step {step}; training "
-                            "stopped" + (f" and the checkpoints in {folder} are those of the last "
-                                         "good epoch" if folder else "") +
-                            ". Try a lower lr, clip_norm=, or check the data.")
+                            "stopped"
+                            + (
+                                f" and the checkpoints in {folder} are those of the last good epoch"
+                                if folder
+                                else ""
+                            )
+                            + ". Try a lower lr, clip_norm=, or check the data."
+                        )
                     if clip_norm is not None:
                         grad_norms.append(torch.nn.utils.clip_grad_norm_(params, clip_norm))
                     optim.step()
@@ -486,10 +548,13 @@ def fit(
                     if val_loader is not None:
                         row["val_elbo"] = terms["elbo"]
                     row["recon"], row["kl"] = terms["recon"], terms["kl"]
-                row.update(kl_weight=kl_weight(step_counter[0] - 1), lr=optim.param_groups[0]["lr"],
-                           grad_norm=float(torch.stack(grad_norms).mean()) if grad_norms
-                           else math.nan,
-                           seconds=seconds, samples_per_s=seen / seconds if seconds else math.nan)
+                row.update(
+                    kl_weight=kl_weight(step_counter[0] - 1),
+                    lr=optim.param_groups[0]["lr"],
+                    grad_norm=float(torch.stack(grad_norms).mean()) if grad_norms else math.nan,
+                    seconds=seconds,
+                    samples_per_s=seen / seconds if seconds else math.nan,
+                )
                 state.history.append(row)
                 if scheduler is not None:
                     scheduler.step()
@@ -501,15 +566,25 @@ def fit(
                 if not all(bool(torch.isfinite(p).all()) for p in params):
                     raise TrainingDivergedError(
                         f"parameters became NaN or infinite by the end of epoch {epoch}; "
-                        "training stopped" + (f", and the checkpoints in {folder} are those of "
-                                              "the last good epoch" if folder else "") + ".")
+                        "training stopped"
+                        + (
+                            f", and the checkpoints in {folder} are those of the last good epoch"
+                            if folder
+                            else ""
+                        )
+                        + "."
+                    )
                 if folder is not None:
                     payload = checkpoint_payload(epoch)
                     ckpt.save_checkpoint(folder / LAST_CHECKPOINT, payload)
                     if improved:
                         ckpt.save_checkpoint(folder / BEST_CHECKPOINT, payload)
-                logger.info("epoch %d/%d: %s", epoch, epochs,
-                            ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+                logger.info(
+                    "epoch %d/%d: %s",
+                    epoch,
+                    epochs,
+                    ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
+                )
                 if bar is not None:
                     bar.set_postfix_str(_postfix(row))
                 if state.stop:
@@ -521,8 +596,14 @@ def fit(
     for callback in all_callbacks:
         callback.on_fit_end(state)
     model.eval()
-    return FitResult(model=model, history=pd.DataFrame(state.history), device=target,
-                     best_epoch=best_epoch, stop_reason=state.stop_reason, settings=settings)
+    return FitResult(
+        model=model,
+        history=pd.DataFrame(state.history),
+        device=target,
+        best_epoch=best_epoch,
+        stop_reason=state.stop_reason,
+        settings=settings,
+    )
 
 
 def _postfix(row: dict[str, float]) -> str:

@@ -42,7 +42,7 @@ ENCODERS = ("mlp", "conv")
 
 def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(ACTIVATIONS[activation]())
@@ -52,8 +52,14 @@ def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
 class MLPEncoder(nn.Module):
     """``x: (..., *input_shape)`` -> ``(loc, scale)``, each ``(..., latent_dim)``."""
 
-    def __init__(self, input_dim: int, hidden_dims: Sequence[int], latent_dim: int,
-                 activation: str, event_dims: int) -> None:
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dims: Sequence[int],
+        latent_dim: int,
+        activation: str,
+        event_dims: int,
+    ) -> None:
         super().__init__()
         self.event_dims = event_dims
         self.net = _mlp([input_dim, *hidden_dims, 2 * latent_dim], activation)
@@ -67,8 +73,13 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """``z: (..., latent_dim)`` -> distribution parameters ``(..., *input_shape)``."""
 
-    def __init__(self, latent_dim: int, hidden_dims: Sequence[int], input_shape: tuple[int, ...],
-                 activation: str) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden_dims: Sequence[int],
+        input_shape: tuple[int, ...],
+        activation: str,
+    ) -> None:
         super().__init__()
         self.input_shape = input_shape
         self.net = _mlp([latent_dim, *reversed(hidden_dims), math.prod(input_shape)], activation)
@@ -88,12 +99,18 @@ def _conv_sizes(size: int, layers: int) -> list[int]:
 class ConvEncoder(nn.Module):
     """``x: (..., C, H, W)`` -> ``(loc, scale)``; stride-2 3x3 convolutions, then a linear head."""
 
-    def __init__(self, input_shape: tuple[int, int, int], channels: Sequence[int],
-                 hidden_dims: Sequence[int], latent_dim: int, activation: str) -> None:
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        channels: Sequence[int],
+        hidden_dims: Sequence[int],
+        latent_dim: int,
+        activation: str,
+    ) -> None:
         super().__init__()
         c, h, w = input_shape
         layers: list[nn.Module] = []
-        for c_in, c_out in zip([c, *channels[:-1]], channels):
+        for c_in, c_out in zip([c, *channels[:-1]], channels, strict=True):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), ACTIVATIONS[activation]()]
         self.conv = nn.Sequential(*layers)
         flat = channels[-1] * _conv_sizes(h, len(channels))[-1] * _conv_sizes(w, len(channels))[-1]
@@ -110,9 +127,14 @@ class ConvDecoder(nn.Module):
     """``z: (..., latent_dim)`` -> ``(..., C, H, W)``; a linear layer, then transposed convolutions
     that undo :class:`ConvEncoder` exactly (output padding chosen per layer)."""
 
-    def __init__(self, latent_dim: int, hidden_dims: Sequence[int],
-                 input_shape: tuple[int, int, int], channels: Sequence[int],
-                 activation: str) -> None:
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden_dims: Sequence[int],
+        input_shape: tuple[int, int, int],
+        channels: Sequence[int],
+        activation: str,
+    ) -> None:
         super().__init__()
         c, h, w = input_shape
         hs, ws = _conv_sizes(h, len(channels)), _conv_sizes(w, len(channels))
@@ -126,8 +148,11 @@ class ConvDecoder(nn.Module):
         for i in reversed(range(len(channels))):
             pad_h = hs[i] - (2 * hs[i + 1] - 1)
             pad_w = ws[i] - (2 * ws[i + 1] - 1)
-            layers.append(nn.ConvTranspose2d(channels[i], outs[i], 3, stride=2, padding=1,
-                                             output_padding=(pad_h, pad_w)))
+            layers.append(
+                nn.ConvTranspose2d(
+                    channels[i], outs[i], 3, stride=2, padding=1, output_padding=(pad_h, pad_w)
+                )
+            )
             if i > 0:
                 layers.append(ACTIVATIONS[activation]())
         self.deconv = nn.Sequential(*layers)
@@ -196,12 +221,20 @@ class VAE(PyroModel):
                 )
             if not channels:
                 raise ValueError("conv_channels must name at least one layer for encoder='conv'.")
-        super().__init__(dict(
-            input_shape=list(shape), latent_dim=latent_dim, hidden_dims=list(hidden),
-            encoder=encoder, conv_channels=list(channels), likelihood=likelihood,
-            gaussian_scale=None if gaussian_scale is None else float(gaussian_scale),
-            activation=activation, beta=float(beta), seed=seed,
-        ))
+        super().__init__(
+            dict(
+                input_shape=list(shape),
+                latent_dim=latent_dim,
+                hidden_dims=list(hidden),
+                encoder=encoder,
+                conv_channels=list(channels),
+                likelihood=likelihood,
+                gaussian_scale=None if gaussian_scale is None else float(gaussian_scale),
+                activation=activation,
+                beta=float(beta),
+                seed=seed,
+            )
+        )
         self.input_shape = shape
         self.latent_dim = latent_dim
         self.likelihood = likelihood
@@ -209,9 +242,15 @@ class VAE(PyroModel):
         with seeded_init(seed):
             self._build_networks(shape, hidden, channels, encoder, activation, gaussian_scale)
 
-    def _build_networks(self, shape: tuple[int, ...], hidden: tuple[int, ...],
-                        channels: tuple[int, ...], encoder: str, activation: str,
-                        gaussian_scale: float | None) -> None:
+    def _build_networks(
+        self,
+        shape: tuple[int, ...],
+        hidden: tuple[int, ...],
+        channels: tuple[int, ...],
+        encoder: str,
+        activation: str,
+        gaussian_scale: float | None,
+    ) -> None:
         latent_dim, likelihood = self.latent_dim, self.likelihood
         if encoder == "mlp":
             self.encoder = MLPEncoder(math.prod(shape), hidden, latent_dim, activation, len(shape))
@@ -228,7 +267,7 @@ class VAE(PyroModel):
 
     # ----------------------------------------------------------------------------- Pyro program
     def observation_dist(self, decoded: torch.Tensor) -> dist.TorchDistribution:
-        """``p(x | z)`` from the decoder's output ``(..., *input_shape)``; event dims = data dims."""
+        """``p(x | z)`` from the decoder output ``(..., *input_shape)``; event dims = data dims."""
         event_dims = len(self.input_shape)
         if self.likelihood == "bernoulli":
             # validate_args=False: grey levels in [0, 1] are scored by cross-entropy.
@@ -286,7 +325,7 @@ class VAE(PyroModel):
     # --------------------------------------------------------------------------------- queries
     def _batches(self, x: torch.Tensor, batch_size: int):
         for start in range(0, x.shape[0], batch_size):
-            yield x[start:start + batch_size].to(self.device)
+            yield x[start : start + batch_size].to(self.device)
 
     @torch.no_grad()
     def encode(self, x: Any, *, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
@@ -341,8 +380,15 @@ class VAE(PyroModel):
         return log_p - q.log_prob(z)
 
     @torch.no_grad()
-    def log_likelihood(self, x: Any, *, num_samples: int = 5000, batch_size: int = 100,
-                       particle_batch: int = 500, seed: int | None = None) -> torch.Tensor:
+    def log_likelihood(
+        self,
+        x: Any,
+        *,
+        num_samples: int = 5000,
+        batch_size: int = 100,
+        particle_batch: int = 500,
+        seed: int | None = None,
+    ) -> torch.Tensor:
         """Importance-sampled estimate of ``log p(x)`` per data point, in nats, ``(N,)``.
 
         ``log p(x) ≈ logsumexp_k[log p(x, z_k) - log q(z_k | x)] - log K`` with ``z_k ~ q(z | x)``
@@ -364,16 +410,19 @@ class VAE(PyroModel):
         return torch.cat(out).cpu()
 
     @torch.no_grad()
-    def elbo(self, x: Any, *, num_samples: int = 1, batch_size: int = 1024,
-             seed: int | None = None) -> torch.Tensor:
+    def elbo(
+        self, x: Any, *, num_samples: int = 1, batch_size: int = 1024, seed: int | None = None
+    ) -> torch.Tensor:
         """Evidence lower bound per data point (β = 1), in nats, ``(N,)``; averaged over
         ``num_samples`` draws of ``z ~ q(z | x)``."""
         x = self._check_x("x", x)
         num_samples = check_positive_int("num_samples", num_samples)
         if seed is not None:
             pyro.set_rng_seed(seed)
-        parts = [self._log_weights(batch, num_samples).mean(0)
-                 for batch in self._batches(x, check_positive_int("batch_size", batch_size))]
+        parts = [
+            self._log_weights(batch, num_samples).mean(0)
+            for batch in self._batches(x, check_positive_int("batch_size", batch_size))
+        ]
         return torch.cat(parts).cpu()
 
 
@@ -383,7 +432,9 @@ def _as_shape(input_shape: int | Sequence[int]) -> tuple[int, ...]:
     elif isinstance(input_shape, (tuple, list)) and input_shape:
         dims = tuple(input_shape)
     else:
-        raise TypeError(f"input_shape must be an int or a tuple like (C, H, W), got {input_shape!r}.")
+        raise TypeError(
+            f"input_shape must be an int or a tuple like (C, H, W), got {input_shape!r}."
+        )
     for d in dims:
         check_positive_int("input_shape", d)
     if len(dims) not in (1, 3):

@@ -64,8 +64,14 @@ def loss_curves(history: Any, path: str | Path | None = None) -> Any:
     return save_figure(figure, path)
 
 
-def image_grid(images: Any, image_shape: tuple[int, ...], path: str | Path | None = None, *,
-               columns: int = 10, title: str | None = None) -> Any:
+def image_grid(
+    images: Any,
+    image_shape: tuple[int, ...],
+    path: str | Path | None = None,
+    *,
+    columns: int = 10,
+    title: str | None = None,
+) -> Any:
     """Show ``images: (N, ...)`` reshaped to ``image_shape`` ``(C, H, W)`` in a grid."""
     images = _as_numpy(images).reshape(-1, *image_shape)
     rows = max(1, math.ceil(len(images) / columns))
@@ -82,13 +88,24 @@ def image_grid(images: Any, image_shape: tuple[int, ...], path: str | Path | Non
     return save_figure(figure, path)
 
 
-def reconstructions(originals: Any, reconstructed: Any, image_shape: tuple[int, ...],
-                    path: str | Path | None = None, *, n: int = 10) -> Any:
+def reconstructions(
+    originals: Any,
+    reconstructed: Any,
+    image_shape: tuple[int, ...],
+    path: str | Path | None = None,
+    *,
+    n: int = 10,
+) -> Any:
     """Originals (top row) above their reconstructions (bottom row)."""
     originals = _as_numpy(originals)[:n].reshape(-1, *image_shape)
     reconstructed = _as_numpy(reconstructed)[:n].reshape(-1, *image_shape)
-    return image_grid(np.concatenate([originals, reconstructed]), image_shape, path,
-                      columns=len(originals), title="originals (top) and reconstructions")
+    return image_grid(
+        np.concatenate([originals, reconstructed]),
+        image_shape,
+        path,
+        columns=len(originals),
+        title="originals (top) and reconstructions",
+    )
 
 
 def latent_scatter(z: Any, labels: Any = None, path: str | Path | None = None) -> Any:
@@ -106,8 +123,9 @@ def latent_scatter(z: Any, labels: Any = None, path: str | Path | None = None) -
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
     if labels is not None:
-        scatter = axis.scatter(points[:, 0], points[:, 1], c=_as_numpy(labels), cmap="tab10",
-                               s=6, alpha=0.8)
+        scatter = axis.scatter(
+            points[:, 0], points[:, 1], c=_as_numpy(labels), cmap="tab10", s=6, alpha=0.8
+        )
         figure.colorbar(scatter, ax=axis, label="label")
     else:
         axis.scatter(points[:, 0], points[:, 1], s=6, alpha=0.8)

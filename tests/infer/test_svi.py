@@ -17,8 +17,15 @@ def small_vae(**kwargs):
 
 
 def test_elbo_improves_on_digits(digits):
-    result = bayesvae.fit(small_vae(), digits.x[:1500], val=digits.x[1500:], epochs=8,
-                          batch_size=64, lr=3e-3, progress=False)
+    result = bayesvae.fit(
+        small_vae(),
+        digits.x[:1500],
+        val=digits.x[1500:],
+        epochs=8,
+        batch_size=64,
+        lr=3e-3,
+        progress=False,
+    )
     history = result.history
     assert list(history["epoch"]) == list(range(1, 9))
     assert history["val_elbo"].iloc[-1] > history["val_elbo"].iloc[0] + 3
@@ -34,8 +41,16 @@ def test_elbo_improves_on_digits(digits):
 def test_same_seed_gives_identical_history_on_cpu(digits):
     def run(seed):
         pyro.clear_param_store()
-        result = bayesvae.fit(small_vae(seed=seed), digits.x[:600], val=digits.x[600:800], epochs=3,
-                              batch_size=100, progress=False, seed=seed, device="cpu")
+        result = bayesvae.fit(
+            small_vae(seed=seed),
+            digits.x[:600],
+            val=digits.x[600:800],
+            epochs=3,
+            batch_size=100,
+            progress=False,
+            seed=seed,
+            device="cpu",
+        )
         return result.history[["train_elbo", "val_elbo", "recon", "kl"]].to_numpy()
 
     first, again, other = run(5), run(5), run(6)
@@ -45,8 +60,9 @@ def test_same_seed_gives_identical_history_on_cpu(digits):
 
 @pytest.mark.parametrize("elbo", ["trace", "meanfield", "jit"])
 def test_every_objective_trains(digits, elbo):
-    result = bayesvae.fit(small_vae(), digits.x[:512], epochs=3, batch_size=64, lr=3e-3,
-                          elbo=elbo, progress=False)
+    result = bayesvae.fit(
+        small_vae(), digits.x[:512], epochs=3, batch_size=64, lr=3e-3, elbo=elbo, progress=False
+    )
     assert result.history["train_elbo"].iloc[-1] > result.history["train_elbo"].iloc[0]
 
 
@@ -54,8 +70,9 @@ def test_every_objective_trains(digits, elbo):
 def test_vectorized_particles(digits, elbo):
     vae = VAE((1, 8, 8), latent_dim=2, encoder="conv", conv_channels=(4,), hidden_dims=(8,))
     x = digits.x[:256].reshape(-1, 1, 8, 8)
-    result = bayesvae.fit(vae, x, epochs=2, batch_size=64, num_particles=4, elbo=elbo,
-                          progress=False)
+    result = bayesvae.fit(
+        vae, x, epochs=2, batch_size=64, num_particles=4, elbo=elbo, progress=False
+    )
     assert np.isfinite(result.history["train_elbo"]).all()
 
 
@@ -71,8 +88,9 @@ def test_more_particles_give_a_less_noisy_gradient_estimate(digits):
 
 
 def test_kl_warmup_ramps_the_weight_of_the_latent_sites(digits):
-    result = bayesvae.fit(small_vae(), digits.x[:640], epochs=4, batch_size=64, kl_warmup=2,
-                          progress=False)
+    result = bayesvae.fit(
+        small_vae(), digits.x[:640], epochs=4, batch_size=64, kl_warmup=2, progress=False
+    )
     weights = result.history["kl_weight"].tolist()
     assert weights[0] == pytest.approx(0.5) and weights[1] == 1.0 and weights[-1] == 1.0
 
@@ -100,8 +118,16 @@ def test_jit_with_kl_warmup_is_refused(digits):
 
 
 def test_early_stopping_stops_and_says_why(digits):
-    result = bayesvae.fit(small_vae(), digits.x[:300], val=digits.x[300:400], epochs=50,
-                          lr=1e-12, early_stopping=2, batch_size=100, progress=False)
+    result = bayesvae.fit(
+        small_vae(),
+        digits.x[:300],
+        val=digits.x[300:400],
+        epochs=50,
+        lr=1e-12,
+        early_stopping=2,
+        batch_size=100,
+        progress=False,
+    )
     assert len(result.history) < 50
     assert "early stopping" in result.stop_reason
 
@@ -124,23 +150,37 @@ def test_callbacks_see_every_epoch_and_can_stop(digits):
             self.ended = True
 
     recorder = Recorder()
-    result = bayesvae.fit(small_vae(), digits.x[:256], epochs=5, batch_size=64,
-                          callbacks=[recorder], progress=False)
+    result = bayesvae.fit(
+        small_vae(), digits.x[:256], epochs=5, batch_size=64, callbacks=[recorder], progress=False
+    )
     assert recorder.started and recorder.ended and recorder.epochs == [1, 2]
     assert result.stop_reason == "enough" and len(result.history) == 2
 
 
 def test_lr_schedule_and_gradient_clipping(digits):
-    result = bayesvae.fit(small_vae(), digits.x[:256], epochs=3, batch_size=64, lr=1e-2,
-                          lr_schedule="exponential", lr_decay=0.5, clip_norm=5.0,
-                          optimizer="clippedadam", progress=False)
+    result = bayesvae.fit(
+        small_vae(),
+        digits.x[:256],
+        epochs=3,
+        batch_size=64,
+        lr=1e-2,
+        lr_schedule="exponential",
+        lr_decay=0.5,
+        clip_norm=5.0,
+        optimizer="clippedadam",
+        progress=False,
+    )
     assert result.history["lr"].tolist() == pytest.approx([1e-2, 5e-3, 2.5e-3])
     assert (result.history["grad_norm"] > 0).all()
 
 
 def test_accepts_a_dataloader_and_image_data_with_dynamic_binarization(digits):
-    loader = make_loader(torch.as_tensor(digits.x[:256]), batch_size=64, shuffle=True,
-                         generator=torch.Generator().manual_seed(0))
+    loader = make_loader(
+        torch.as_tensor(digits.x[:256]),
+        batch_size=64,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(0),
+    )
     result = bayesvae.fit(small_vae(), loader, epochs=1, progress=False)
     assert result.settings["num_train"] == 256
     seen = []
@@ -252,8 +292,15 @@ def test_nan_parameters_at_an_epoch_end_are_never_checkpointed(tmp_path, digits)
                     next(state.model.parameters()).fill_(math.nan)
 
     with pytest.raises(TrainingDivergedError, match="epoch 2"):
-        bayesvae.fit(small_vae(), digits.x[:128], epochs=3, batch_size=64, progress=False,
-                     callbacks=[Poison()], checkpoint_dir=tmp_path)
+        bayesvae.fit(
+            small_vae(),
+            digits.x[:128],
+            epochs=3,
+            batch_size=64,
+            progress=False,
+            callbacks=[Poison()],
+            checkpoint_dir=tmp_path,
+        )
     saved = torch.load(tmp_path / "last.pt", weights_only=False)
     assert saved["epoch"] == 1
 
@@ -261,16 +308,25 @@ def test_nan_parameters_at_an_epoch_end_are_never_checkpointed(tmp_path, digits)
 def test_resume_continues_exactly_where_a_run_stopped(tmp_path, digits):
     def run(epochs, folder, resume=False):
         pyro.clear_param_store()
-        return bayesvae.fit(small_vae(seed=1), digits.x[:512], val=digits.x[512:700], epochs=epochs,
-                            batch_size=64, progress=False, checkpoint_dir=folder, resume=resume,
-                            seed=3)
+        return bayesvae.fit(
+            small_vae(seed=1),
+            digits.x[:512],
+            val=digits.x[512:700],
+            epochs=epochs,
+            batch_size=64,
+            progress=False,
+            checkpoint_dir=folder,
+            resume=resume,
+            seed=3,
+        )
 
     whole = run(4, tmp_path / "a").history
     run(2, tmp_path / "b")
     resumed = run(4, tmp_path / "b", resume=True).history
     columns = ["epoch", "train_elbo", "val_elbo", "recon", "kl"]
-    np.testing.assert_allclose(resumed[columns].to_numpy(), whole[columns].to_numpy(), rtol=0,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        resumed[columns].to_numpy(), whole[columns].to_numpy(), rtol=0, atol=1e-6
+    )
     assert (tmp_path / "b" / "best.pt").exists()
 
 
@@ -278,8 +334,9 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, digits):
     bayesvae.fit(small_vae(), digits.x[:128], epochs=1, progress=False, checkpoint_dir=tmp_path)
     other = VAE(64, latent_dim=3, hidden_dims=(32,))
     with pytest.raises(ValueError, match="cannot resume"):
-        bayesvae.fit(other, digits.x[:128], epochs=2, progress=False, checkpoint_dir=tmp_path,
-                     resume=True)
+        bayesvae.fit(
+            other, digits.x[:128], epochs=2, progress=False, checkpoint_dir=tmp_path, resume=True
+        )
 
 
 def test_evaluate_matches_the_models_own_elbo(digits):

@@ -13,8 +13,10 @@ from bayesvae.models import VAE
     "kwargs, shape",
     [
         (dict(input_shape=12, hidden_dims=(16, 8)), (12,)),
-        (dict(input_shape=(1, 7, 9), encoder="conv", conv_channels=(4, 8), hidden_dims=(16,)),
-         (1, 7, 9)),
+        (
+            dict(input_shape=(1, 7, 9), encoder="conv", conv_channels=(4, 8), hidden_dims=(16,)),
+            (1, 7, 9),
+        ),
         (dict(input_shape=(3, 8, 8), encoder="conv", likelihood="gaussian"), (3, 8, 8)),
         (dict(input_shape=(2, 5, 5), likelihood="gaussian", gaussian_scale=0.5), (2, 5, 5)),
     ],
@@ -60,16 +62,15 @@ def test_subsampled_plate_scales_the_minibatch_to_the_full_data_set():
 
 def _linear_gaussian_vae(weight, bias, sigma, exact_posterior=True):
     latent, dim = weight.shape[1], weight.shape[0]
-    vae = VAE(dim, latent_dim=latent, hidden_dims=(), likelihood="gaussian",
-              gaussian_scale=sigma)
+    vae = VAE(dim, latent_dim=latent, hidden_dims=(), likelihood="gaussian", gaussian_scale=sigma)
     with torch.no_grad():
         decoder = vae.decoder.net[0]
         decoder.weight.copy_(weight)
         decoder.bias.copy_(bias)
         # exact posterior of z given x: N(S W^T (x - b) / s^2, S), S = (I + W^T W / s^2)^-1,
         # diagonal because W has orthogonal columns
-        posterior_var = 1.0 / (1.0 + (weight ** 2).sum(0) / sigma ** 2)
-        gain = posterior_var[:, None] * weight.T / sigma ** 2
+        posterior_var = 1.0 / (1.0 + (weight**2).sum(0) / sigma**2)
+        gain = posterior_var[:, None] * weight.T / sigma**2
         encoder = vae.encoder.net[0]
         encoder.weight.zero_()
         encoder.weight[:latent].copy_(gain)
@@ -87,7 +88,8 @@ def test_log_likelihood_matches_the_exact_marginal_of_a_linear_gaussian_vae():
     q, _ = torch.linalg.qr(torch.randn(dim, latent))
     weight, bias = q * torch.tensor([1.5, 0.8]), torch.randn(dim)
     marginal = torch.distributions.MultivariateNormal(
-        bias, weight @ weight.T + sigma ** 2 * torch.eye(dim))
+        bias, weight @ weight.T + sigma**2 * torch.eye(dim)
+    )
     x = marginal.sample((40,))
     exact = marginal.log_prob(x)
 
@@ -126,8 +128,11 @@ def test_learned_gaussian_scale_is_a_parameter_and_fixed_scale_is_not():
         (dict(input_shape=(3, 4)), ValueError, "input_shape"),
         (dict(input_shape="64"), TypeError, "input_shape"),
         (dict(input_shape=8, beta=-1.0), ValueError, "beta"),
-        (dict(input_shape=8, likelihood="gaussian", gaussian_scale=0.0), ValueError,
-         "gaussian_scale"),
+        (
+            dict(input_shape=8, likelihood="gaussian", gaussian_scale=0.0),
+            ValueError,
+            "gaussian_scale",
+        ),
         (dict(input_shape=8, hidden_dims=(0,)), ValueError, "hidden_dims"),
     ],
 )
@@ -172,5 +177,5 @@ def test_two_models_do_not_share_parameters_through_the_param_store(digits):
     before = [p.detach().clone() for p in second.parameters()]
     frozen_first = [p.detach().clone() for p in first.parameters()]
     bayesvae.fit(second, x, epochs=1, progress=False, batch_size=64)
-    assert all(not torch.equal(b, p) for b, p in zip(before, second.parameters()))
-    assert all(torch.equal(f, p) for f, p in zip(frozen_first, first.parameters()))
+    assert all(not torch.equal(b, p) for b, p in zip(before, second.parameters(), strict=True))
+    assert all(torch.equal(f, p) for f, p in zip(frozen_first, first.parameters(), strict=True))

@@ -1,0 +1,131 @@
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from bayesvae.data import (
+    DynamicBinarize,
+    load_array,
+    load_binarized_mnist,
+    load_digits,
+    load_mnist,
+    make_loader,
+)
+
+
+def test_digits_are_the_embedded_default_scaled_to_unit_interval():
+    data = load_digits()
+    assert data.x.shape == (1797, 64) and data.x.dtype == np.float32
+    assert data.x.min() == 0.0 and data.x.max() == 1.0
+    assert data.y.shape == (1797,) and set(np.unique(data.y)) == set(range(10))
+    assert load_digits(flatten=False).x.shape == (1797, 1, 8, 8)
+
+
+def _write_idx(path, array, magic):
+    header = struct.pack(">I", magic) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("t10k", 5)):
+        _write_idx(
+            tmp_path / f"{split}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 2051
+        )
+        _write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n), 2049)
+    return tmp_path
+
+
+def test_load_mnist_reads_idx_files(tiny_mnist):
+    train = load_mnist(tiny_mnist, binarize=None)
+    assert train.x.shape == (12, 784) and train.y.shape == (12,)
+    assert 0.0 <= train.x.min() and train.x.max() <= 1.0 and train.binarize is None
+    test = load_mnist(tiny_mnist, split="test", binarize="threshold", flatten=False)
+    assert test.x.shape == (5, 1, 28, 28) and set(np.unique(test.x)) <= {0.0, 1.0}
+    assert load_mnist(tiny_mnist).binarize == "dynamic"
+
+
+def test_load_mnist_verifies_magic_numbers(tiny_mnist):
+    _write_idx(tiny_mnist / "train-images-idx3-ubyte.gz", np.zeros((2, 28, 28)), 2049)
+    with pytest.raises(ValueError, match="magic number"):
+        load_mnist(tiny_mnist)
+
+
+def test_load_mnist_bad_arguments(tiny_mnist, tmp_path):
+    with pytest.raises(ValueError, match="binarize"):
+        load_mnist(tiny_mnist, binarize="otsu")
+    with pytest.raises(ValueError, match="split"):
+        load_mnist(tiny_mnist, split="valid")
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        load_mnist(tmp_path / "nothing")
+
+
+@pytest.mark.data
+def test_real_mnist(shared_data):
+    train = load_mnist(shared_data / "mnist", split="train", binarize=None)
+    test = load_mnist(shared_data / "mnist", split="test", binarize=None)
+    assert train.x.shape == (60000, 784) and test.x.shape == (10000, 784)
+    assert train.x.mean() == pytest.approx(0.1306604763, abs=1e-6)
+    assert np.bincount(test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.mark.data
+def test_real_binarized_mnist(shared_data):
+    train = load_binarized_mnist(shared_data / "binarized_mnist", split="train")
+    assert train.x.shape == (50000, 784) and set(np.unique(train.x)) == {0.0, 1.0}
+    assert load_binarized_mnist(
+        shared_data / "binarized_mnist" / "binarized_mnist.npz", split="test"
+    ).x.shape == (10000, 784)
+
+
+def test_load_array_npy_and_npz(tmp_path):
+    x = np.random.default_rng(0).random((10, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    loaded = load_array(tmp_path / "x.npy")
+    np.testing.assert_array_equal(loaded.x, x)
+    assert loaded.image_shape == (1, 4, 4) and loaded.y is None
+    np.savez(tmp_path / "xy.npz", X=x, y=np.arange(10))
+    both = load_array(tmp_path / "xy.npz")
+    assert both.y.tolist() == list(range(10))
+    np.savez(tmp_path / "bad.npz", features=x)
+    with pytest.raises(ValueError, match="'x' or 'X'"):
+        load_array(tmp_path / "bad.npz")
+    with pytest.raises(FileNotFoundError):
+        load_array(tmp_path / "missing.npy")
+    (tmp_path / "x.csv").write_text("1,2\n")
+    with pytest.raises(ValueError, match=".npy or .npz"):
+        load_array(tmp_path / "x.csv")
+
+
+def test_loader_batches_whole_minibatches_reproducibly():
+    x, y = torch.arange(10.0)[:, None], torch.arange(10)
+
+    def order(seed):
+        loader = make_loader(
+            x,
+            y,
+            batch_size=4,
+            shuffle=True,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return [batch[1].tolist() for batch in loader]
+
+    batches = order(0)
+    assert len(batches) == 2 and all(len(b) == 4 for b in batches)
+    assert order(0) == batches and order(1) != batches
+    full = make_loader(x, batch_size=4, shuffle=False)
+    assert [b[0].shape[0] for b in full] == [4, 4, 2]
+    with pytest.raises(ValueError, match="same number of rows"):
+        make_loader(x, torch.arange(3), batch_size=2, shuffle=False)
+
+
+def test_dynamic_binarization_resamples_each_draw():
+    x = torch.full((200, 50), 0.3)
+    first, second = DynamicBinarize()(x), DynamicBinarize()(x)
+    assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
+    assert float(first.mean()) == pytest.approx(0.3, abs=0.02)

@@ -1,0 +1,83 @@
+import pytest
+import torch
+import yaml
+
+import bayesvae
+from bayesvae.infer.checkpoint import atomic_write, load, read_config, save_model
+from bayesvae.models import VAE
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(input_shape=64, hidden_dims=(32,)),
+        dict(input_shape=(1, 8, 8), encoder="conv", conv_channels=(4,), likelihood="gaussian"),
+    ],
+)
+def test_save_then_load_gives_identical_outputs(tmp_path, digits, kwargs):
+    vae = VAE(latent_dim=3, seed=0, **kwargs)
+    x = digits.x[:300].reshape(-1, *vae.input_shape)
+    result = bayesvae.fit(vae, x, epochs=2, batch_size=64, progress=False)
+    folder = result.save(tmp_path / "run")
+    loaded = bayesvae.load(folder)
+    assert loaded.config == vae.config and loaded.pyro_name != vae.pyro_name
+    probe = torch.as_tensor(x[:20])
+    for query in ("encode", "reconstruct"):
+        expected, got = getattr(vae, query)(probe), getattr(loaded, query)(probe)
+        for e, g in zip(
+            expected if isinstance(expected, tuple) else (expected,),
+            got if isinstance(got, tuple) else (got,),
+            strict=True,
+        ):
+            torch.testing.assert_close(g, e, rtol=0, atol=0)
+    torch.testing.assert_close(loaded.sample(5, seed=2), vae.sample(5, seed=2), rtol=0, atol=0)
+    metrics = (folder / "metrics.csv").read_text().splitlines()
+    assert metrics[0].startswith("epoch,train_elbo") and len(metrics) == 3
+    config = read_config(folder)
+    assert config["fit"]["epochs"] == 2 and config["family"] == "VAE"
+
+
+def test_loaded_model_keeps_training_with_fit(tmp_path, digits):
+    vae = VAE(64, latent_dim=2, hidden_dims=(16,), seed=0)
+    bayesvae.save(vae, tmp_path / "run")
+    loaded = load(tmp_path / "run")
+    before = [p.clone() for p in loaded.parameters()]
+    bayesvae.fit(loaded, digits.x[:128], epochs=1, batch_size=64, progress=False)
+    assert any(not torch.equal(b, p) for b, p in zip(before, loaded.parameters(), strict=True))
+
+
+def test_a_cuda_saved_state_loads_on_cpu(tmp_path):
+    vae = VAE(8, latent_dim=2, hidden_dims=(4,))
+    folder = save_model(vae, tmp_path / "run")
+    # map_location makes GPU tensors land on the CPU; check the loader asks for it
+    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
+    assert all(t.device.type == "cpu" for t in state["state_dict"].values())
+    assert load(folder, device="cpu").device.type == "cpu"
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a bayesvae run folder"):
+        load(tmp_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"family": "Nope", "model": {}}))
+    with pytest.raises(ValueError, match="unknown model family 'Nope'"):
+        load(tmp_path)
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"good")
+
+    def broken(handle):
+        handle.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, broken)
+    assert target.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temp file left behind
+
+
+def test_save_refuses_a_file_path(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a folder"):
+        save_model(VAE(4, latent_dim=2), tmp_path / "file")

@@ -1,0 +1,94 @@
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+import bayesvae
+from bayesvae.cli import main
+
+
+def test_vae_command_writes_a_complete_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(
+        [
+            "vae",
+            "--data",
+            "digits",
+            "--epochs",
+            "2",
+            "--latent-dim",
+            "2",
+            "--hidden",
+            "32",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--json",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 2 and summary["val_elbo"] < 0
+    for name in (
+        "config.yaml",
+        "model.pt",
+        "metrics.csv",
+        "loss_curves.png",
+        "reconstructions.png",
+        "samples.png",
+        "latent.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["family"] == "VAE" and config["model"]["latent_dim"] == 2
+    model = bayesvae.load(out)
+    assert model.latent_dim == 2
+
+
+def test_vae_command_conv_encoder_and_npy_file(tmp_path):
+    x = np.random.default_rng(0).random((60, 64)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code = main(
+        [
+            "vae",
+            "--data",
+            str(tmp_path / "x.npy"),
+            "--epochs",
+            "1",
+            "--encoder",
+            "conv",
+            "--latent-dim",
+            "3",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert not (tmp_path / "run" / "latent.png").exists()  # no labels, no scatter
+    assert bayesvae.load(tmp_path / "run").config["encoder"] == "conv"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--data", "missing.npy"], "does not exist"),
+        (["--data", "mnist:/no/such/folder"], "does not exist"),
+        (["--data", "imagenet"], "expected 'digits'"),
+        (["--latent-dim", "0"], "latent_dim"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--device", "tpu"], "device"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, words):
+    code = main(["vae", "--epochs", "1", "--out", str(tmp_path / "run"), "--no-progress", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert words in err and err.count("\n") == 1
+
+
+def test_unknown_choice_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["vae", "--out", "x", "--likelihood", "poisson"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,41 @@
+"""Each example script runs, with tiny arguments."""
+
+import runpy
+import sys
+
+import pytest
+from conftest import ROOT
+
+EXAMPLES = {
+    "vae_digits.py": ["--epochs", "2", "--out", "{tmp}/digits"],
+    "own_svi_loop.py": ["--steps", "20"],
+    "vae_mnist.py": [
+        "--epochs",
+        "1",
+        "--limit",
+        "512",
+        "--out",
+        "{tmp}/mnist",
+        "--data-root",
+        "{data}/mnist",
+    ],
+}
+
+
+def test_every_example_is_covered():
+    assert sorted(p.name for p in (ROOT / "examples").glob("*.py")) == sorted(EXAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_runs(name, tmp_path, monkeypatch, capsys):
+    from conftest import SHARED_DATA
+
+    args = [a.format(tmp=tmp_path, data=SHARED_DATA) for a in EXAMPLES[name]]
+    monkeypatch.setattr(sys, "argv", [name, *args])
+    monkeypatch.chdir(tmp_path)
+    try:
+        runpy.run_path(str(ROOT / "examples" / name), run_name="__main__")
+    except SystemExit as exit_info:
+        assert exit_info.code in (0, None)
+    out = capsys.readouterr().out
+    assert out.strip() or not SHARED_DATA.is_dir()
