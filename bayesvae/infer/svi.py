@@ -223,7 +223,10 @@ def _make_optimizer(
     name: str, params: list[torch.Tensor], lr: float, weight_decay: float
 ) -> torch.optim.Optimizer:
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        try:  # the fused kernel (CPU and CUDA) is several times faster than per-tensor Adam
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # e.g. a dtype or device the kernel does not cover
+            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     from pyro.optim.clipped_adam import ClippedAdam
 
     return ClippedAdam(params, lr=lr, weight_decay=weight_decay)

@@ -8,6 +8,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import pyro
 import torch
 
 __all__ = ["PyroModel", "MODEL_REGISTRY", "get_model_class", "seeded_init"]
@@ -70,6 +71,19 @@ class PyroModel(torch.nn.Module):
         for tensor in itertools.chain(self.parameters(), self.buffers()):
             return tensor.device
         return torch.device("cpu")
+
+    @staticmethod
+    def data_plate(batch: torch.Tensor, num_data: int | None) -> pyro.plate:
+        """``pyro.plate("data")`` over a minibatch ``batch: (B, ...)`` of a data set of
+        ``num_data`` rows (default ``B``): log densities inside are scaled by ``num_data / B``.
+
+        The minibatch is already chosen by the data loader, so the plate is given its rows as the
+        subsample instead of drawing a fresh ``randperm(num_data)`` every step.
+        """
+        size = batch.shape[0]
+        return pyro.plate(
+            "data", size=num_data or size, subsample=torch.arange(size, device=batch.device)
+        )
 
     def check_data(self, *data: torch.Tensor) -> None:
         """Validate training data; subclasses raise ``ValueError``/``TypeError`` on bad input."""

@@ -286,17 +286,15 @@ class VAE(PyroModel):
         """Generative model. ``x: (B, *input_shape)``; ``num_data`` is the full data set's size
         (defaults to ``B``), so a minibatch's log-likelihood is scaled by ``num_data / B``."""
         pyro.module(f"{self.pyro_name}.decoder", self.decoder)
-        batch = x.shape[0]
-        with pyro.plate("data", size=num_data or batch, subsample_size=batch):
+        with self.data_plate(x, num_data):
             with poutine.scale(scale=self.beta):
-                z = pyro.sample("z", self.prior((batch,), x.device))
+                z = pyro.sample("z", self.prior((x.shape[0],), x.device))
             return pyro.sample("x", self.observation_dist(self.decoder(z)), obs=x)
 
     def guide(self, x: torch.Tensor, *, num_data: int | None = None) -> torch.Tensor:
         """Amortized mean-field Gaussian ``q(z | x)``; same arguments as :meth:`model`."""
         pyro.module(f"{self.pyro_name}.encoder", self.encoder)
-        batch = x.shape[0]
-        with pyro.plate("data", size=num_data or batch, subsample_size=batch):
+        with self.data_plate(x, num_data):
             loc, scale = self.encoder(x)
             with poutine.scale(scale=self.beta):
                 return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
