@@ -140,6 +140,74 @@ def _run_vae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_arm(text: str) -> tuple[str, int, int]:
+    name, sep, counts = text.partition("=")
+    successes, slash, trials = counts.partition("/")
+    if not (sep and slash and name):
+        raise UsageError(f"--arm {text!r}: expected NAME=SUCCESSES/TRIALS, e.g. A=200/1000")
+    try:
+        return name, int(successes), int(trials)
+    except ValueError:
+        raise UsageError(f"--arm {text!r}: successes and trials must be whole numbers") from None
+
+
+def _parse_prior(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        a, b = (float(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"--prior {text!r}: expected two numbers 'a,b', e.g. 1,1") from None
+    return a, b
+
+
+def _run_abtest(args: argparse.Namespace) -> int:
+    from bayesvae.abtest import abtest, abtest_from_rows
+    from bayesvae.infer.checkpoint import atomic_path, write_text
+
+    options = dict(
+        prior=_parse_prior(args.prior),
+        hierarchical=args.hierarchical,
+        method=args.method,
+        control=args.control,
+        rope=args.rope,
+        loss_threshold=args.loss_threshold,
+        hdi_prob=args.hdi_prob,
+        backend=args.backend,
+        seed=args.seed,
+    )
+    if args.data is not None:
+        if args.arm:
+            raise UsageError("give either a CSV file or --arm counts, not both")
+        if not (args.group and args.outcome):
+            raise UsageError("a CSV file needs --group and --outcome column names")
+        result = abtest_from_rows(args.data, group=args.group, outcome=args.outcome, **options)
+    else:
+        if not args.arm:
+            raise UsageError("give --arm NAME=SUCCESSES/TRIALS (at least two) or a CSV file")
+        arms = [_parse_arm(text) for text in args.arm]
+        result = abtest(
+            arms=[a[0] for a in arms],
+            successes=[a[1] for a in arms],
+            trials=[a[2] for a in arms],
+            **options,
+        )
+    summary = result.to_dict()
+    if args.out:
+        from bayesvae.report import plots
+
+        out = Path(args.out)
+        write_text(out / "result.json", json.dumps(summary, indent=2))
+        write_text(out / "summary.txt", result.table() + "\n")
+        plots.ab_posteriors(result, out / "posteriors.png")
+        plots.ab_lift(result, out / "lift.png", rope=args.rope)
+        plots.ab_prob_best(result, out / "prob_best.png")
+        if result.inference_data is not None:
+            with atomic_path(out / "posterior.nc") as tmp:
+                result.inference_data.to_netcdf(str(tmp))
+    print(json.dumps(summary) if args.json else result.table())
+    return 0
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from bayesvae.infer.objectives import OBJECTIVES
     from bayesvae.models.vae import ENCODERS, LIKELIHOODS
@@ -175,6 +243,47 @@ def _build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--no-progress", action="store_true")
     vae.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     vae.set_defaults(run=_run_vae)
+
+    ab = commands.add_parser("abtest", help="Bayesian A/B/n test of conversion counts")
+    ab.add_argument("data", nargs="?", help="CSV of per-user rows (with --group, --outcome)")
+    ab.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        help="NAME=SUCCESSES/TRIALS, once per arm, e.g. --arm A=200/1000",
+    )
+    ab.add_argument("--group", help="CSV column naming each row's arm")
+    ab.add_argument("--outcome", help="CSV column of 0/1 outcomes")
+    ab.add_argument("--prior", default="1,1", help="Beta prior 'a,b' of each arm's rate")
+    ab.add_argument(
+        "--hierarchical",
+        action="store_true",
+        help="shared prior with hyperpriors (partial pooling)",
+    )
+    ab.add_argument("--method", default="exact", choices=("exact", "mcmc", "svi"))
+    ab.add_argument(
+        "--backend",
+        default="numpyro",
+        choices=("numpyro", "pyro"),
+        help="NUTS backend for --method mcmc",
+    )
+    ab.add_argument("--control", help="reference arm for lift (default: the first)")
+    ab.add_argument(
+        "--rope",
+        type=float,
+        help="half-width of the region of practical equivalence on the difference in rates",
+    )
+    ab.add_argument(
+        "--loss-threshold",
+        type=float,
+        default=0.001,
+        help="choose an arm once its expected loss is at most this",
+    )
+    ab.add_argument("--hdi-prob", type=float, default=0.95)
+    ab.add_argument("--seed", type=int, default=0)
+    ab.add_argument("--json", action="store_true", help="print one JSON object")
+    ab.add_argument("--out", help="folder for result.json, summary.txt, plots, posterior.nc")
+    ab.set_defaults(run=_run_abtest)
     return parser
 
 

@@ -8,11 +8,13 @@ Python blocks run in order, one namespace per file, in a temporary folder. Shell
 import re
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from bayesvae.cli import main as cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.S)

@@ -1,10 +1,13 @@
 """Each example script runs, with tiny arguments."""
 
+import os
 import runpy
 import sys
+from pathlib import Path
 
 import pytest
-from conftest import ROOT
+
+ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLES = {
     "vae_digits.py": ["--epochs", "2", "--out", "{tmp}/digits"],
@@ -28,9 +31,8 @@ def test_every_example_is_covered():
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_example_runs(name, tmp_path, monkeypatch, capsys):
-    from conftest import SHARED_DATA
-
-    args = [a.format(tmp=tmp_path, data=SHARED_DATA) for a in EXAMPLES[name]]
+    shared = Path(os.environ.get("BAYESVAE_DATA", ROOT.parent / "shared" / "data"))
+    args = [a.format(tmp=tmp_path, data=shared) for a in EXAMPLES[name]]
     monkeypatch.setattr(sys, "argv", [name, *args])
     monkeypatch.chdir(tmp_path)
     try:
@@ -38,4 +40,4 @@ def test_example_runs(name, tmp_path, monkeypatch, capsys):
     except SystemExit as exit_info:
         assert exit_info.code in (0, None)
     out = capsys.readouterr().out
-    assert out.strip() or not SHARED_DATA.is_dir()
+    assert out.strip() or not shared.is_dir()

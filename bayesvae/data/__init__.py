@@ -8,6 +8,7 @@ from bayesvae.data.datasets import (
     load_mnist,
 )
 from bayesvae.data.loaders import DynamicBinarize, TensorBatchDataset, make_loader
+from bayesvae.data.tabular import aggregate_outcomes, read_table
 
 __all__ = [
     "ImageData",
@@ -18,4 +19,6 @@ __all__ = [
     "DynamicBinarize",
     "TensorBatchDataset",
     "make_loader",
+    "aggregate_outcomes",
+    "read_table",
 ]

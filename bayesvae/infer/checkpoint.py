@@ -6,10 +6,11 @@ model's entries of Pyro's param store) and ``metrics.csv`` (history), plus whate
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,6 +20,8 @@ import yaml
 
 __all__ = [
     "atomic_write",
+    "atomic_path",
+    "write_text",
     "save_model",
     "load",
     "read_config",
@@ -52,7 +55,23 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]
     return path
 
 
-def _write_text(path: Path, text: str) -> Path:
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a writer that wants a file name (e.g. netCDF);
+    it is renamed onto ``path`` when the block ends without an error, else removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
@@ -119,8 +138,8 @@ def save_model(
         import pandas as pd
 
         frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
-        _write_text(folder / METRICS_FILE, frame.to_csv(index=False))
-    _write_text(folder / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+        write_text(folder / METRICS_FILE, frame.to_csv(index=False))
+    write_text(folder / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
     return folder
 
 

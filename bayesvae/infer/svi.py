@@ -349,7 +349,10 @@ def fit(
     if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, int) or kl_warmup < 0:
         raise ValueError(f"kl_warmup must be a non-negative integer (epochs), got {kl_warmup!r}.")
     objective = make_elbo(
-        elbo, num_particles=num_particles, vectorize_particles=vectorize_particles
+        elbo,
+        num_particles=num_particles,
+        vectorize_particles=vectorize_particles,
+        max_plate_nesting=getattr(model, "max_plate_nesting", None),
     )
     if elbo == "jit" and kl_warmup:
         raise ValueError(
@@ -375,10 +378,12 @@ def fit(
         tensors, transform = _prepare_data(model, train, "train")
         num_train = len(tensors[0])
         step_batch = min(batch_size, num_train)
+        # A full batch is never shuffled: row order then carries no information, and models with
+        # per-row parameters (indexed by position in the batch) stay aligned with their rows.
         train_loader = make_loader(
             *tensors,
             batch_size=step_batch,
-            shuffle=True,
+            shuffle=step_batch < num_train,
             drop_last=True,
             generator=generator,
             transform=transform,

@@ -49,6 +49,8 @@ class PyroModel(torch.nn.Module):
     """
 
     family: ClassVar[str]
+    #: Deepest nesting of ``pyro.plate`` in model and guide (saves Pyro guessing it).
+    max_plate_nesting: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -73,8 +75,8 @@ class PyroModel(torch.nn.Module):
         return torch.device("cpu")
 
     @staticmethod
-    def data_plate(batch: torch.Tensor, num_data: int | None) -> pyro.plate:
-        """``pyro.plate("data")`` over a minibatch ``batch: (B, ...)`` of a data set of
+    def data_plate(batch: torch.Tensor, num_data: int | None, name: str = "data") -> pyro.plate:
+        """``pyro.plate(name)`` over a minibatch ``batch: (B, ...)`` of a data set of
         ``num_data`` rows (default ``B``): log densities inside are scaled by ``num_data / B``.
 
         The minibatch is already chosen by the data loader, so the plate is given its rows as the
@@ -82,7 +84,7 @@ class PyroModel(torch.nn.Module):
         """
         size = batch.shape[0]
         return pyro.plate(
-            "data", size=num_data or size, subsample=torch.arange(size, device=batch.device)
+            name, size=num_data or size, subsample=torch.arange(size, device=batch.device)
         )
 
     def check_data(self, *data: torch.Tensor) -> None:

@@ -99,6 +99,8 @@ def _conv_sizes(size: int, layers: int) -> list[int]:
 class ConvEncoder(nn.Module):
     """``x: (..., C, H, W)`` -> ``(loc, scale)``; stride-2 3x3 convolutions, then a linear head."""
 
+    max_plate_nesting = 1
+
     def __init__(
         self,
         input_shape: tuple[int, int, int],
@@ -187,6 +189,8 @@ class VAE(PyroModel):
         >>> svi = pyro.infer.SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": 1e-3}),
         ...                      pyro.infer.Trace_ELBO())
     """
+
+    max_plate_nesting = 1
 
     def __init__(
         self,

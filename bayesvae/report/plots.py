@@ -131,3 +131,75 @@ def latent_scatter(z: Any, labels: Any = None, path: str | Path | None = None) -
         axis.scatter(points[:, 0], points[:, 1], s=6, alpha=0.8)
     axis.set(xlabel=axis_names[0], ylabel=axis_names[1], title="latent space (posterior means)")
     return save_figure(figure, path)
+
+
+def ab_posteriors(result: Any, path: str | Path | None = None) -> Any:
+    """Posterior density of each arm's rate (exact Beta densities for ``method="exact"``, else a
+    kernel density of the draws), with posterior means marked."""
+    from scipy import stats
+
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4))
+    draws = np.asarray(result.draws)
+    low, high = np.quantile(draws, [0.0005, 0.9995])
+    grid = np.linspace(low, high, 400)
+    for k, arm in enumerate(result.arms):
+        if result.exact_posterior is not None:
+            density = stats.beta.pdf(grid, *result.exact_posterior[k])
+        else:
+            density = stats.gaussian_kde(draws[:, k])(grid)
+        line = axis.plot(grid, density, label=f"{arm} ({result.successes[k]}/{result.trials[k]})")
+        axis.axvline(result.posterior_mean[k], color=line[0].get_color(), lw=0.8, ls="--")
+    axis.set(
+        xlabel="conversion rate",
+        ylabel="posterior density",
+        title=f"posterior of each arm's rate ({result.method})",
+    )
+    axis.legend()
+    return save_figure(figure, path)
+
+
+def ab_lift(result: Any, path: str | Path | None = None, *, rope: float | None = None) -> Any:
+    """Distribution of the absolute lift of each arm over the control, with its HDI shaded and
+    the region of practical equivalence (``rope``) marked."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4))
+    draws = np.asarray(result.draws)
+    control = result.arms.index(result.control)
+    for row in result.lift:
+        k = result.arms.index(row["arm"])
+        lift = draws[:, k] - draws[:, control]
+        counts, edges, patches = axis.hist(
+            lift, bins=120, density=True, alpha=0.45, label=f"{row['arm']} - {result.control}"
+        )
+        colour = patches[0].get_facecolor()
+        low, high = row["absolute_hdi"]
+        axis.axvspan(low, high, color=colour, alpha=0.12)
+    axis.axvline(0.0, color="black", lw=0.8)
+    if rope:
+        axis.axvspan(-rope, rope, color="grey", alpha=0.2, label=f"ROPE ±{rope}")
+    axis.set(
+        xlabel="absolute lift in rate",
+        ylabel="posterior density",
+        title=f"lift over {result.control} ({result.hdi_prob:.0%} HDI shaded)",
+    )
+    axis.legend()
+    return save_figure(figure, path)
+
+
+def ab_prob_best(result: Any, path: str | Path | None = None) -> Any:
+    """P(each arm is best) as bars, with Monte Carlo error bars where there is Monte Carlo error."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    errors = 2 * np.asarray(result.prob_best_se)
+    axis.bar(
+        result.arms,
+        result.prob_best,
+        yerr=errors if errors.any() else None,
+        color="tab:blue",
+        capsize=4,
+    )
+    axis.set(ylim=(0, 1), ylabel="P(best)", title="probability each arm is best")
+    for k, value in enumerate(result.prob_best):
+        axis.text(k, min(value + 0.03, 0.95), f"{value:.3f}", ha="center")
+    return save_figure(figure, path)

@@ -347,3 +347,10 @@ def test_evaluate_matches_the_models_own_elbo(digits):
     estimates = [evaluate(vae, loader, 400)["elbo"] for _ in range(20)]
     reference = float(vae.elbo(x, num_samples=50, seed=1).mean())
     assert np.mean(estimates) == pytest.approx(reference, abs=0.3)
+
+
+def test_progress_bar_on_a_terminal_shows_losses_and_speed(digits, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    bayesvae.fit(small_vae(), digits.x[:256], val=digits.x[256:320], epochs=2, batch_size=64)
+    err = capsys.readouterr().err
+    assert "train" in err and "val" in err and "samples/s" in err

@@ -33,3 +33,22 @@ def test_each_plot_writes_a_png_and_returns_the_figure(tmp_path):
     assert figures["scatter5.png"].axes[0].get_xlabel() == "PC 1"
     assert figures["scatter2.png"].axes[0].get_xlabel() == "z[0]"
     assert len(figures["recon.png"].axes) == 10
+
+
+def test_ab_plots(tmp_path):
+    from bayesvae.abtest import abtest
+    from bayesvae.report import ab_lift, ab_posteriors, ab_prob_best
+
+    for method in ("exact", "svi"):
+        result = abtest(
+            {"A": (20, 100), "B": (30, 100), "C": (25, 100)},
+            method=method,
+            svi_steps=300,
+            num_draws=5000,
+        )
+        for name, draw in (("post", ab_posteriors), ("prob", ab_prob_best)):
+            figure = draw(result, tmp_path / f"{name}-{method}.png")
+            assert (tmp_path / f"{name}-{method}.png").read_bytes()[:8] == PNG_MAGIC
+            assert figure.axes
+        figure = ab_lift(result, tmp_path / f"lift-{method}.png", rope=0.02)
+        assert len(figure.axes[0].get_legend().get_texts()) == 3  # two arms and the ROPE

@@ -1,0 +1,1 @@
+"""Second backends: NumPyro (JAX) twins of the Pyro models."""
