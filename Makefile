@@ -34,6 +34,7 @@ format: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/vae_mnist.py
+	$(BIN)/python benchmarks/abtest.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

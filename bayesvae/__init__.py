@@ -13,10 +13,23 @@ import logging
 __version__ = "0.1.0"
 
 from bayesvae import data, models  # noqa: E402
+from bayesvae.abtest import ABTestResult, abtest, abtest_from_rows  # noqa: E402
 from bayesvae.infer import FitResult, fit, load  # noqa: E402
 from bayesvae.infer.checkpoint import save_model as save  # noqa: E402
 from bayesvae.models import VAE  # noqa: E402
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = ["__version__", "data", "models", "fit", "FitResult", "load", "save", "VAE"]
+__all__ = [
+    "__version__",
+    "data",
+    "models",
+    "fit",
+    "FitResult",
+    "load",
+    "save",
+    "VAE",
+    "abtest",
+    "abtest_from_rows",
+    "ABTestResult",
+]

@@ -289,6 +289,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bayesvae`` console script; returns the exit code."""
+    import warnings
+
+    # ArviZ announces its 1.0 refactor on import; users of this command can do nothing about it.
+    warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -8,7 +8,7 @@
 Results are appended to ``benchmarks/RESULTS.md`` (as a section with the machine and versions)
 and printed as JSON. Data: ``--data-root`` (default ``../shared/data``) with ``mnist/`` (IDX files,
 dynamically binarized every epoch) and ``binarized_mnist/`` (fixed binarization, 50k/10k/10k).
-Exits 1 when a target is missed, so the benchmark can fail.
+Exits 1 when a target is missed, so the benchmark can fail (``--quick`` only checks that it runs).
 """
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             write_results(args.results, "VAE on MNIST: speed (CPU)", "\n".join(lines))
     if failed:
         print("targets missed: " + "; ".join(failed), file=sys.stderr)
-        return 1
+        return 0 if args.quick else 1  # a tiny smoke run cannot meet the targets
     return 0
 
 

@@ -245,4 +245,5 @@ def test_exact_result_converts_to_inference_data_too():
     assert {"posterior", "observed_data", "log_likelihood"} <= set(idata.groups())
     assert idata.posterior["rate"].shape == (1, 4000, 2)
     assert float(idata.posterior["rate"].mean(("chain", "draw"))[1]) == pytest.approx(
-        221 / 1002, abs=0.002)
+        221 / 1002, abs=0.002
+    )

@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLES = {
+    "abtest.py": ["--out", "{tmp}/ab", "--num-samples", "500"],
     "vae_digits.py": ["--epochs", "2", "--out", "{tmp}/digits"],
     "own_svi_loop.py": ["--steps", "20"],
     "vae_mnist.py": [

@@ -1,0 +1,44 @@
+"""A Bayesian A/B/n test three ways (exact, MCMC, SVI), with plots.
+
+python examples/abtest.py --out runs/example-abtest
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import bayesvae
+from bayesvae.report import ab_lift, ab_posteriors, ab_prob_best
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/example-abtest"))
+    parser.add_argument("--num-samples", type=int, default=5000, help="NUTS draws per chain")
+    args = parser.parse_args(argv)
+
+    counts = {"control": (200, 1000), "new button": (220, 1000), "new copy": (212, 1000)}
+    for method in ("exact", "mcmc", "svi"):
+        result = bayesvae.abtest(counts, method=method, num_samples=args.num_samples, rope=0.005)
+        best = result.arms[int(result.prob_best.argmax())]
+        prob_best = {
+            arm: round(float(p), 4) for arm, p in zip(result.arms, result.prob_best, strict=True)
+        }
+        print(
+            f"{method:>5}: P(best) = {prob_best}; "
+            f"most likely best: {best}; decision: {result.decision.text}"
+        )
+    print()
+    print(result.table())
+    args.out.mkdir(parents=True, exist_ok=True)
+    ab_posteriors(result, args.out / "posteriors.png")
+    ab_lift(result, args.out / "lift.png", rope=0.005)
+    ab_prob_best(result, args.out / "prob_best.png")
+    print(f"plots in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
