@@ -75,6 +75,34 @@ def _as_images(dataset: Any) -> Any:
     return replace(dataset, x=dataset.x.reshape(len(dataset), *dataset.image_shape))
 
 
+def _vae_diagnostics(model: Any, x: Any, out: Path, seed: int) -> None:
+    """Write ``diagnostics.json`` (VAE checks, per-point PSIS k̂) and ``khat.png`` for the report."""
+    import warnings
+
+    import numpy as np
+
+    from bayesvae.diagnostics import psis_diagnostic, vae_diagnostics
+    from bayesvae.infer.checkpoint import write_text
+    from bayesvae.report import plots
+
+    with warnings.catch_warnings():  # collapse is reported in the report itself
+        warnings.simplefilter("ignore", UserWarning)
+        vae = vae_diagnostics(model, x, num_samples=200, seed=seed)
+    psis = psis_diagnostic(model, x[:300], num_samples=500, seed=seed)
+    plots.khat_per_point(psis.khat_per_point, out / "khat.png")
+    summary = {
+        "vae": {**vae, "num_points": int(len(x))},
+        "psis": {
+            "verdict": psis.verdict,
+            "num_samples": psis.num_samples,
+            "khat": psis.khat,
+            "khat_median": float(np.median(psis.khat_per_point)),
+            "share_bad_points": psis.share_bad_points,
+        },
+    }
+    write_text(out / "diagnostics.json", json.dumps(summary, indent=2))
+
+
 def _run_vae(args: argparse.Namespace) -> int:
     import torch
 
@@ -124,6 +152,11 @@ def _run_vae(args: argparse.Namespace) -> int:
     if shown.y is not None:
         loc, _ = model.encode(torch.as_tensor(shown.x[:2000]))
         plots.latent_scatter(loc, shown.y[:2000], out / "latent.png")
+    if args.report:
+        _vae_diagnostics(model, torch.as_tensor(shown.x[:1000]), out, args.seed)
+        from bayesvae.report import build
+
+        build(out)
     last = result.history.iloc[-1].to_dict()
     summary = {
         "out": str(out),
@@ -192,6 +225,8 @@ def _run_abtest(args: argparse.Namespace) -> int:
             **options,
         )
     summary = result.to_dict()
+    if args.report and not args.out:
+        raise UsageError("--report needs --out DIR (the report is written there)")
     if args.out:
         from bayesvae.report import plots
 
@@ -204,7 +239,37 @@ def _run_abtest(args: argparse.Namespace) -> int:
         if result.inference_data is not None:
             with atomic_path(out / "posterior.nc") as tmp:
                 result.inference_data.to_netcdf(str(tmp))
+        import yaml
+
+        import bayesvae
+
+        config = {
+            "bayesvae_version": bayesvae.__version__,
+            "family": "BetaBinomialABTest",
+            "model": {
+                "arms": result.arms,
+                "prior": list(options["prior"]),
+                "hierarchical": args.hierarchical,
+            },
+            "analysis": {k: v for k, v in options.items() if k != "prior"},
+        }
+        write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+        if args.report:
+            from bayesvae.report import build
+
+            build(out)
     print(json.dumps(summary) if args.json else result.table())
+    return 0
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from bayesvae.report import build
+
+    run = Path(args.run_dir)
+    if not run.is_dir():
+        raise UsageError(f"run folder {run} does not exist")
+    paths = build(run, title=args.title)
+    print(f"{paths.html}\n{paths.markdown}")
     return 0
 
 
@@ -242,6 +307,11 @@ def _build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--seed", type=int, default=0)
     vae.add_argument("--no-progress", action="store_true")
     vae.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    vae.add_argument(
+        "--report",
+        action="store_true",
+        help="also compute diagnostics and write report.html and report.md",
+    )
     vae.set_defaults(run=_run_vae)
 
     ab = commands.add_parser("abtest", help="Bayesian A/B/n test of conversion counts")
@@ -283,7 +353,15 @@ def _build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--seed", type=int, default=0)
     ab.add_argument("--json", action="store_true", help="print one JSON object")
     ab.add_argument("--out", help="folder for result.json, summary.txt, plots, posterior.nc")
+    ab.add_argument(
+        "--report", action="store_true", help="also write report.html and report.md into --out"
+    )
     ab.set_defaults(run=_run_abtest)
+
+    report = commands.add_parser("report", help="write report.html and report.md for a run")
+    report.add_argument("run_dir", help="a run folder (with config.yaml)")
+    report.add_argument("--title", help="report title")
+    report.set_defaults(run=_run_report)
     return parser
 
 

@@ -211,7 +211,11 @@ def _numpyro_nuts(
         chain_method=chain_method,
         progress_bar=progress,
     )
-    sampler.run(jax.random.PRNGKey(seed), *(jnp.asarray(t.numpy()) for t in tensors))
+    sampler.run(
+        jax.random.PRNGKey(seed),
+        *(jnp.asarray(t.numpy()) for t in tensors),
+        extra_fields=("diverging", "energy", "num_steps"),
+    )
     return az.from_numpyro(sampler, coords=coords, dims=dims)
 
 

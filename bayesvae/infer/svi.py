@@ -53,7 +53,8 @@ class FitResult:
             per data point: it includes β and the KL warm-up weight), ``val_elbo`` (with ``val``),
             ``recon`` and ``kl`` (per data point, unweighted, on ``val`` or else on up to
             ``eval_size`` training points; ``recon - kl`` is the ELBO), ``kl_weight``, ``lr``,
-            ``grad_norm`` (mean, when clipping), ``seconds``, ``samples_per_s``.
+            ``grad_norm`` (mean global gradient norm, before clipping), ``seconds``,
+            ``samples_per_s``.
         device: where the model was trained.
         best_epoch: epoch with the best monitored ELBO.
         stop_reason: why training ended early, if it did.
@@ -537,6 +538,9 @@ def fit(
                         )
                     if clip_norm is not None:
                         grad_norms.append(torch.nn.utils.clip_grad_norm_(params, clip_norm))
+                    else:  # kept as a tensor: no host sync until the epoch ends
+                        grads = [p.grad for p in params if p.grad is not None]
+                        grad_norms.append(torch.nn.utils.get_total_norm(grads))
                     optim.step()
                     optim.zero_grad(set_to_none=True)
                     step_counter[0] += 1

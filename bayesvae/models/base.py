@@ -87,8 +87,10 @@ class PyroModel(torch.nn.Module):
             name, size=num_data or size, subsample=torch.arange(size, device=batch.device)
         )
 
-    def check_data(self, *data: torch.Tensor) -> None:
-        """Validate training data; subclasses raise ``ValueError``/``TypeError`` on bad input."""
+    def check_data(self, *data: Any) -> tuple[torch.Tensor, ...]:
+        """Validate data and return it as tensors; subclasses raise ``ValueError``/``TypeError``
+        naming the argument on bad input."""
+        return tuple(torch.as_tensor(d) for d in data)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{key}={value!r}" for key, value in self.config.items())

@@ -100,6 +100,8 @@ class ConvEncoder(nn.Module):
     """``x: (..., C, H, W)`` -> ``(loc, scale)``; stride-2 3x3 convolutions, then a linear head."""
 
     max_plate_nesting = 1
+    #: plate of the amortized per-data-point latents (per-point PSIS diagnostics)
+    local_plate = "data"
 
     def __init__(
         self,
@@ -191,6 +193,8 @@ class VAE(PyroModel):
     """
 
     max_plate_nesting = 1
+    #: plate of the amortized per-data-point latents (per-point PSIS diagnostics)
+    local_plate = "data"
 
     def __init__(
         self,
@@ -304,15 +308,15 @@ class VAE(PyroModel):
                 return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
     # ------------------------------------------------------------------------------ validation
-    def check_data(self, x: torch.Tensor, *rest: torch.Tensor) -> None:
-        """Raise ``ValueError``/``TypeError`` unless ``x`` fits this model: ``(N, *input_shape)``,
-        finite, and in [0, 1] for the Bernoulli likelihood."""
+    def check_data(self, x: Any, *rest: Any) -> tuple[torch.Tensor]:
+        """Return ``x`` as a float tensor, raising ``ValueError``/``TypeError`` unless it fits
+        this model: ``(N, *input_shape)``, finite, and in [0, 1] for the Bernoulli likelihood."""
         if rest:
             raise ValueError(
                 f"VAE takes one data array x, got {1 + len(rest)} arrays; pass labels to the "
                 "plots, or use a conditional model."
             )
-        self._check_x("x", x)
+        return (self._check_x("x", x),)
 
     def _check_x(self, name: str, x: Any) -> torch.Tensor:
         x = as_float_tensor(name, x)

@@ -203,3 +203,50 @@ def ab_prob_best(result: Any, path: str | Path | None = None) -> Any:
     for k, value in enumerate(result.prob_best):
         axis.text(k, min(value + 0.03, 0.95), f"{value:.3f}", ha="center")
     return save_figure(figure, path)
+
+
+def gradient_norms(history: Any, path: str | Path | None = None) -> Any:
+    """Mean gradient norm per epoch (log scale): spikes flag instability, a steady fall to tiny
+    values an optimiser that has stopped moving."""
+    import pandas as pd
+
+    frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    axis.plot(frame["epoch"], frame["grad_norm"], color="tab:purple")
+    axis.set(xlabel="epoch", ylabel="gradient norm", yscale="log", title="gradient norm")
+    return save_figure(figure, path)
+
+
+def khat_per_point(khat: Any, path: str | Path | None = None) -> Any:
+    """Histogram of per-data-point Pareto k̂ with the 0.5 and 0.7 thresholds."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    axis.hist(_as_numpy(khat), bins=40, color="tab:gray")
+    for threshold, colour in ((0.5, "tab:orange"), (0.7, "tab:red")):
+        axis.axvline(threshold, color=colour, ls="--", label=f"k̂ = {threshold}")
+    axis.set(xlabel="Pareto k̂", ylabel="data points", title="guide quality per data point")
+    axis.legend()
+    return save_figure(figure, path)
+
+
+def mcmc_figures(idata: Any, folder: str | Path) -> None:
+    """Write ``trace.png``, ``rank.png`` and ``energy.png`` for an MCMC ``InferenceData``."""
+    import arviz as az
+
+    plt = _pyplot()
+    folder = Path(folder)
+    drawers = [("trace", az.plot_trace), ("rank", az.plot_rank)]
+    if "energy" in idata.sample_stats:
+        drawers.append(("energy", az.plot_energy))
+    import warnings
+
+    from matplotlib import MatplotlibDeprecationWarning
+
+    for name, draw in drawers:
+        with warnings.catch_warnings():  # ArviZ 0.23 calls an API matplotlib 3.11 deprecates
+            warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
+            axes = draw(idata)
+        figure = np.asarray(axes).ravel()[0].get_figure()
+        save_figure(figure, folder / f"{name}.png")
+    plt.close("all")

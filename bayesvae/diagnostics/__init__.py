@@ -1,0 +1,36 @@
+"""Posterior diagnostics for every fit: ArviZ conversion, MCMC and SVI checks, model comparison,
+and VAE-specific checks."""
+
+from bayesvae.diagnostics.compare import compare, loo, waic
+from bayesvae.diagnostics.mcmc import mcmc_checks
+from bayesvae.diagnostics.svi import (
+    KHAT_GOOD,
+    KHAT_USABLE,
+    PSISResult,
+    elbo_convergence,
+    psis_diagnostic,
+    svi_to_inference_data,
+)
+from bayesvae.diagnostics.vae import (
+    active_units,
+    elbo_iwae_gap,
+    kl_per_dimension,
+    vae_diagnostics,
+)
+
+__all__ = [
+    "KHAT_GOOD",
+    "KHAT_USABLE",
+    "PSISResult",
+    "active_units",
+    "compare",
+    "elbo_convergence",
+    "elbo_iwae_gap",
+    "kl_per_dimension",
+    "loo",
+    "mcmc_checks",
+    "psis_diagnostic",
+    "svi_to_inference_data",
+    "vae_diagnostics",
+    "waic",
+]

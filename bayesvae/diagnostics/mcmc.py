@@ -1,0 +1,43 @@
+"""MCMC checks: ArviZ summary, divergences, BFMI, and the problems worth a warning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bayesvae.infer.mcmc import ESS_THRESHOLD, RHAT_THRESHOLD, convergence_problems
+
+__all__ = ["mcmc_checks", "BFMI_THRESHOLD"]
+
+BFMI_THRESHOLD = 0.3
+
+
+def mcmc_checks(idata: Any) -> dict[str, Any]:
+    """Summary table (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat), divergences, BFMI per chain,
+    and ``problems``: R-hat > 1.01, ESS < 400, any divergence, BFMI < 0.3."""
+    import arviz as az
+
+    summary = az.summary(idata)
+    problems = convergence_problems(idata)
+    divergences = 0
+    bfmi: list[float] = []
+    if "sample_stats" in idata.groups():
+        stats = idata.sample_stats
+        if "diverging" in stats:
+            divergences = int(stats["diverging"].sum())
+        if "energy" in stats:
+            bfmi = [float(v) for v in np.atleast_1d(az.bfmi(idata))]
+            low = [round(v, 3) for v in bfmi if v < BFMI_THRESHOLD]
+            if low:
+                problems.append(
+                    f"BFMI below {BFMI_THRESHOLD} in {len(low)} chain(s) {low}: the "
+                    "sampler explores the energy poorly; reparameterize."
+                )
+    return {
+        "summary": summary,
+        "divergences": divergences,
+        "bfmi": bfmi,
+        "problems": problems,
+        "thresholds": {"r_hat": RHAT_THRESHOLD, "ess": ESS_THRESHOLD, "bfmi": BFMI_THRESHOLD},
+    }

@@ -1,0 +1,347 @@
+"""Self-contained run reports: ``report.html`` (CSS inline, images as data URIs, nothing fetched)
+and ``report.md`` beside it, rendered from Jinja2 templates.
+
+A report is built from a run folder: ``config.yaml`` names the family, and each family registers
+a section builder in :data:`FAMILY_SECTIONS`. Generic sections follow from what the folder holds:
+an SVI section from ``metrics.csv`` (ELBO curve, convergence, gradient norms, k̂ from
+``diagnostics.json``) and an MCMC section from a ``posterior.nc`` with sample statistics.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bayesvae.infer.checkpoint import read_config, write_text
+
+__all__ = ["build", "Section", "Report", "FAMILY_SECTIONS", "register_section"]
+
+DIAGNOSTICS_FILE = "diagnostics.json"
+
+
+@dataclass
+class Section:
+    """One part of a report: text, warnings (``problems``), passed checks, tables and figures
+    (PNG files in the run folder)."""
+
+    title: str
+    text: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    tables: list[dict[str, str]] = field(default_factory=list)
+    figures: list[dict[str, str]] = field(default_factory=list)
+
+    def add_table(self, caption: str, frame: Any, *, index: bool = False, digits: int = 4) -> None:
+        rounded = frame.round(digits)
+        self.tables.append(
+            {
+                "caption": caption,
+                "html": rounded.to_html(index=index, border=0),
+                "markdown": _markdown_table(rounded, index=index),
+            }
+        )
+
+    def add_figure(self, run: Path, filename: str, caption: str) -> None:
+        path = run / filename
+        if path.exists():
+            encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+            self.figures.append(
+                {
+                    "file": filename,
+                    "caption": caption,
+                    "data_uri": f"data:image/png;base64,{encoded}",
+                }
+            )
+
+
+@dataclass(frozen=True)
+class Report:
+    """Paths of the written report files."""
+
+    html: Path
+    markdown: Path
+
+
+SectionBuilder = Callable[[Path, dict[str, Any]], list[Section]]
+#: family name (``config.yaml``'s ``family``) -> builder of that family's sections
+FAMILY_SECTIONS: dict[str, SectionBuilder] = {}
+
+
+def register_section(family: str) -> Callable[[SectionBuilder], SectionBuilder]:
+    """Decorator registering the section builder of a model family."""
+
+    def decorate(builder: SectionBuilder) -> SectionBuilder:
+        FAMILY_SECTIONS[family] = builder
+        return builder
+
+    return decorate
+
+
+def _markdown_table(frame: Any, *, index: bool) -> str:
+    table = frame.reset_index() if index else frame
+    header = "| " + " | ".join(str(c) for c in table.columns) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def _interval(bounds: list[float], fmt: str) -> str:
+    return "[" + ", ".join(fmt.format(b) for b in bounds) + "]"
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+# -------------------------------------------------------------------------- generic sections
+def _svi_section(run: Path, config: dict[str, Any]) -> list[Section]:
+    import pandas as pd
+
+    from bayesvae.diagnostics import elbo_convergence
+    from bayesvae.report import plots
+
+    metrics = run / "metrics.csv"
+    if not metrics.exists():
+        return []
+    history = pd.read_csv(metrics)
+    section = Section("Stochastic variational inference")
+    last = history.iloc[-1]
+    section.text.append(
+        f"{len(history)} epochs in {history['seconds'].sum():.1f} s "
+        f"({history['samples_per_s'].median():.0f} samples/s median). Final train ELBO "
+        f"{last['train_elbo']:.3f} nats per data point"
+        + (f", validation ELBO {last['val_elbo']:.3f}" if "val_elbo" in history else "")
+        + "."
+    )
+    verdict = elbo_convergence(
+        history, column="val_elbo" if "val_elbo" in history else "train_elbo"
+    )
+    (section.checks if verdict["converged"] else section.problems).append(
+        "ELBO "
+        + ("converged: " if verdict["converged"] else "not yet converged: ")
+        + verdict["reason"]
+        + "."
+    )
+    if not (run / "loss_curves.png").exists():
+        plots.loss_curves(history, run / "loss_curves.png")
+    section.add_figure(run, "loss_curves.png", "ELBO per data point by epoch, and its terms")
+    if "grad_norm" in history and history["grad_norm"].notna().any():
+        plots.gradient_norms(history, run / "grad_norm.png")
+        section.add_figure(run, "grad_norm.png", "mean gradient norm per epoch")
+    psis = _read_json(run / DIAGNOSTICS_FILE).get("psis")
+    if psis:
+        text = (
+            f"Guide quality by PSIS (Yao et al. 2018), {psis['num_samples']} draws: verdict "
+            f"**{psis['verdict']}** (k̂ < 0.5 good, < 0.7 usable, else untrustworthy)"
+        )
+        if psis.get("khat") is not None:
+            text += f"; k̂ = {psis['khat']:.3f}."
+        else:
+            text += (
+                f"; per data point: median k̂ {psis['khat_median']:.3f}, "
+                f"{psis['share_bad_points']:.1%} of points with k̂ >= 0.7."
+            )
+        (section.checks if psis["verdict"] == "good" else section.problems).append(text)
+        if (run / "khat.png").exists():
+            section.add_figure(run, "khat.png", "Pareto k̂ per data point")
+    return [section]
+
+
+def _mcmc_section(run: Path, config: dict[str, Any]) -> list[Section]:
+    path = run / "posterior.nc"
+    if not path.exists():
+        return []
+    import arviz as az
+
+    from bayesvae.diagnostics import mcmc_checks
+    from bayesvae.report import plots
+
+    idata = az.from_netcdf(path)
+    if "sample_stats" not in idata.groups():
+        return []
+    checks = mcmc_checks(idata)
+    section = Section("MCMC diagnostics")
+    section.text.append(
+        f"{idata.posterior.sizes['chain']} chains x {idata.posterior.sizes['draw']} draws. "
+        f"Thresholds: R-hat <= {checks['thresholds']['r_hat']}, bulk and tail ESS >= "
+        f"{checks['thresholds']['ess']}, no divergences, BFMI >= {checks['thresholds']['bfmi']}."
+    )
+    section.problems.extend(checks["problems"])
+    if not checks["problems"]:
+        section.checks.append(
+            f"no convergence problems; {checks['divergences']} divergences; "
+            f"BFMI {', '.join(f'{b:.2f}' for b in checks['bfmi'])}."
+        )
+    section.add_table("posterior summary (ArviZ)", checks["summary"], index=True)
+    plots.mcmc_figures(idata, run)
+    section.add_figure(run, "trace.png", "trace plots")
+    section.add_figure(run, "rank.png", "rank plots (uniform when chains mix)")
+    section.add_figure(run, "energy.png", "energy: marginal vs transition (BFMI)")
+    return [section]
+
+
+# ------------------------------------------------------------------------- family sections
+@register_section("VAE")
+def _vae_sections(run: Path, config: dict[str, Any]) -> list[Section]:
+    import pandas as pd
+
+    model = config["model"]
+    section = Section("Variational autoencoder")
+    section.text.append(
+        f"{model['encoder'].upper()} encoder/decoder, input {tuple(model['input_shape'])}, "
+        f"latent dimension {model['latent_dim']}, hidden {model['hidden_dims']}, "
+        f"{model['likelihood']} likelihood, β = {model['beta']}."
+    )
+    diagnostics = _read_json(run / DIAGNOSTICS_FILE).get("vae")
+    if diagnostics:
+        section.text.append(
+            f"On {diagnostics['num_points']} held-out points: ELBO {diagnostics['elbo']:.3f}, "
+            f"importance-weighted log-likelihood (K={diagnostics['num_samples']}) "
+            f"{diagnostics['iwae']:.3f} nats per data point; ELBO-IWAE gap "
+            f"{diagnostics['gap']:.3f}."
+        )
+        active = f"{diagnostics['active_units']} of {diagnostics['latent_dim']} latent dimensions"
+        if diagnostics["active_units"] < max(1, diagnostics["latent_dim"] // 2):
+            section.problems.append(f"posterior collapse: only {active} are active.")
+        else:
+            section.checks.append(f"{active} are active (variance of the posterior mean > 0.01).")
+        section.add_table(
+            "per latent dimension",
+            pd.DataFrame(
+                {
+                    "dimension": range(diagnostics["latent_dim"]),
+                    "KL (nats)": diagnostics["kl_per_dimension"],
+                    "Var of posterior mean": diagnostics["posterior_mean_variance"],
+                }
+            ),
+        )
+    section.add_figure(run, "reconstructions.png", "originals (top) and reconstructions")
+    section.add_figure(run, "samples.png", "samples from the generative model (decoder means)")
+    section.add_figure(run, "latent.png", "latent space: posterior means coloured by label")
+    return [section]
+
+
+@register_section("BetaBinomialABTest")
+def _abtest_sections(run: Path, config: dict[str, Any]) -> list[Section]:
+    import pandas as pd
+
+    result = _read_json(run / "result.json")
+    if not result:
+        return []
+    section = Section("A/B test")
+    decision = result["decision"]
+    section.text.append(f"Method: {result['method']}; control: {result['control']}.")
+    section.checks.append(f"decision: {decision['text']} ({decision['reason']}).")
+    pct = f"{result['hdi_prob']:.0%} HDI"
+    section.add_table(
+        "arms",
+        pd.DataFrame(
+            [
+                {
+                    "arm": a["arm"],
+                    "conversions": f"{a['successes']}/{a['trials']}",
+                    "posterior mean": a["posterior_mean"],
+                    pct: f"[{a['hdi'][0]:.4f}, {a['hdi'][1]:.4f}]",
+                    "P(best)": a["prob_best"],
+                    "± MC s.e.": a["prob_best_se"],
+                    "expected loss": a["expected_loss"],
+                }
+                for a in result["arms"]
+            ]
+        ),
+        digits=5,
+    )
+    section.add_table(
+        f"lift over {result['control']}",
+        pd.DataFrame(
+            [
+                {
+                    "arm": row["arm"],
+                    "absolute": row["absolute_mean"],
+                    f"absolute {pct}": _interval(row["absolute_hdi"], "{:+.4f}"),
+                    "relative": f"{row['relative_mean']:+.2%}",
+                    f"relative {pct}": _interval(row["relative_hdi"], "{:+.2%}"),
+                    "P(better)": row["prob_better"],
+                }
+                for row in result["lift"]
+            ]
+        ),
+        digits=5,
+    )
+    section.add_figure(run, "posteriors.png", "posterior density of each arm's rate")
+    section.add_figure(run, "lift.png", "lift over the control, HDI shaded, ROPE marked")
+    section.add_figure(run, "prob_best.png", "probability that each arm is best")
+    return [section]
+
+
+# --------------------------------------------------------------------------------- build
+def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
+    import pyro
+    import torch
+
+    import bayesvae
+
+    fit = config.get("fit") or config.get("analysis") or {}
+    rows = [
+        ("family", config["family"]),
+        ("run folder", str(run.resolve())),
+        ("bayesvae", config.get("bayesvae_version", bayesvae.__version__)),
+        (
+            "versions now",
+            f"Python {platform.python_version()}, torch {torch.__version__}, "
+            f"pyro {pyro.__version__}",
+        ),
+    ]
+    for key in ("device", "seed", "method", "epochs", "elbo"):
+        if key in fit:
+            rows.append((key, fit[key]))
+    metrics = run / "metrics.csv"
+    if metrics.exists():
+        import pandas as pd
+
+        seconds = float(pd.read_csv(metrics)["seconds"].sum())
+        if math.isfinite(seconds):
+            rows.append(("training time", f"{seconds:.1f} s"))
+    return {"summary": f"Run report for a {config['family']} run.", "rows": rows}
+
+
+def build(run_dir: str | Path, *, title: str | None = None) -> Report:
+    """Write ``report.html`` and ``report.md`` into the run folder ``run_dir``; return their paths.
+
+    The HTML is one self-contained file: inline CSS, figures embedded as ``data:`` URIs, no
+    script and nothing fetched from anywhere.
+    """
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    run = Path(run_dir)
+    config = read_config(run)
+    sections: list[Section] = []
+    builder = FAMILY_SECTIONS.get(config["family"])
+    if builder is not None:
+        sections += builder(run, config)
+    sections += _svi_section(run, config)
+    sections += _mcmc_section(run, config)
+    context = {
+        "title": title or f"bayesvae report: {run.name}",
+        "header": _header(run, config),
+        "sections": sections,
+        "config_text": yaml.safe_dump(config, sort_keys=False),
+    }
+    env = Environment(
+        loader=PackageLoader("bayesvae.report", "templates"),
+        autoescape=select_autoescape(["html"]),
+        keep_trailing_newline=True,
+    )
+    html = env.get_template("report.html.j2").render(**context)
+    markdown = env.get_template("report.md.j2").render(**context)
+    return Report(
+        html=write_text(run / "report.html", html), markdown=write_text(run / "report.md", markdown)
+    )

@@ -1,0 +1,103 @@
+"""The HTML report opens in headless Chromium (Debian's ``chromium``) with no failed request and no
+console error, every image embedded, and a non-blank page. ``.ci/run`` installs Chromium when it
+is missing; outside CI the test skips without it."""
+
+import io
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from bayesvae.cli import main
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run should have installed it")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def _open(browser, html_path):
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    console_errors, failed = [], []
+    page.on("console", lambda msg: console_errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda error: console_errors.append(str(error)))
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(html_path.resolve().as_uri(), wait_until="load")
+    images = page.evaluate("""() => Array.from(document.images).map(img => ({
+        src: img.getAttribute('src').slice(0, 22), width: img.naturalWidth}))""")
+    screenshot = page.screenshot(full_page=True)
+    page.close()
+    return console_errors, failed, requests, images, screenshot
+
+
+def _not_blank(png_bytes):
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(io.BytesIO(png_bytes), format="png")
+    return float(np.std(pixels[..., :3])) > 0.02
+
+
+@pytest.mark.parametrize("family", ["vae", "abtest"])
+def test_report_opens_cleanly_in_chromium(browser, tmp_path, family):
+    out = tmp_path / family
+    if family == "vae":
+        args = [
+            "vae",
+            "--data",
+            "digits",
+            "--epochs",
+            "3",
+            "--hidden",
+            "32",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--report",
+        ]
+    else:
+        args = [
+            "abtest",
+            "--arm",
+            "A=200/1000",
+            "--arm",
+            "B=220/1000",
+            "--method",
+            "mcmc",
+            "--rope",
+            "0.01",
+            "--out",
+            str(out),
+            "--report",
+        ]
+    assert main(args) == 0
+    errors, failed, requests, images, screenshot = _open(browser, out / "report.html")
+    assert errors == [] and failed == []
+    assert all(url.startswith(("file:", "data:")) for url in requests)
+    assert len(images) >= 4
+    assert all(img["src"].startswith("data:image/png") and img["width"] > 0 for img in images)
+    assert _not_blank(screenshot)
+    (tmp_path / f"{family}.png").write_bytes(screenshot)

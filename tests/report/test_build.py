@@ -1,0 +1,89 @@
+import re
+
+import pytest
+
+from bayesvae.cli import main
+from bayesvae.report import FAMILY_SECTIONS, build
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "vae"
+    assert (
+        main(
+            [
+                "vae",
+                "--epochs",
+                "2",
+                "--hidden",
+                "16",
+                "--out",
+                str(out),
+                "--no-progress",
+                "--report",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def test_vae_report_is_self_contained(vae_run):
+    html = (vae_run / "report.html").read_text()
+    assert "<script" not in html and "http://" not in html and "https://" not in html
+    assert "<link" not in html and "@import" not in html and "url(" not in html
+    sources = re.findall(r'<img src="([^"]+)"', html)
+    assert len(sources) >= 6 and all(s.startswith("data:image/png;base64,") for s in sources)
+    for heading in ("Variational autoencoder", "Stochastic variational inference", "Configuration"):
+        assert heading in html
+    assert "active" in html and "k̂" in html
+    markdown = (vae_run / "report.md").read_text()
+    assert "## Variational autoencoder" in markdown and "](loss_curves.png)" in markdown
+
+
+def test_abtest_report_has_decision_and_mcmc_sections(tmp_path):
+    out = tmp_path / "ab"
+    assert (
+        main(
+            [
+                "abtest",
+                "--arm",
+                "A=20/100",
+                "--arm",
+                "B=30/100",
+                "--method",
+                "mcmc",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    paths = build(out, title="checkout test")
+    html = paths.html.read_text()
+    assert "checkout test" in html and "A/B test" in html and "decision" in html
+    assert "MCMC diagnostics" in html and "r_hat" in html
+    assert (out / "trace.png").exists() and (out / "rank.png").exists()
+
+
+def test_report_command(vae_run, capsys, tmp_path):
+    assert main(["report", str(vae_run)]) == 0
+    assert "report.html" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2  # a folder without config.yaml
+    assert "not a bayesvae run folder" in capsys.readouterr().err
+
+
+def test_abtest_report_needs_out(capsys):
+    assert main(["abtest", "--arm", "A=2/10", "--arm", "B=3/10", "--report"]) == 2
+    assert "--report needs --out" in capsys.readouterr().err
+
+
+def test_every_existing_family_has_report_sections():
+    from bayesvae.models import MODEL_REGISTRY
+
+    library = {
+        name for name, cls in MODEL_REGISTRY.items() if cls.__module__.startswith("bayesvae.")
+    }
+    assert library and library <= set(FAMILY_SECTIONS)
