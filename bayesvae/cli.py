@@ -89,6 +89,12 @@ def _vae_diagnostics(model: Any, x: Any, out: Path, seed: int) -> None:
         warnings.simplefilter("ignore", UserWarning)
         vae = vae_diagnostics(model, x, num_samples=200, seed=seed)
     psis = psis_diagnostic(model, x[:300], num_samples=500, seed=seed)
+    from bayesvae.diagnostics import svi_to_inference_data
+    from bayesvae.infer.checkpoint import atomic_path
+
+    idata = svi_to_inference_data(model, x[:100], num_samples=100, seed=seed)
+    with atomic_path(out / "posterior.nc") as tmp:
+        idata.to_netcdf(str(tmp))
     plots.khat_per_point(psis.khat_per_point, out / "khat.png")
     summary = {
         "vae": {**vae, "num_points": int(len(x))},

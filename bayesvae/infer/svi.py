@@ -68,6 +68,14 @@ class FitResult:
     stop_reason: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
+    def to_inference_data(self, *data: Any, num_samples: int = 500, seed: int = 0) -> Any:
+        """ArviZ ``InferenceData`` from the fitted guide on ``data`` (posterior,
+        posterior_predictive, observed_data, pointwise log_likelihood; one chain of independent
+        draws). See :func:`bayesvae.diagnostics.svi_to_inference_data`."""
+        from bayesvae.diagnostics import svi_to_inference_data
+
+        return svi_to_inference_data(self.model, *data, num_samples=num_samples, seed=seed)
+
     def save(self, path: str | Path) -> Path:
         """Write a run folder (config.yaml, model.pt, metrics.csv); load with ``bayesvae.load``."""
         return ckpt.save_model(self.model, path, history=self.history, fit_config=self.settings)

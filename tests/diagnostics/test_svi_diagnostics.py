@@ -91,6 +91,18 @@ def test_svi_and_mcmc_inference_data_agree():
     assert set(table.index) == {"svi", "mcmc"}
 
 
+def test_fit_result_converts_to_inference_data(digits):
+    result = bayesvae.fit(
+        bayesvae.VAE(64, latent_dim=2, hidden_dims=(16,), seed=0),
+        digits.x[:200],
+        epochs=1,
+        progress=False,
+    )
+    idata = result.to_inference_data(digits.x[:30], num_samples=20)
+    assert idata.posterior["z"].shape == (1, 20, 30, 2)
+    assert idata.log_likelihood["x"].dims == ("chain", "draw", "data")
+
+
 def test_vae_inference_data_has_named_dims_and_bounded_batches(digits):
     vae = bayesvae.VAE(64, latent_dim=3, hidden_dims=(16,), seed=0)
     idata = svi_to_inference_data(vae, digits.x[:40], num_samples=25, draw_batch=10)

@@ -37,6 +37,9 @@ def test_vae_report_is_self_contained(vae_run):
     for heading in ("Variational autoencoder", "Stochastic variational inference", "Configuration"):
         assert heading in html
     assert "active" in html and "k̂" in html
+    import arviz as az
+
+    assert "log_likelihood" in az.from_netcdf(vae_run / "posterior.nc").groups()
     markdown = (vae_run / "report.md").read_text()
     assert "## Variational autoencoder" in markdown and "](loss_curves.png)" in markdown
 
