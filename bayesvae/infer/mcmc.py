@@ -140,32 +140,11 @@ def mcmc(
     tensors = tuple(check(*data)) if check is not None else tuple(torch.as_tensor(d) for d in data)
     coords, dims = model.arviz_dims() if hasattr(model, "arviz_dims") else (None, None)
     started = time.perf_counter()
-    if backend == "numpyro":
-        idata = _numpyro_nuts(
-            model,
-            tensors,
-            num_warmup,
-            num_samples,
-            num_chains,
-            target_accept_prob,
-            seed,
-            progress,
-            coords,
-            dims,
-        )
-    else:
-        idata = _pyro_nuts(
-            model,
-            tensors,
-            num_warmup,
-            num_samples,
-            num_chains,
-            target_accept_prob,
-            seed,
-            progress,
-            coords,
-            dims,
-        )
+    run = _NUTSRun(
+        num_warmup, num_samples, num_chains, target_accept_prob, seed, progress, coords, dims
+    )
+    sampler = _numpyro_nuts if backend == "numpyro" else _pyro_nuts
+    idata = sampler(model, tensors, run)
     seconds = time.perf_counter() - started
     samples = {name: idata.posterior[name].to_numpy() for name in idata.posterior.data_vars}
     problems = convergence_problems(idata)
@@ -183,18 +162,21 @@ def mcmc(
     )
 
 
-def _numpyro_nuts(
-    model: Any,
-    tensors: tuple[torch.Tensor, ...],
-    num_warmup: int,
-    num_samples: int,
-    num_chains: int,
-    target_accept_prob: float,
-    seed: int,
-    progress: bool,
-    coords: Any,
-    dims: Any,
-) -> Any:
+@dataclass(frozen=True)
+class _NUTSRun:
+    """Settings shared by both backends' samplers."""
+
+    num_warmup: int
+    num_samples: int
+    num_chains: int
+    target_accept_prob: float
+    seed: int
+    progress: bool
+    coords: Any
+    dims: Any
+
+
+def _numpyro_nuts(model: Any, tensors: tuple[torch.Tensor, ...], run: _NUTSRun) -> Any:
     import arviz as az
     import jax
     import jax.numpy as jnp
@@ -202,50 +184,39 @@ def _numpyro_nuts(
 
     if not hasattr(model, "numpyro_model"):
         raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
-    chain_method = "parallel" if jax.local_device_count() >= num_chains else "vectorized"
+    chain_method = "parallel" if jax.local_device_count() >= run.num_chains else "vectorized"
     sampler = MCMC(
-        NUTS(model.numpyro_model(), target_accept_prob=target_accept_prob),
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
+        NUTS(model.numpyro_model(), target_accept_prob=run.target_accept_prob),
+        num_warmup=run.num_warmup,
+        num_samples=run.num_samples,
+        num_chains=run.num_chains,
         chain_method=chain_method,
-        progress_bar=progress,
+        progress_bar=run.progress,
     )
     sampler.run(
-        jax.random.PRNGKey(seed),
+        jax.random.PRNGKey(run.seed),
         *(jnp.asarray(t.numpy()) for t in tensors),
         extra_fields=("diverging", "energy", "num_steps"),
     )
-    return az.from_numpyro(sampler, coords=coords, dims=dims)
+    return az.from_numpyro(sampler, coords=run.coords, dims=run.dims)
 
 
-def _pyro_nuts(
-    model: Any,
-    tensors: tuple[torch.Tensor, ...],
-    num_warmup: int,
-    num_samples: int,
-    num_chains: int,
-    target_accept_prob: float,
-    seed: int,
-    progress: bool,
-    coords: Any,
-    dims: Any,
-) -> Any:
+def _pyro_nuts(model: Any, tensors: tuple[torch.Tensor, ...], run: _NUTSRun) -> Any:
     import arviz as az
     import pyro
     from pyro.infer import MCMC, NUTS
 
     chains = []
-    for chain in range(num_chains):
-        pyro.set_rng_seed(seed + chain)
+    for chain in range(run.num_chains):
+        pyro.set_rng_seed(run.seed + chain)
         sampler = MCMC(
-            NUTS(model.model, target_accept_prob=target_accept_prob),
-            num_samples=num_samples,
-            warmup_steps=num_warmup,
-            disable_progbar=not progress,
+            NUTS(model.model, target_accept_prob=run.target_accept_prob),
+            num_samples=run.num_samples,
+            warmup_steps=run.num_warmup,
+            disable_progbar=not run.progress,
         )
         sampler.run(*tensors)
         with warnings.catch_warnings():  # arviz notes that one chain cannot give R-hat
             warnings.simplefilter("ignore", UserWarning)
-            chains.append(az.from_pyro(sampler, coords=coords, dims=dims))
-    return chains[0] if num_chains == 1 else az.concat(*chains, dim="chain")
+            chains.append(az.from_pyro(sampler, coords=run.coords, dims=run.dims))
+    return chains[0] if run.num_chains == 1 else az.concat(*chains, dim="chain")

@@ -81,3 +81,19 @@ def test_save_refuses_a_file_path(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="not a folder"):
         save_model(VAE(4, latent_dim=2), tmp_path / "file")
+
+
+def test_param_store_state_survives_save_and_load(tmp_path):
+    import pyro
+
+    from bayesvae.models import BetaBinomialABTest
+
+    model = BetaBinomialABTest(["A", "B"])
+    result = bayesvae.fit(model, ([20, 30], [100, 100]), epochs=50, batch_size=2, lr=0.01,
+                          progress=False)
+    folder = result.save(tmp_path / "ab")
+    loaded = bayesvae.load(folder)
+    store = pyro.get_param_store()
+    for name in ("rate_logit_mean", "rate_log_concentration"):
+        torch.testing.assert_close(store[f"{loaded.pyro_name}.{name}"],
+                                   store[f"{model.pyro_name}.{name}"])
