@@ -378,11 +378,8 @@ def _mcmc(
 def _svi(
     model: BetaBinomialABTest, data: ArmCounts, steps: int, num_draws: int, seed: int
 ) -> tuple[np.ndarray, dict[str, Any], Any]:
-    import pyro
-    import torch
-    from pyro.infer import Predictive
-
     import bayesvae
+    from bayesvae.diagnostics import svi_to_inference_data
     from bayesvae.infer import IterateAveraging
 
     steps = check_positive_int("svi_steps", steps)
@@ -403,18 +400,9 @@ def _svi(
         device="cpu",
         callbacks=[IterateAveraging(max(steps // 4, 1))],
     )
-    successes = torch.as_tensor(data.successes, dtype=torch.float32)
-    trials = torch.as_tensor(data.trials, dtype=torch.float32)
-    pyro.set_rng_seed(seed)
-    sites = ["rate", "mean", "concentration"] if model.hierarchical else ["rate"]
-    with torch.no_grad():
-        draws = Predictive(
-            model.model, guide=model.guide, num_samples=num_draws, return_sites=sites, parallel=True
-        )(successes, trials)
-    posterior = {
-        name: draws[name].reshape(num_draws, -1).squeeze(-1).numpy()[None] for name in sites
-    }
-    idata = _draws_to_inference_data(model, data, posterior)
+    idata = svi_to_inference_data(
+        model, data.successes, data.trials, num_samples=num_draws, draw_batch=10_000, seed=seed
+    )
     last = fitted.history.iloc[-1]
     diagnostics = {
         "steps": steps,
@@ -423,7 +411,7 @@ def _svi(
         "guide": "mean-field Beta",
         "iterate_averaging": "last 3/4 of the steps",
     }
-    return posterior["rate"], diagnostics, idata
+    return idata.posterior["rate"].to_numpy(), diagnostics, idata
 
 
 def _draws_to_inference_data(
