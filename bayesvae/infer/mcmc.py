@@ -126,6 +126,10 @@ def mcmc(
             ``nuts_target_accept_prob`` if it has one (funnel-shaped hierarchical posteriors need
             0.95-0.99), else 0.8.
         seed: chains are seeded from it; the same seed gives the same draws on CPU.
+
+    Optional hooks on ``model``: ``nuts_init_values()`` (site -> constrained value: every chain
+    starts there instead of at random), ``max_plate_nesting`` (Pyro enumeration), and
+    ``postprocess_posterior(idata)`` (e.g. mixture relabelling) applied before diagnostics.
     """
 
     check_choice("backend", backend, BACKENDS)
@@ -145,6 +149,9 @@ def mcmc(
     )
     sampler = _numpyro_nuts if backend == "numpyro" else _pyro_nuts
     idata = sampler(model, tensors, run)
+    postprocess = getattr(model, "postprocess_posterior", None)
+    if postprocess is not None:  # e.g. relabel mixture components before any diagnostic
+        idata = postprocess(idata)
     seconds = time.perf_counter() - started
     samples = {name: idata.posterior[name].to_numpy() for name in idata.posterior.data_vars}
     problems = convergence_problems(idata)
@@ -176,6 +183,11 @@ class _NUTSRun:
     dims: Any
 
 
+def _init_values(model: Any) -> dict[str, Any] | None:
+    hook = getattr(model, "nuts_init_values", None)
+    return None if hook is None else hook()
+
+
 def _numpyro_nuts(model: Any, tensors: tuple[torch.Tensor, ...], run: _NUTSRun) -> Any:
     import arviz as az
     import jax
@@ -184,9 +196,21 @@ def _numpyro_nuts(model: Any, tensors: tuple[torch.Tensor, ...], run: _NUTSRun) 
 
     if not hasattr(model, "numpyro_model"):
         raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
+    from numpyro.infer import init_to_uniform, init_to_value
+
     chain_method = "parallel" if jax.local_device_count() >= run.num_chains else "vectorized"
+    init_values = _init_values(model)
+    init_strategy = (
+        init_to_uniform  # each backend's default
+        if init_values is None
+        else init_to_value(values={k: jnp.asarray(v) for k, v in init_values.items()})
+    )
     sampler = MCMC(
-        NUTS(model.numpyro_model(), target_accept_prob=run.target_accept_prob),
+        NUTS(
+            model.numpyro_model(),
+            target_accept_prob=run.target_accept_prob,
+            init_strategy=init_strategy,
+        ),
         num_warmup=run.num_warmup,
         num_samples=run.num_samples,
         num_chains=run.num_chains,
@@ -206,11 +230,24 @@ def _pyro_nuts(model: Any, tensors: tuple[torch.Tensor, ...], run: _NUTSRun) -> 
     import pyro
     from pyro.infer import MCMC, NUTS
 
+    from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
+
+    init_values = _init_values(model)
+    init_strategy = (
+        init_to_uniform  # each backend's default
+        if init_values is None
+        else init_to_value(values={k: torch.as_tensor(v) for k, v in init_values.items()})
+    )
     chains = []
     for chain in range(run.num_chains):
         pyro.set_rng_seed(run.seed + chain)
         sampler = MCMC(
-            NUTS(model.model, target_accept_prob=run.target_accept_prob),
+            NUTS(
+                model.model,
+                target_accept_prob=run.target_accept_prob,
+                init_strategy=init_strategy,
+                max_plate_nesting=getattr(model, "max_plate_nesting", None),
+            ),
             num_samples=run.num_samples,
             warmup_steps=run.num_warmup,
             disable_progbar=not run.progress,

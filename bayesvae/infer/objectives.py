@@ -7,7 +7,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from pyro.poutine.messenger import Messenger
 
 from bayesvae.data.validation import check_choice, check_positive_int
@@ -25,6 +25,7 @@ OBJECTIVES: dict[str, type[ELBO]] = {
     "trace": Trace_ELBO,
     "meanfield": TraceMeanField_ELBO,
     "jit": JitTrace_ELBO,
+    "enum": TraceEnum_ELBO,
 }
 
 

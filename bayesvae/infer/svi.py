@@ -21,6 +21,7 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer import TraceEnum_ELBO
 from torch.utils.data import DataLoader
 
 from bayesvae.data.datasets import ImageData
@@ -170,12 +171,22 @@ def _site_log_prob(site: dict[str, Any]) -> torch.Tensor:
     return log_prob.sum() * _plate_scale(site)
 
 
+def _enumerated_sites(trace: Any) -> list[str]:
+    """Names of the sample sites marked for enumeration (``infer={"enumerate": ...}``)."""
+    return [
+        name
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and site["infer"].get("enumerate")
+    ]
+
+
 @torch.no_grad()
 def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
     """Unweighted ELBO of ``model.model``/``model.guide`` per data point, and its two terms.
 
     One draw of the guide per minibatch; ``recon`` sums the observed sites' log-likelihoods,
     ``kl`` the latent sites' ``log q - log p``; ``elbo = recon - kl`` (nats per data point).
+    Discrete sites marked for enumeration are summed out of ``recon`` (with TraceEnum_ELBO).
     """
     recon = kl = 0.0
     was_training = model.training
@@ -188,6 +199,8 @@ def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
                 *batch, num_data=num_data
             )
             weight = size / num_data
+            enumerated = _enumerated_sites(model_trace)
+            batch_recon = batch_kl = 0.0
             for name, site in model_trace.nodes.items():
                 if (
                     site["type"] != "sample"
@@ -196,11 +209,21 @@ def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
                 ):
                     continue
                 if site["is_observed"]:
-                    recon += weight * float(_site_log_prob(site))
+                    batch_recon += float(_site_log_prob(site))
                 elif name in guide_trace.nodes:
-                    kl += weight * float(
+                    batch_kl += float(
                         _site_log_prob(guide_trace.nodes[name]) - _site_log_prob(site)
                     )
+            if enumerated:
+                # Sum the enumerated discrete sites out (same guide draw): recon = ELBO + KL.
+                objective = TraceEnum_ELBO(
+                    max_plate_nesting=getattr(model, "max_plate_nesting", None) or float("inf")
+                )
+                replayed_guide = poutine.replay(model.guide, trace=guide_trace)
+                elbo = -objective.loss(model.model, replayed_guide, *batch, num_data=num_data)
+                batch_recon = elbo + batch_kl
+            recon += weight * batch_recon
+            kl += weight * batch_kl
     finally:
         model.train(was_training)
     return {"elbo": (recon - kl) / num_data, "recon": recon / num_data, "kl": kl / num_data}
@@ -288,7 +311,7 @@ def fit(
     epochs: int = 10,
     batch_size: int = 128,
     lr: float = 1e-3,
-    elbo: str = "trace",
+    elbo: str | None = None,
     num_particles: int = 1,
     vectorize_particles: bool = True,
     optimizer: str = "adam",
@@ -320,7 +343,9 @@ def fit(
             The last incomplete minibatch of an epoch is dropped (the order is reshuffled).
         lr: learning rate.
         elbo: ``"trace"`` (Trace_ELBO), ``"meanfield"`` (TraceMeanField_ELBO, analytic KL where
-            available) or ``"jit"`` (JitTrace_ELBO).
+            available), ``"jit"`` (JitTrace_ELBO) or ``"enum"`` (TraceEnum_ELBO: discrete sites
+            marked for enumeration are summed out). Default: the family's ``default_elbo``
+            (``"enum"`` for :class:`~bayesvae.models.AnomalyMixture`), else ``"trace"``.
         num_particles: samples per step, vectorized when ``vectorize_particles``.
         optimizer: ``"adam"`` or ``"clippedadam"`` (Pyro's ClippedAdam); ``weight_decay`` as in
             torch.
@@ -359,6 +384,8 @@ def fit(
         clip_norm = _check_positive_float("clip_norm", clip_norm)
     if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, int) or kl_warmup < 0:
         raise ValueError(f"kl_warmup must be a non-negative integer (epochs), got {kl_warmup!r}.")
+    if elbo is None:
+        elbo = getattr(model, "default_elbo", "trace")
     objective = make_elbo(
         elbo,
         num_particles=num_particles,
