@@ -14,9 +14,10 @@ __version__ = "0.1.0"
 
 from bayesvae import data, models  # noqa: E402
 from bayesvae.abtest import ABTestResult, abtest, abtest_from_rows  # noqa: E402
+from bayesvae.anomaly import AnomalyRun, detect_anomalies  # noqa: E402
 from bayesvae.infer import FitResult, fit, load  # noqa: E402
 from bayesvae.infer.checkpoint import save_model as save  # noqa: E402
-from bayesvae.models import VAE  # noqa: E402
+from bayesvae.models import VAE, AnomalyMixture  # noqa: E402
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -32,4 +33,7 @@ __all__ = [
     "abtest",
     "abtest_from_rows",
     "ABTestResult",
+    "AnomalyMixture",
+    "detect_anomalies",
+    "AnomalyRun",
 ]

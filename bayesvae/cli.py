@@ -268,6 +268,36 @@ def _run_abtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_anomaly(args: argparse.Namespace) -> int:
+    from bayesvae.anomaly import detect_anomalies
+
+    if args.report and not args.out:
+        raise UsageError("--report needs --out DIR (the report is written there)")
+    run = detect_anomalies(
+        args.data,
+        columns=args.columns,
+        label_column=args.label_column,
+        n_components=args.components,
+        covariance=args.covariance,
+        contamination=args.contamination,
+        method=args.method,
+        epochs=args.epochs,
+        num_samples=args.num_samples,
+        num_warmup=args.num_warmup,
+        num_chains=args.chains,
+        threshold=args.threshold,
+        seed=args.seed,
+    )
+    if args.out:
+        run.save(args.out)
+        if args.report:
+            from bayesvae.report import build
+
+            build(args.out)
+    print(json.dumps(run.to_dict()) if args.json else run.table())
+    return 0
+
+
 def _run_report(args: argparse.Namespace) -> int:
     from bayesvae.report import build
 
@@ -363,6 +393,40 @@ def _build_parser() -> argparse.ArgumentParser:
         "--report", action="store_true", help="also write report.html and report.md into --out"
     )
     ab.set_defaults(run=_run_abtest)
+
+    anomaly = commands.add_parser(
+        "anomaly", help="Bayesian anomaly mixture: P(anomaly) for every row of a table"
+    )
+    anomaly.add_argument("data", help="a .csv, .npy or .npz (array X, optional labels) file")
+    anomaly.add_argument(
+        "--columns", nargs="+", help="feature columns (names; indices for .npy/.npz)"
+    )
+    anomaly.add_argument(
+        "--label-column",
+        help="0/1 label column (1 = anomaly), used only to report AUCROC/AUCPR; a .npz key",
+    )
+    anomaly.add_argument("--components", type=int, default=1, help="normal components K")
+    anomaly.add_argument("--covariance", default="diag", choices=("diag", "full"))
+    anomaly.add_argument(
+        "--contamination", type=float, default=0.05, help="expected anomaly rate in (0, 0.5)"
+    )
+    anomaly.add_argument("--method", default="svi", choices=("svi", "mcmc"))
+    anomaly.add_argument("--epochs", type=int, default=300, help="SVI epochs")
+    anomaly.add_argument("--num-samples", type=int, default=500, help="NUTS draws per chain")
+    anomaly.add_argument("--num-warmup", type=int, default=500, help="NUTS warm-up per chain")
+    anomaly.add_argument("--chains", type=int, default=4, help="NUTS chains")
+    anomaly.add_argument(
+        "--threshold", type=float, default=0.5, help="flag rows with P(anomaly) above this"
+    )
+    anomaly.add_argument("--seed", type=int, default=0)
+    anomaly.add_argument("--json", action="store_true", help="print one JSON object")
+    anomaly.add_argument(
+        "--out", help="run folder: model, scores.csv, result.json, plots (posterior.nc for MCMC)"
+    )
+    anomaly.add_argument(
+        "--report", action="store_true", help="also write report.html and report.md into --out"
+    )
+    anomaly.set_defaults(run=_run_anomaly)
 
     report = commands.add_parser("report", help="write report.html and report.md for a run")
     report.add_argument("run_dir", help="a run folder (with config.yaml)")

@@ -8,7 +8,7 @@ from bayesvae.data.datasets import (
     load_mnist,
 )
 from bayesvae.data.loaders import DynamicBinarize, TensorBatchDataset, make_loader
-from bayesvae.data.tabular import aggregate_outcomes, read_table
+from bayesvae.data.tabular import aggregate_outcomes, read_features, read_table
 
 __all__ = [
     "ImageData",
@@ -20,5 +20,6 @@ __all__ = [
     "TensorBatchDataset",
     "make_loader",
     "aggregate_outcomes",
+    "read_features",
     "read_table",
 ]

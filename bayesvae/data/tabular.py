@@ -1,14 +1,16 @@
-"""Tabular inputs: per-user rows (a CSV file or a DataFrame) aggregated to per-arm counts."""
+"""Tabular inputs: per-user rows aggregated to per-arm counts (A/B tests), and feature tables
+with optional binary labels (anomaly detection)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["aggregate_outcomes", "read_table"]
+__all__ = ["aggregate_outcomes", "check_binary_labels", "read_features", "read_table"]
 
 
 def read_table(source: Any) -> Any:
@@ -70,3 +72,108 @@ def aggregate_outcomes(
     successes = grouped.sum().reindex(names).to_numpy()
     trials = grouped.count().reindex(names).to_numpy()
     return names, successes.astype(np.int64), trials.astype(np.int64)
+
+
+def read_features(
+    source: Any,
+    *,
+    columns: Sequence[str] | Sequence[int] | None = None,
+    label_column: str | int | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Features ``X`` (N, D) float64, optional 0/1 labels ``y`` (N,) and the feature names, from
+    a DataFrame, a CSV file, a ``.npy`` array or a ``.npz`` archive.
+
+    ``columns`` picks feature columns (names for tables, integer indices for ``.npy``/``.npz``;
+    default: every column but the label). ``label_column`` names the label column (a table
+    column; a key of the ``.npz``, e.g. ``"y"``; an integer column of the ``.npy``).
+    Non-numeric feature columns raise ``TypeError``; a missing or non-binary label column,
+    NaN/inf and empty input raise ``ValueError``.
+    """
+    import pandas as pd
+
+    suffix = Path(source).suffix.lower() if isinstance(source, (str, os.PathLike)) else ""
+    labels: Any = None
+    if suffix in (".npy", ".npz"):
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"data file {path} does not exist.")
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                if "X" not in archive:
+                    raise ValueError(f"{path} has no array 'X'; it holds {list(archive.keys())}.")
+                array = archive["X"]
+                if label_column is not None:
+                    if str(label_column) not in archive:
+                        raise ValueError(
+                            f"label column {label_column!r} not found in {path}; it holds "
+                            f"{list(archive.keys())}."
+                        )
+                    labels = archive[str(label_column)]
+        else:
+            array = np.load(path, allow_pickle=False)
+            if label_column is not None:
+                index = _column_index("label_column", label_column, array)
+                labels = array[:, index]
+                array = np.delete(array, index, axis=1)
+        if array.ndim != 2:
+            raise ValueError(f"X in {path} must be 2-D (N, D), got shape {array.shape}.")
+        names = [f"x{i}" for i in range(array.shape[1])]
+        if columns is not None:
+            picked = [_column_index("columns", c, array) for c in columns]
+            array, names = array[:, picked], [names[i] for i in picked]
+        frame = pd.DataFrame(array, columns=names)
+    else:
+        frame = read_table(source)
+        if label_column is not None:
+            if label_column not in frame.columns:
+                raise ValueError(
+                    f"label column {label_column!r} not found; columns are {list(frame.columns)}."
+                )
+            labels = frame[label_column].to_numpy()
+            frame = frame.drop(columns=[label_column])
+        if columns is not None:
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise ValueError(f"columns {missing} not found; columns are {list(frame.columns)}.")
+            frame = frame[list(columns)]
+    if frame.shape[0] == 0:
+        raise ValueError("the data have no rows.")
+    if frame.shape[1] == 0:
+        raise ValueError("the data have no feature columns.")
+    non_numeric = [str(c) for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise TypeError(
+            f"feature columns must be numeric; {non_numeric} are not (encode them, or pick "
+            "columns with columns=)."
+        )
+    X = frame.to_numpy(dtype=np.float64)
+    y = None if labels is None else check_binary_labels(labels, len(X))
+    return X, y, [str(c) for c in frame.columns]
+
+
+def _column_index(name: str, value: Any, array: np.ndarray) -> int:
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} of an array file must be integer column indices, got {value!r}.")
+    if array.ndim != 2 or not -array.shape[1] <= value < array.shape[1]:
+        raise ValueError(f"{name} index {value} is out of range for an array of {array.shape}.")
+    return int(value) % array.shape[1]
+
+
+def check_binary_labels(labels: Any, num_rows: int) -> np.ndarray:
+    """Labels ``(num_rows,)`` as int64 0/1 (1 = anomaly, True/False accepted); refuse anything
+    else with a ``ValueError``."""
+    import pandas as pd
+
+    values = pd.Series(np.asarray(labels).ravel())
+    if len(values) != num_rows:
+        raise ValueError(f"labels have {len(values)} entries for {num_rows} rows.")
+    numeric = pd.to_numeric(values.map(lambda v: int(v) if isinstance(v, bool) else v), "coerce")
+    bad = values[numeric.isna() | ~numeric.isin([0, 1])]
+    if len(bad):
+        raise ValueError(
+            f"the label column must be binary (0 = normal, 1 = anomaly); found "
+            f"{sorted(map(str, bad.unique()))[:5]}."
+        )
+    return numeric.to_numpy(dtype=np.int64)

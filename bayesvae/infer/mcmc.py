@@ -229,7 +229,6 @@ def _pyro_nuts(model: Any, tensors: tuple[torch.Tensor, ...], run: _NUTSRun) -> 
     import arviz as az
     import pyro
     from pyro.infer import MCMC, NUTS
-
     from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
 
     init_values = _init_values(model)

@@ -1,7 +1,15 @@
 """Model families: each a Pyro model/guide pair on a :class:`~bayesvae.models.base.PyroModel`."""
 
 from bayesvae.models.abtest import BetaBinomialABTest
+from bayesvae.models.anomaly import AnomalyMixture
 from bayesvae.models.base import MODEL_REGISTRY, PyroModel, get_model_class
 from bayesvae.models.vae import VAE
 
-__all__ = ["BetaBinomialABTest", "MODEL_REGISTRY", "PyroModel", "get_model_class", "VAE"]
+__all__ = [
+    "AnomalyMixture",
+    "BetaBinomialABTest",
+    "MODEL_REGISTRY",
+    "PyroModel",
+    "get_model_class",
+    "VAE",
+]

@@ -344,7 +344,8 @@ class AnomalyMixture(PyroModel):
                 "loc", dist.Normal(x.new_zeros(D), LOC_PRIOR_SCALE).to_event(1)
             )
             draw["scale"] = pyro.sample(
-                "scale", dist.LogNormal(x.new_full((D,), SCALE_PRIOR[0]), SCALE_PRIOR[1]).to_event(1)
+                "scale",
+                dist.LogNormal(x.new_full((D,), SCALE_PRIOR[0]), SCALE_PRIOR[1]).to_event(1),
             )
             if self.covariance == "full":
                 draw["corr_chol"] = pyro.sample(

@@ -282,6 +282,39 @@ def _abtest_sections(run: Path, config: dict[str, Any]) -> list[Section]:
     return [section]
 
 
+@register_section("AnomalyMixture")
+def _anomaly_sections(run: Path, config: dict[str, Any]) -> list[Section]:
+    import pandas as pd
+
+    result = _read_json(run / "result.json")
+    if not result:
+        return []
+    section = Section("Anomaly mixture")
+    low, high = result["contamination_interval"]
+    section.text.append(
+        f"{result['method'].upper()} fit of {result['n_components']} Gaussian component(s) "
+        f"({result['covariance']} covariance) plus a broad anomaly component on "
+        f"{result['rows']} rows x {len(result['features'])} features."
+    )
+    section.checks.append(
+        f"contamination: posterior mean {result['contamination_mean']:.4f}, 90 % interval "
+        f"[{low:.4f}, {high:.4f}]; {result['flagged']} rows flagged "
+        f"(P(anomaly | x) > {result['threshold']:g})."
+    )
+    if "aucroc" in result:
+        section.checks.append(
+            f"against the labels: AUCROC {result['aucroc']:.4f}, AUCPR {result['aucpr']:.4f}."
+        )
+    scores_path = run / "scores.csv"
+    if scores_path.exists():
+        scores = pd.read_csv(scores_path)
+        top = scores.sort_values("p_anomaly", ascending=False).head(10)
+        section.add_table("the ten rows most likely anomalous", top, digits=4)
+    section.add_figure(run, "scores.png", "distribution of P(anomaly | x)")
+    section.add_figure(run, "projection.png", "the data in 2-D, flagged rows ringed")
+    return [section]
+
+
 # --------------------------------------------------------------------------------- build
 def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
     import pyro

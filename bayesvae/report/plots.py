@@ -12,7 +12,15 @@ import numpy as np
 
 from bayesvae.infer.checkpoint import atomic_write
 
-__all__ = ["loss_curves", "image_grid", "reconstructions", "latent_scatter", "save_figure"]
+__all__ = [
+    "loss_curves",
+    "image_grid",
+    "reconstructions",
+    "latent_scatter",
+    "save_figure",
+    "anomaly_scores",
+    "anomaly_projection",
+]
 
 
 def _pyplot() -> Any:
@@ -227,6 +235,67 @@ def khat_per_point(khat: Any, path: str | Path | None = None) -> Any:
         axis.axvline(threshold, color=colour, ls="--", label=f"k̂ = {threshold}")
     axis.set(xlabel="Pareto k̂", ylabel="data points", title="guide quality per data point")
     axis.legend()
+    return save_figure(figure, path)
+
+
+def anomaly_scores(
+    prob_anomaly: Any,
+    path: str | Path | None = None,
+    *,
+    labels: Any = None,
+    threshold: float = 0.5,
+) -> Any:
+    """Histogram of P(anomaly | x) ``(N,)`` (split by true label when ``labels`` are given), on a
+    log count axis, with the decision threshold marked."""
+    plt = _pyplot()
+    prob = _as_numpy(prob_anomaly)
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    bins = np.linspace(0.0, 1.0, 41)
+    if labels is None:
+        axis.hist(prob, bins=bins, color="tab:gray")
+    else:
+        labels = _as_numpy(labels).astype(bool)
+        axis.hist(prob[~labels], bins=bins, alpha=0.7, color="tab:blue", label="labelled normal")
+        axis.hist(prob[labels], bins=bins, alpha=0.7, color="tab:red", label="labelled anomaly")
+    axis.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:g}")
+    axis.set(xlabel="P(anomaly | x)", ylabel="points", yscale="log", title="anomaly scores")
+    axis.legend()
+    return save_figure(figure, path)
+
+
+def anomaly_projection(
+    features: Any,
+    flagged: Any,
+    path: str | Path | None = None,
+    *,
+    labels: Any = None,
+) -> Any:
+    """Scatter of ``features`` (N, D) in 2-D (the features themselves when D = 2, else the first
+    two principal components), flagged points ringed in red, true anomalies (``labels``) as
+    crosses."""
+    plt = _pyplot()
+    x = _as_numpy(features)
+    if x.shape[1] > 2:
+        from sklearn.decomposition import PCA
+
+        x, names = PCA(2, random_state=0).fit_transform(x), ("PC 1", "PC 2")
+    elif x.shape[1] == 1:
+        x, names = np.column_stack([x[:, 0], np.zeros(len(x))]), ("feature 0", "")
+    else:
+        names = ("feature 0", "feature 1")
+    flagged = _as_numpy(flagged).astype(bool)
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    if labels is None:
+        axis.scatter(*x[~flagged].T, s=6, color="tab:blue", alpha=0.5, label="normal")
+    else:
+        truth = _as_numpy(labels).astype(bool)
+        axis.scatter(*x[~truth].T, s=6, color="tab:blue", alpha=0.5, label="labelled normal")
+        axis.scatter(*x[truth].T, s=18, marker="x", color="black", label="labelled anomaly")
+    axis.scatter(
+        *x[flagged].T, s=40, facecolors="none", edgecolors="tab:red", label="flagged anomaly"
+    )
+    axis.set(xlabel=names[0], ylabel=names[1], title="data with flagged anomalies")
+    axis.legend(loc="best", fontsize="small")
     return save_figure(figure, path)
 
 
