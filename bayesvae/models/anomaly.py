@@ -53,6 +53,7 @@ __all__ = [
 LOC_PRIOR_SCALE = 3.0  # Normal(0, 3) on component means, in standard deviations
 SCALE_PRIOR = (0.0, 1.0)  # LogNormal(0, 1) on component scales, in standard deviations
 COVARIANCES = ("diag", "full")
+SITES = ("contamination", "weights", "loc", "scale", "corr_chol")  # the global latent sites
 GUIDES = ("meanfield", "map")
 METHODS = ("svi", "mcmc")
 #: Keyword arguments of :class:`AnomalyMixture` that are hyperparameters (``get_params``).
@@ -204,7 +205,6 @@ class AnomalyMixture(PyroModel):
         super().__init__(config)
         self._set_attributes(config)
         self.result_: Any = None
-        self._draw_cache: dict[str, torch.Tensor] | None = None
         if n_features is not None:
             self._allocate(n_features)
 
@@ -225,7 +225,8 @@ class AnomalyMixture(PyroModel):
         self.config = config
         self._set_attributes(config)
         self.result_ = None
-        self._draw_cache = None
+        if self.is_prepared:  # stored draws no longer match the settings
+            self._allocate(self.config["n_features"])
         return self
 
     def _set_attributes(self, config: dict[str, Any]) -> None:
@@ -243,16 +244,25 @@ class AnomalyMixture(PyroModel):
         self.register_buffer("init_loc", torch.zeros(K, D))
         self.register_buffer("init_scale", torch.ones(K, D))
         self.register_buffer("init_weights", torch.full((K,), 1.0 / K))
+        # The posterior, kept on the module (saved with it, immune to pyro.clear_param_store):
+        # NUTS draws (chains flattened) or guide draws, written at the end of fit().
         self.register_buffer("fitted", torch.tensor(False))
+        S = self._num_stored_draws
+        self.register_buffer("posterior_contamination", torch.zeros(S))
+        self.register_buffer("posterior_loc", torch.zeros(S, K, D))
+        self.register_buffer("posterior_scale", torch.ones(S, K, D))
+        if K > 1:
+            self.register_buffer("posterior_weights", torch.full((S, K), 1.0 / K))
+        if self.covariance == "full":
+            self.register_buffer("posterior_corr_chol", torch.eye(D).expand(S, K, D, D).clone())
+        # the mean-field guide's Beta(a, b) on the contamination (exact intervals)
+        self.register_buffer("contamination_beta", torch.ones(2))
+
+    @property
+    def _num_stored_draws(self) -> int:
         if self.method == "mcmc":
-            S = self.num_chains * self.num_samples
-            self.register_buffer("mcmc_contamination", torch.zeros(S))
-            self.register_buffer("mcmc_loc", torch.zeros(S, K, D))
-            self.register_buffer("mcmc_scale", torch.ones(S, K, D))
-            if K > 1:
-                self.register_buffer("mcmc_weights", torch.full((S, K), 1.0 / K))
-            if self.covariance == "full":
-                self.register_buffer("mcmc_corr_chol", torch.eye(D).expand(S, K, D, D).clone())
+            return self.num_chains * self.num_samples
+        return 1 if self.guide_type == "map" else self.num_posterior_draws
 
     @property
     def is_prepared(self) -> bool:
@@ -533,6 +543,14 @@ class AnomalyMixture(PyroModel):
                 device="cpu",
                 eval_size=min(len(z), 5000),
             )
+            draws = self._guide_draws()
+            if self.guide_type == "meanfield":
+                store = pyro.get_param_store()
+                mean = store[f"{self.pyro_name}.contamination_mean"].detach()
+                concentration = store[f"{self.pyro_name}.contamination_concentration"].detach()
+                self.contamination_beta.copy_(
+                    torch.stack([mean * concentration, (1 - mean) * concentration])
+                )
         else:
             from bayesvae.infer.mcmc import mcmc
 
@@ -546,13 +564,15 @@ class AnomalyMixture(PyroModel):
                 progress=progress,
             )
             posterior = self.result_.inference_data.posterior
-            for name in ("contamination", "loc", "scale", "weights", "corr_chol"):
+            draws = {}
+            for name in SITES:
                 if name in posterior:
                     value = posterior[name].to_numpy()
                     flat = value.reshape((-1,) + value.shape[2:])
-                    getattr(self, f"mcmc_{name}").copy_(torch.as_tensor(np.array(flat)))
+                    draws[name] = torch.as_tensor(np.array(flat))
+        for name, value in draws.items():
+            getattr(self, f"posterior_{name}").copy_(value)
         self.fitted.fill_(True)
-        self._draw_cache = None
         return self
 
     def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
@@ -561,38 +581,41 @@ class AnomalyMixture(PyroModel):
 
     def _forget_fit(self) -> None:
         self.result_ = None
-        self._draw_cache = None
         store = pyro.get_param_store()
         for key in [k for k in store.keys() if k.startswith(self.pyro_name + ".")]:
             del store[key]
 
     def _check_fitted(self) -> None:
-        if not self.is_prepared or not bool(self.fitted):
+        if not self.is_prepared or not (bool(self.fitted) or self._guide_is_trained()):
             raise RuntimeError("this AnomalyMixture is not fitted yet; call fit(X) first.")
+
+    def _guide_is_trained(self) -> bool:
+        """The guide's parameters exist in Pyro's param store (e.g. after your own SVI loop)."""
+        return self.method == "svi" and f"{self.pyro_name}.loc" in pyro.get_param_store()
+
+    def _guide_draws(self) -> dict[str, torch.Tensor]:
+        """``_num_stored_draws`` seeded draws of the guide, site -> ``(S, ...)``."""
+        probe = torch.zeros(1, self.config["n_features"], device=self.device)
+        samples: dict[str, list[torch.Tensor]] = {}
+        with torch.no_grad(), pyro.poutine.seed(rng_seed=self.seed):
+            for _ in range(self._num_stored_draws):
+                for key, value in self.guide(probe).items():
+                    samples.setdefault(key, []).append(value.detach())
+        return {key: torch.stack(values) for key, values in samples.items()}
 
     def posterior_draws(self) -> dict[str, torch.Tensor]:
         """Posterior draws of the global parameters, site -> ``(S, ...)``: the NUTS draws
-        (chains flattened, relabelled) or ``num_posterior_draws`` seeded draws of the guide."""
+        (chains flattened, relabelled) or ``num_posterior_draws`` seeded guide draws, stored
+        on the model by :meth:`fit`. A model trained by your own SVI loop (``fit`` not called)
+        draws from its guide afresh on every call."""
         self._check_fitted()
-        if self._draw_cache is not None:
-            return self._draw_cache
-        if self.method == "mcmc":
-            draws = {
-                name: getattr(self, f"mcmc_{name}")
-                for name in ("contamination", "loc", "scale", "weights", "corr_chol")
-                if hasattr(self, f"mcmc_{name}")
-            }
-        else:
-            probe = torch.zeros(1, self.config["n_features"], device=self.device)
-            samples: dict[str, list[torch.Tensor]] = {}
-            count = 1 if self.guide_type == "map" else self.num_posterior_draws
-            with torch.no_grad(), pyro.poutine.seed(rng_seed=self.seed):
-                for _ in range(count):
-                    for key, value in self.guide(probe).items():
-                        samples.setdefault(key, []).append(value.detach())
-            draws = {key: torch.stack(values) for key, values in samples.items()}
-        self._draw_cache = draws
-        return draws
+        if not bool(self.fitted):
+            return self._guide_draws()
+        return {
+            name: getattr(self, f"posterior_{name}")
+            for name in SITES
+            if hasattr(self, f"posterior_{name}")
+        }
 
     @torch.no_grad()
     def _log_responsibilities(self, X: Any, chunk: int = 64) -> torch.Tensor:
@@ -651,13 +674,10 @@ class AnomalyMixture(PyroModel):
         if not 0 < prob < 1:
             raise ValueError(f"prob must lie in (0, 1), got {prob}.")
         draws = self.posterior_draws()["contamination"].double()
-        if self.method == "svi" and self.guide_type == "meanfield":  # the guide's own Beta
+        if self.method == "svi" and self.guide_type == "meanfield" and bool(self.fitted):
             from scipy.stats import beta
 
-            store = pyro.get_param_store()
-            mean = float(store[f"{self.pyro_name}.contamination_mean"].detach())
-            concentration = float(store[f"{self.pyro_name}.contamination_concentration"].detach())
-            a, b = mean * concentration, (1 - mean) * concentration
+            a, b = self.contamination_beta.tolist()  # the guide's own Beta: exact quantiles
             lo, hi = beta.ppf([(1 - prob) / 2, (1 + prob) / 2], a, b)
             return float(lo), float(hi)
         lo, hi = torch.quantile(draws, draws.new_tensor([(1 - prob) / 2, (1 + prob) / 2]))

@@ -89,11 +89,13 @@ def test_param_store_state_survives_save_and_load(tmp_path):
     from bayesvae.models import BetaBinomialABTest
 
     model = BetaBinomialABTest(["A", "B"])
-    result = bayesvae.fit(model, ([20, 30], [100, 100]), epochs=50, batch_size=2, lr=0.01,
-                          progress=False)
+    result = bayesvae.fit(
+        model, ([20, 30], [100, 100]), epochs=50, batch_size=2, lr=0.01, progress=False
+    )
     folder = result.save(tmp_path / "ab")
     loaded = bayesvae.load(folder)
     store = pyro.get_param_store()
     for name in ("rate_logit_mean", "rate_log_concentration"):
-        torch.testing.assert_close(store[f"{loaded.pyro_name}.{name}"],
-                                   store[f"{model.pyro_name}.{name}"])
+        torch.testing.assert_close(
+            store[f"{loaded.pyro_name}.{name}"], store[f"{model.pyro_name}.{name}"]
+        )

@@ -1,0 +1,261 @@
+import warnings
+
+import numpy as np
+import pyro
+import pytest
+from sklearn.base import clone
+from sklearn.metrics import roc_auc_score
+
+import bayesvae
+from bayesvae.infer.mcmc import ConvergenceWarning
+from bayesvae.infer.svi import evaluate
+from bayesvae.models import AnomalyMixture
+from bayesvae.models.anomaly import relabel_components
+
+TRUE_RATE = 50 / 1050
+
+
+@pytest.fixture(scope="module")
+def seed_case():
+    """The seed's synthetic case: 1000 points N(0, I) in 2-D plus 50 from N(3, 2I)."""
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(1000, 2))
+    anomalies = rng.normal(3.0, np.sqrt(2.0), size=(50, 2))
+    X = np.vstack([normal, anomalies])
+    y = np.r_[np.zeros(1000), np.ones(50)].astype(int)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def svi_fit(seed_case):
+    X, _ = seed_case
+    return AnomalyMixture(1, seed=0).fit(X)
+
+
+@pytest.fixture(scope="module")
+def mcmc_fit(seed_case):
+    X, _ = seed_case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # short chains in a unit test
+        return AnomalyMixture(1, method="mcmc", num_warmup=300, num_samples=300, num_chains=2).fit(
+            X
+        )
+
+
+def test_svi_recovers_the_contamination_and_ranks_the_anomalies(seed_case, svi_fit):
+    X, y = seed_case
+    low, high = svi_fit.contamination_interval(0.9)
+    assert low < TRUE_RATE < high
+    assert low < svi_fit.contamination_ < high
+    assert roc_auc_score(y, svi_fit.anomaly_proba(X)) >= 0.95
+    assert roc_auc_score(y, -svi_fit.score_samples(X)) >= 0.95
+
+
+def test_nuts_twin_agrees_with_svi(seed_case, svi_fit, mcmc_fit):
+    X, y = seed_case
+    auc_svi = roc_auc_score(y, -svi_fit.score_samples(X))
+    auc_mcmc = roc_auc_score(y, -mcmc_fit.score_samples(X))
+    assert abs(auc_svi - auc_mcmc) <= 0.02
+    low_s, high_s = svi_fit.contamination_interval(0.9)
+    low_m, high_m = mcmc_fit.contamination_interval(0.9)
+    assert max(low_s, low_m) < min(high_s, high_m)  # the intervals overlap
+    assert low_m < TRUE_RATE < high_m
+    idata = mcmc_fit.to_inference_data()
+    assert idata.posterior.sizes["chain"] == 2
+    assert {"contamination", "loc", "scale"} <= set(idata.posterior.data_vars)
+
+
+def test_predictions_are_consistent(seed_case, svi_fit):
+    X, _ = seed_case
+    proba = svi_fit.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0, atol=1e-9)
+    p_anomaly = svi_fit.anomaly_proba(X)
+    np.testing.assert_allclose(p_anomaly, proba[:, -1])
+    # score_samples = log P(normal) - log P(anomaly); decision < 0 exactly when P > threshold
+    np.testing.assert_allclose(
+        svi_fit.score_samples(X), np.log1p(-p_anomaly) - np.log(p_anomaly), rtol=1e-6, atol=1e-6
+    )
+    predicted = svi_fit.predict(X)
+    assert set(np.unique(predicted)) <= {1, -1}
+    np.testing.assert_array_equal(predicted == -1, p_anomaly > 0.5)
+    np.testing.assert_array_equal(svi_fit.decision_function(X) < 0, predicted == -1)
+
+
+def test_same_seed_same_scores(seed_case):
+    X, _ = seed_case
+    first = AnomalyMixture(1, epochs=30, seed=3).fit(X).score_samples(X)
+    pyro.clear_param_store()
+    second = AnomalyMixture(1, epochs=30, seed=3).fit(X).score_samples(X)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_full_covariance_with_several_components():
+    rng = np.random.default_rng(1)
+    cov = np.array([[1.0, 0.8], [0.8, 1.0]])
+    X = np.vstack(
+        [
+            rng.multivariate_normal([-4, 0], cov, 400),
+            rng.multivariate_normal([4, 0], cov, 400),
+            rng.uniform(-10, 10, size=(20, 2)),
+        ]
+    )
+    y = np.r_[np.zeros(800), np.ones(20)]
+    model = AnomalyMixture(2, covariance="full", epochs=300, seed=0).fit(X)
+    proba = model.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    # the two clusters go to different components (ordered along the first principal axis)
+    assignment = proba[:800, :2].argmax(1)
+    assert {assignment[:400].mean().round(), assignment[400:].mean().round()} == {0.0, 1.0}
+    assert roc_auc_score(y, model.anomaly_proba(X)) >= 0.95
+    draws = model.posterior_draws()
+    corr = draws["corr_chol"][0] @ draws["corr_chol"][0].transpose(-1, -2)
+    assert corr[:, 0, 1].min() > 0.5  # the correlation was learnt
+
+
+def test_a_users_own_svi_loop_with_trace_enum_elbo(seed_case):
+    X, y = seed_case
+    mixture = AnomalyMixture(1, guide_type="map")
+    (z,) = mixture.check_data(X)  # validates and standardizes; fixes the k-means start
+    svi = pyro.infer.SVI(
+        mixture.model,
+        mixture.guide,
+        pyro.optim.Adam({"lr": 0.02}),
+        pyro.infer.TraceEnum_ELBO(max_plate_nesting=1),
+    )
+    losses = [svi.step(z) for _ in range(200)]
+    assert losses[-1] < losses[0]
+    assert roc_auc_score(y, mixture.anomaly_proba(X)) >= 0.95
+
+
+def test_enumerated_elbo_is_the_marginal_likelihood(seed_case):
+    """With a point-mass guide, evaluate()'s recon term (assignments summed out by
+    TraceEnum_ELBO) equals the mean marginal log-likelihood computed directly."""
+    X, _ = seed_case
+    mixture = AnomalyMixture(1, guide_type="map", epochs=20).fit(X)
+    (z,) = mixture.check_data(X)
+    terms = evaluate(mixture, [(z,)], num_data=len(z))
+    direct = mixture.log_likelihood(X).mean()
+    assert terms["recon"] == pytest.approx(direct, rel=1e-4)
+
+
+def test_numpyro_twin_has_the_same_density(seed_case, svi_fit):
+    import jax.numpy as jnp
+    from numpyro.handlers import seed, substitute
+
+    X, _ = seed_case
+    draws = svi_fit.posterior_draws()
+    one = {k: v[0] for k, v in draws.items()}
+    z = svi_fit.standardize(X)
+    pyro_joint = svi_fit.joint_log_prob(one, z).double().numpy()
+    twin = svi_fit.numpyro_model()
+    values = {k: jnp.asarray(v.numpy()) for k, v in one.items()}
+    numpyro_joint = seed(substitute(twin, data=values), 0)(jnp.asarray(z.numpy()))
+    np.testing.assert_allclose(np.asarray(numpyro_joint), pyro_joint, rtol=1e-4, atol=1e-3)
+
+
+def test_relabelling_undoes_a_label_switch():
+    loc = np.array([[[-2.0, 0.0], [2.0, 0.0]], [[2.0, 0.0], [-2.0, 0.0]]])  # (S=2, K=2, D=2)
+    draws = {
+        "loc": loc,
+        "scale": np.array([[[1.0, 1.0], [3.0, 3.0]], [[3.0, 3.0], [1.0, 1.0]]]),
+        "weights": np.array([[0.3, 0.7], [0.7, 0.3]]),
+        "contamination": np.array([0.1, 0.1]),
+    }
+    fixed = relabel_components(draws, np.array([1.0, 0.0]))
+    np.testing.assert_array_equal(fixed["loc"][0], fixed["loc"][1])
+    np.testing.assert_array_equal(fixed["scale"][0], fixed["scale"][1])
+    np.testing.assert_array_equal(fixed["weights"][0], fixed["weights"][1])
+
+
+def test_scikit_learn_params_and_clone():
+    model = AnomalyMixture(2, contamination=0.1, epochs=5)
+    params = model.get_params()
+    assert params["n_components"] == 2 and params["contamination"] == 0.1
+    copy = clone(model)
+    assert copy.get_params() == params and copy is not model
+    model.set_params(n_components=3, covariance="full")
+    assert model.n_components == 3 and model.get_params()["covariance"] == "full"
+    with pytest.raises(ValueError, match="unknown parameter"):
+        model.set_params(bogus=1)
+    with pytest.raises(ValueError, match="contamination"):
+        model.set_params(contamination=0.7)
+
+
+def test_save_and_load_give_identical_scores(seed_case, svi_fit, mcmc_fit, tmp_path):
+    X, _ = seed_case
+    for name, model in (("svi", svi_fit), ("mcmc", mcmc_fit)):
+        folder = bayesvae.save(model, tmp_path / name)
+        loaded = bayesvae.load(folder)
+        np.testing.assert_allclose(loaded.score_samples(X), model.score_samples(X), rtol=1e-6)
+
+
+def test_svi_inference_data_supports_loo(seed_case, svi_fit):
+    import arviz as az
+
+    X, _ = seed_case
+    idata = svi_fit.to_inference_data(X[:200])
+    assert idata.log_likelihood["obs"].shape == (1, 200, 200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # k-hat remarks on 200 draws
+        assert np.isfinite(az.loo(idata).elpd_loo)
+
+
+# ---------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"n_components": 0}, ValueError, "n_components must be >= 1"),
+        ({"n_components": 1.5}, TypeError, "n_components"),
+        ({"contamination": 0.0}, ValueError, r"contamination must lie in \(0, 0.5\)"),
+        ({"contamination": 0.5}, ValueError, "contamination"),
+        ({"covariance": "spherical"}, ValueError, "unknown covariance"),
+        ({"method": "em"}, ValueError, "unknown method"),
+        ({"threshold": 1.0}, ValueError, "threshold"),
+        ({"anomaly_scale": -1.0}, ValueError, "anomaly_scale"),
+        ({"epochs": 0}, ValueError, "epochs"),
+    ],
+)
+def test_bad_options_raise(options, error, match):
+    with pytest.raises(error, match=match):
+        AnomalyMixture(**options)
+
+
+@pytest.mark.parametrize(
+    ("X", "error", "match"),
+    [
+        (np.array([[0.0, 1.0], [np.nan, 2.0], [1.0, 1.0]]), ValueError, "NaN or infinite"),
+        (np.array([[0.0, 1.0], [np.inf, 2.0], [1.0, 1.0]]), ValueError, "NaN or infinite"),
+        (np.array([[0.0, 1.0]]), ValueError, "at least 2 row"),
+        (
+            np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]]),
+            ValueError,
+            r"zero-variance column.*\[1\]",
+        ),
+        (np.array([["a", "b"], ["c", "d"]]), TypeError, "numeric"),
+        (np.zeros(5), ValueError, "2-D"),
+        (np.zeros((0, 3)), ValueError, "at least 2 row"),
+    ],
+)
+def test_bad_data_raise_before_training(X, error, match):
+    with pytest.raises(error, match=match):
+        AnomalyMixture(1).fit(X)
+
+
+def test_scoring_checks_the_model_and_the_data(seed_case, svi_fit):
+    with pytest.raises(RuntimeError, match="not fitted"):
+        AnomalyMixture(1).predict(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="5 feature.*fitted on 2"):
+        svi_fit.predict(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="NaN"):
+        svi_fit.predict(np.array([[np.nan, 0.0]]))
+
+
+def test_fit_loop_drives_the_mixture_directly(seed_case):
+    X, _ = seed_case
+    mixture = AnomalyMixture(1)
+    result = bayesvae.fit(mixture, X, epochs=20, batch_size=256, lr=0.02, progress=False)
+    assert result.settings["elbo"] == "enum"  # the family's default objective
+    assert np.isfinite(result.history["recon"]).all()
+    assert result.history["train_elbo"].iloc[-1] > result.history["train_elbo"].iloc[0]
+    assert np.isfinite(mixture.score_samples(X)).all()
