@@ -1,0 +1,135 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayesvae
+from bayesvae.anomaly import detect_anomalies, ranking_metrics
+from bayesvae.cli import main
+from bayesvae.data import read_features
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(2)
+    X = np.vstack([rng.normal(size=(300, 3)), rng.normal(4.0, 1.0, size=(15, 3))])
+    y = np.r_[np.zeros(300), np.ones(15)].astype(int)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["kind"] = np.where(y == 1, "odd", "usual")  # a non-numeric column
+    frame["label"] = y
+    return frame
+
+
+def test_cli_writes_one_score_per_row_in_order(table, tmp_path, capsys):
+    csv = tmp_path / "data.csv"
+    shuffled = table.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    shuffled.to_csv(csv, index=False)
+    out = tmp_path / "run"
+    code = main(
+        [
+            "anomaly",
+            str(csv),
+            "--columns",
+            "a",
+            "b",
+            "c",
+            "--label-column",
+            "label",
+            "--epochs",
+            "150",
+            "--json",
+            "--out",
+            str(out),
+            "--report",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    scores = pd.read_csv(out / "scores.csv")
+    assert list(scores.columns) == ["row", "p_anomaly", "score", "flag"]
+    assert scores["row"].tolist() == list(range(len(shuffled)))
+    # in input order: the labelled anomalies carry the high probabilities
+    assert summary["aucroc"] > 0.95 and 0 < summary["aucpr"] <= 1
+    flagged = scores["flag"].to_numpy() == 1
+    assert shuffled["label"].to_numpy()[flagged].mean() > 0.8
+    for name in ("config.yaml", "model.pt", "result.json", "scores.png", "projection.png"):
+        assert (out / name).exists(), name
+    assert "Anomaly mixture" in (out / "report.md").read_text()
+    loaded = bayesvae.load(out)
+    np.testing.assert_allclose(
+        loaded.anomaly_proba(shuffled[["a", "b", "c"]].to_numpy()), scores["p_anomaly"], rtol=1e-5
+    )
+
+
+def test_cli_reads_npz_and_npy(table, tmp_path, capsys):
+    X = table[["a", "b", "c"]].to_numpy()
+    np.savez(tmp_path / "data.npz", X=X, y=table["label"].to_numpy())
+    np.save(tmp_path / "data.npy", np.column_stack([X, table["label"].to_numpy()]))
+    code = main(["anomaly", str(tmp_path / "data.npz"), "--label-column", "y", "--epochs", "50"])
+    assert code == 0 and "AUCROC" in capsys.readouterr().out
+    code = main(
+        ["anomaly", str(tmp_path / "data.npy"), "--label-column", "3", "--epochs", "50", "--json"]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["features"] == ["x0", "x1", "x2"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--components", "0"], "n_components must be >= 1"),
+        (["--contamination", "0.6"], "contamination must lie in"),
+        (["--label-column", "missing"], "label column 'missing' not found"),
+        (["--label-column", "kind"], "label column must be binary"),
+        ([], "must be numeric"),  # the text column 'kind' is among the features
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(table, tmp_path, capsys, args, message):
+    csv = tmp_path / "data.csv"
+    table.to_csv(csv, index=False)
+    extra = [] if "--label-column" in args or not args else ["--columns", "a", "b"]
+    code = main(["anomaly", str(csv), *extra, *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1
+
+
+def test_detect_anomalies_on_arrays_with_labels(table):
+    X = table[["a", "b", "c"]].to_numpy()
+    run = detect_anomalies(X, labels=table["label"], epochs=100, seed=1)
+    assert len(run.scores) == len(X)
+    assert run.metrics["aucroc"] > 0.95
+    low, high = run.metrics["contamination_interval"]
+    assert low < run.metrics["contamination_mean"] < high
+    assert "AUCROC" in run.table()
+
+
+def test_read_features_checks_its_input(table, tmp_path):
+    csv = tmp_path / "t.csv"
+    table.to_csv(csv, index=False)
+    X, y, names = read_features(csv, columns=["a", "c"], label_column="label")
+    assert X.shape == (len(table), 2) and names == ["a", "c"] and set(y) == {0, 1}
+    with pytest.raises(ValueError, match="columns \\['z'\\] not found"):
+        read_features(csv, columns=["z"])
+    with pytest.raises(TypeError, match="'kind'"):
+        read_features(csv, label_column="label")
+    with pytest.raises(FileNotFoundError):
+        read_features(tmp_path / "none.npz")
+    np.savez(tmp_path / "noX.npz", features=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="no array 'X'"):
+        read_features(tmp_path / "noX.npz")
+    np.save(tmp_path / "a.npy", np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="out of range"):
+        read_features(tmp_path / "a.npy", label_column=5)
+
+
+def test_ranking_metrics_need_both_classes():
+    assert ranking_metrics([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8]) == {"aucroc": 1.0, "aucpr": 1.0}
+    with pytest.raises(ValueError, match="one class"):
+        ranking_metrics([0, 0], [0.1, 0.2])
+
+
+def test_labels_only_for_arrays(table, tmp_path):
+    with pytest.raises(ValueError, match="labels= is for array input"):
+        detect_anomalies(table[["a", "b"]], labels=table["label"])
