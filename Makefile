@@ -35,6 +35,7 @@ format: $(STAMP)
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/vae_mnist.py
 	$(BIN)/python benchmarks/abtest.py
+	$(BIN)/python benchmarks/anomaly.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
