@@ -17,7 +17,8 @@ from bayesvae.abtest import ABTestResult, abtest, abtest_from_rows  # noqa: E402
 from bayesvae.anomaly import AnomalyRun, detect_anomalies  # noqa: E402
 from bayesvae.infer import FitResult, fit, load  # noqa: E402
 from bayesvae.infer.checkpoint import save_model as save  # noqa: E402
-from bayesvae.models import VAE, AnomalyMixture  # noqa: E402
+from bayesvae.models import VAE, AnomalyMixture, ProdLDA  # noqa: E402
+from bayesvae.topics import TopicRun, fit_topics  # noqa: E402
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -36,4 +37,7 @@ __all__ = [
     "AnomalyMixture",
     "detect_anomalies",
     "AnomalyRun",
+    "ProdLDA",
+    "fit_topics",
+    "TopicRun",
 ]

@@ -9,6 +9,13 @@ from bayesvae.data.datasets import (
 )
 from bayesvae.data.loaders import DynamicBinarize, TensorBatchDataset, make_loader
 from bayesvae.data.tabular import aggregate_outcomes, read_features, read_table
+from bayesvae.data.text import (
+    Corpus,
+    load_20news_prodlda,
+    load_bow,
+    read_documents,
+    vectorize,
+)
 
 __all__ = [
     "ImageData",
@@ -21,5 +28,10 @@ __all__ = [
     "make_loader",
     "aggregate_outcomes",
     "read_features",
+    "Corpus",
+    "load_20news_prodlda",
+    "load_bow",
+    "read_documents",
+    "vectorize",
     "read_table",
 ]

@@ -1,5 +1,5 @@
 """Posterior diagnostics for every fit: ArviZ conversion, MCMC and SVI checks, model comparison,
-and VAE-specific checks."""
+VAE-specific checks, and topic-model quality."""
 
 from bayesvae.diagnostics.compare import compare, loo, waic
 from bayesvae.diagnostics.mcmc import mcmc_checks
@@ -11,6 +11,12 @@ from bayesvae.diagnostics.svi import (
     psis_diagnostic,
     svi_to_inference_data,
 )
+from bayesvae.diagnostics.topics import (
+    TopicCollapseWarning,
+    npmi_coherence,
+    topic_collapse,
+    topic_diversity,
+)
 from bayesvae.diagnostics.vae import (
     active_units,
     elbo_iwae_gap,
@@ -19,6 +25,10 @@ from bayesvae.diagnostics.vae import (
 )
 
 __all__ = [
+    "TopicCollapseWarning",
+    "npmi_coherence",
+    "topic_collapse",
+    "topic_diversity",
     "KHAT_GOOD",
     "KHAT_USABLE",
     "PSISResult",

@@ -254,16 +254,21 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _make_optimizer(
-    name: str, params: list[torch.Tensor], lr: float, weight_decay: float
+    name: str,
+    params: list[torch.Tensor],
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
     if name == "adam":
+        options = dict(lr=lr, weight_decay=weight_decay, betas=betas)
         try:  # the fused kernel (CPU and CUDA) is several times faster than per-tensor Adam
-            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+            return torch.optim.Adam(params, fused=True, **options)
         except (RuntimeError, ValueError):  # e.g. a dtype or device the kernel does not cover
-            return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+            return torch.optim.Adam(params, **options)
     from pyro.optim.clipped_adam import ClippedAdam
 
-    return ClippedAdam(params, lr=lr, weight_decay=weight_decay)
+    return ClippedAdam(params, lr=lr, weight_decay=weight_decay, betas=betas)
 
 
 def _make_scheduler(
@@ -316,6 +321,7 @@ def fit(
     vectorize_particles: bool = True,
     optimizer: str = "adam",
     weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
     lr_schedule: str = "constant",
     lr_decay: float = 0.99,
     clip_norm: float | None = None,
@@ -347,8 +353,8 @@ def fit(
             marked for enumeration are summed out). Default: the family's ``default_elbo``
             (``"enum"`` for :class:`~bayesvae.models.AnomalyMixture`), else ``"trace"``.
         num_particles: samples per step, vectorized when ``vectorize_particles``.
-        optimizer: ``"adam"`` or ``"clippedadam"`` (Pyro's ClippedAdam); ``weight_decay`` as in
-            torch.
+        optimizer: ``"adam"`` or ``"clippedadam"`` (Pyro's ClippedAdam); ``weight_decay`` and
+            ``betas`` (Adam's moment decay rates) as in torch.
         lr_schedule: ``"constant"``, ``"cosine"`` (to 0 over ``epochs``) or ``"exponential"``
             (multiply by ``lr_decay`` each epoch).
         clip_norm: clip the global gradient norm to this value each step.
@@ -379,6 +385,9 @@ def fit(
     batch_size = check_positive_int("batch_size", batch_size)
     lr = _check_positive_float("lr", lr)
     check_choice("optimizer", optimizer, OPTIMIZERS)
+    if len(tuple(betas)) != 2 or not all(0 <= float(b) < 1 for b in betas):
+        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}.")
+    betas = (float(betas[0]), float(betas[1]))
     check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
     if clip_norm is not None:
         clip_norm = _check_positive_float("clip_norm", clip_norm)
@@ -476,7 +485,7 @@ def fit(
     first_batch = to_device(next(iter(train_loader)))
     with pyro.validation_enabled(True):  # one checked pass: shapes, supports, model/guide match
         params = _capture_params(model_fn, guide_fn, first_batch, num_train)
-    optim = _make_optimizer(optimizer, params, lr, weight_decay)
+    optim = _make_optimizer(optimizer, params, lr, weight_decay, betas)
     scheduler = _make_scheduler(lr_schedule, optim, epochs, lr_decay)
     state = FitState(model=model, optimizer=optim)
     best_value, best_epoch, start_epoch = -math.inf, None, 0
@@ -489,6 +498,7 @@ def fit(
         num_particles=num_particles,
         optimizer=optimizer,
         weight_decay=weight_decay,
+        betas=list(betas),
         lr_schedule=lr_schedule,
         clip_norm=clip_norm,
         kl_warmup=kl_warmup,

@@ -3,6 +3,7 @@
 from bayesvae.models.abtest import BetaBinomialABTest
 from bayesvae.models.anomaly import AnomalyMixture
 from bayesvae.models.base import MODEL_REGISTRY, PyroModel, get_model_class
+from bayesvae.models.prodlda import ProdLDA
 from bayesvae.models.vae import VAE
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "MODEL_REGISTRY",
     "PyroModel",
     "get_model_class",
+    "ProdLDA",
     "VAE",
 ]

@@ -20,6 +20,7 @@ __all__ = [
     "save_figure",
     "anomaly_scores",
     "anomaly_projection",
+    "topic_top_words",
 ]
 
 
@@ -296,6 +297,37 @@ def anomaly_projection(
     )
     axis.set(xlabel=names[0], ylabel=names[1], title="data with flagged anomalies")
     axis.legend(loc="best", fontsize="small")
+    return save_figure(figure, path)
+
+
+def topic_top_words(
+    weights: Any,
+    vocabulary: Any,
+    path: str | Path | None = None,
+    *,
+    n: int = 10,
+    max_topics: int = 20,
+    npmi: Any = None,
+) -> Any:
+    """Bar charts of the ``n`` highest-weighted words of each topic (the first ``max_topics``
+    topics) from the topic-word matrix ``weights`` (K, V)."""
+    plt = _pyplot()
+    weights = _as_numpy(weights)
+    shown = min(len(weights), max_topics)
+    cols = min(5, shown)
+    rows = math.ceil(shown / cols)
+    figure, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.6 * rows), squeeze=False)
+    for k, axis in enumerate(axes.flat):
+        if k >= shown:
+            axis.axis("off")
+            continue
+        order = np.argsort(-weights[k])[:n][::-1]
+        axis.barh(range(len(order)), weights[k, order], color="tab:blue")
+        axis.set_yticks(range(len(order)), [str(vocabulary[i]) for i in order], fontsize=7)
+        title = f"topic {k}" + (f" (NPMI {float(npmi[k]):+.2f})" if npmi is not None else "")
+        axis.set_title(title, fontsize=8)
+        axis.tick_params(axis="x", labelsize=6)
+    figure.tight_layout()
     return save_figure(figure, path)
 
 
