@@ -298,6 +298,35 @@ def _run_anomaly(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_topics(args: argparse.Namespace) -> int:
+    from bayesvae.topics import fit_topics
+
+    if args.report and not args.out:
+        raise UsageError("--report needs --out DIR (the report is written there)")
+    run = fit_topics(
+        args.corpus,
+        args.topics,
+        backend=args.backend,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        column=args.column,
+        vocab_size=args.vocab_size,
+        min_df=args.min_df,
+        max_df=args.max_df,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    if args.out:
+        run.save(args.out)
+        if args.report:
+            from bayesvae.report import build
+
+            build(args.out)
+    print(json.dumps(run.to_dict()) if args.json else run.table())
+    return 0
+
+
 def _run_report(args: argparse.Namespace) -> int:
     from bayesvae.report import build
 
@@ -428,6 +457,34 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     anomaly.set_defaults(run=_run_anomaly)
 
+    topics = commands.add_parser("topics", help="fit a ProdLDA topic model to a corpus")
+    topics.add_argument(
+        "corpus",
+        help="a .txt (one document per line) or .txt.gz, a folder of .txt files, a .csv "
+        "(with --column), or a bag of words (.npz/.npy)",
+    )
+    topics.add_argument("--topics", type=int, required=True, help="number of topics K >= 2")
+    topics.add_argument("--backend", default="pyro", choices=("pyro", "numpyro"))
+    topics.add_argument("--epochs", type=int, default=100)
+    topics.add_argument("--batch-size", type=int, default=200)
+    topics.add_argument("--lr", type=float, default=2e-3)
+    topics.add_argument("--column", help="text column of a CSV corpus")
+    topics.add_argument("--vocab-size", type=int, default=2000, help="most frequent words kept")
+    topics.add_argument("--min-df", type=int, default=2, help="a word's minimum document count")
+    topics.add_argument(
+        "--max-df", type=float, default=0.5, help="a word's maximum share of documents"
+    )
+    topics.add_argument("--seed", type=int, default=0)
+    topics.add_argument("--no-progress", action="store_true")
+    topics.add_argument("--json", action="store_true", help="print one JSON object")
+    topics.add_argument(
+        "--out", help="run folder: model, vocabulary, topics.csv, doc_topics.csv, top_words.png"
+    )
+    topics.add_argument(
+        "--report", action="store_true", help="also write report.html and report.md into --out"
+    )
+    topics.set_defaults(run=_run_topics)
+
     report = commands.add_parser("report", help="write report.html and report.md for a run")
     report.add_argument("run_dir", help="a run folder (with config.yaml)")
     report.add_argument("--title", help="report title")
@@ -449,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.run(args))
-    except (UsageError, ValueError, TypeError, FileNotFoundError) as err:
+    except (UsageError, ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
         print(f"bayesvae {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -315,6 +315,40 @@ def _anomaly_sections(run: Path, config: dict[str, Any]) -> list[Section]:
     return [section]
 
 
+@register_section("ProdLDA")
+def _prodlda_sections(run: Path, config: dict[str, Any]) -> list[Section]:
+    import pandas as pd
+
+    result = _read_json(run / "result.json")
+    if not result:
+        return []
+    section = Section("Topic model (ProdLDA)")
+    section.text.append(
+        f"{result['num_topics']} topics over {result['vocab_size']} words, fitted on "
+        f"{result['documents']} documents with the {result['backend']} backend "
+        f"({result['epochs']} epochs, {result['seconds']:.1f} s)."
+    )
+    section.checks.append(
+        f"NPMI coherence (top 10 words, reference: {result['npmi_reference']}): "
+        f"{result['npmi_mean']:.4f}; topic diversity (top 25): {result['diversity']:.3f}; "
+        f"perplexity <= {result['perplexity']:.1f} on the {result['perplexity_on']} (an upper "
+        "bound: it comes from the ELBO)."
+    )
+    section.problems.extend(result.get("problems", []))
+    section.add_table(
+        "topics, best NPMI first",
+        pd.DataFrame(
+            [
+                {"topic": t["topic"], "NPMI": t["npmi"], "top words": " ".join(t["words"])}
+                for t in sorted(result["topics"], key=lambda t: -t["npmi"])
+            ]
+        ),
+        digits=3,
+    )
+    section.add_figure(run, "top_words.png", "top words of each topic (first 20 topics)")
+    return [section]
+
+
 # --------------------------------------------------------------------------------- build
 def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
     import pyro
