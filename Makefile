@@ -36,6 +36,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/vae_mnist.py
 	$(BIN)/python benchmarks/abtest.py
 	$(BIN)/python benchmarks/anomaly.py
+	$(BIN)/python benchmarks/prodlda.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -266,7 +266,10 @@ def fit_topics(
     else:
         perplexity_on = "evaluation documents"
     perplexity = model.perplexity(eval_bow, seed=seed)
-    problems = topic_collapse(top10, model.transform(corpus.bow), warn=True)["problems"]
+    # with a small vocabulary the top 10 words of any two topics overlap by necessity
+    compared = min(10, max(2, len(vocab) // num_topics))
+    top_compared = top_word_indices(model.topic_word_weights(), compared)
+    problems = topic_collapse(top_compared, model.transform(corpus.bow), warn=True)["problems"]
     return TopicRun(
         model,
         corpus,

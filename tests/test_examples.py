@@ -14,6 +14,18 @@ EXAMPLES = {
     "anomaly.py": ["--out", "{tmp}/anomaly", "--num-samples", "100"],
     "vae_digits.py": ["--epochs", "2", "--out", "{tmp}/digits"],
     "own_svi_loop.py": ["--steps", "20"],
+    "topics.py": [
+        "--corpus",
+        "{data}/20news_prodlda/test.txt.gz",
+        "--limit",
+        "400",
+        "--topics",
+        "5",
+        "--epochs",
+        "2",
+        "--out",
+        "{tmp}/topics",
+    ],
     "vae_mnist.py": [
         "--epochs",
         "1",
