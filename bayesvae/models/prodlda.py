@@ -9,9 +9,9 @@ Generative model for a document with word counts ``bow: (V,)``::
     bow ~ Multinomial(sum(bow), softmax(BN(beta^T dropout(theta))))  # beta: (K, V)
 
 Guide: ``q(logtheta | bow) = Normal(BN(W_loc h), exp(BN(W_logvar h) / 2))``, with
-``h = dropout(softplus(...softplus(W_1 bow)))``. ``BN`` is batch normalisation (not affine by
-default, as in the paper's code); the paper's defaults are alpha = 1, two hidden layers of 100
-units, dropout 0.2.
+``h = dropout(softplus(...softplus(W_1 bow)))``. ``BN`` is batch normalisation with a learned
+shift but no scale, as in the paper's code; its defaults are alpha = 1, two hidden layers of
+100 units, dropout 0.6 (keep probability 0.4), Glorot-uniform weights and zero biases.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from bayesvae.data.validation import check_positive_int
+from bayesvae.data.validation import check_choice, check_positive_int
 from bayesvae.models.base import PyroModel, seeded_init
 
 __all__ = [
@@ -100,6 +100,25 @@ def top_word_indices(weights: Any, n: int) -> np.ndarray:
     return np.argsort(-weights, axis=1, kind="stable")[:, :n]
 
 
+BATCH_NORMS = ("shift", "affine", "plain")
+BN_EPS = 1e-3  # the original TensorFlow code's batch_norm epsilon
+
+
+class BatchNorm(nn.Module):
+    """Batch normalisation over ``(B, C)`` in one of three forms: ``"shift"`` (a learned bias
+    but no scale, like ``tf.contrib.layers.batch_norm``'s defaults in the paper's code),
+    ``"affine"`` (scale and bias) or ``"plain"`` (neither)."""
+
+    def __init__(self, size: int, kind: str) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm1d(size, eps=BN_EPS, affine=kind == "affine")
+        self.bias = nn.Parameter(torch.zeros(size)) if kind == "shift" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.norm(x)
+        return out + self.bias if self.bias is not None else out
+
+
 class Encoder(nn.Module):
     """``bow: (B, V)`` -> ``(loc, scale)`` each ``(B, K)``."""
 
@@ -110,7 +129,7 @@ class Encoder(nn.Module):
         hidden: int,
         layers: int,
         dropout: float,
-        affine: bool,
+        batch_norm: str,
     ) -> None:
         super().__init__()
         sizes = [vocab_size] + [hidden] * layers
@@ -120,8 +139,8 @@ class Encoder(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.fc_loc = nn.Linear(hidden, num_topics)
         self.fc_logvar = nn.Linear(hidden, num_topics)
-        self.bn_loc = nn.BatchNorm1d(num_topics, affine=affine)
-        self.bn_logvar = nn.BatchNorm1d(num_topics, affine=affine)
+        self.bn_loc = BatchNorm(num_topics, batch_norm)
+        self.bn_logvar = BatchNorm(num_topics, batch_norm)
 
     def forward(self, bow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = bow
@@ -136,11 +155,11 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """``theta: (B, K)`` -> word probabilities ``(B, V)`` (product of experts)."""
 
-    def __init__(self, vocab_size: int, num_topics: int, dropout: float, affine: bool) -> None:
+    def __init__(self, vocab_size: int, num_topics: int, dropout: float, batch_norm: str) -> None:
         super().__init__()
         self.drop = nn.Dropout(dropout)
         self.beta = nn.Linear(num_topics, vocab_size, bias=False)
-        self.bn = nn.BatchNorm1d(vocab_size, affine=affine)
+        self.bn = BatchNorm(vocab_size, batch_norm)
 
     def forward(self, theta: torch.Tensor) -> torch.Tensor:
         flat = theta.reshape(-1, theta.shape[-1])  # batch norm wants (B, C): fold sample dims
@@ -155,10 +174,13 @@ class ProdLDA(PyroModel):
         vocab_size: V, the number of words.
         num_topics: K, with ``2 <= K < V``.
         hidden_dim, num_hidden_layers: encoder MLP (softplus); the paper's 100 and 2.
-        dropout: on the encoder's hidden output and on theta in the decoder; the paper's 0.2.
+        dropout: on the encoder's hidden output and on theta in the decoder; 0.6 as in the
+            paper's code (keep probability 0.4).
         alpha: Dirichlet concentration (a number, or K numbers) approximated by the prior; 1.0 as
             in the paper's code.
-        batch_norm_affine: learn scale and shift in the batch norms (the paper: no).
+        batch_norm: form of every batch norm: ``"shift"`` (a learned bias, no scale: the paper's
+            code, whose ``tf.contrib.layers.batch_norm`` defaults to ``center=True,
+            scale=False``), ``"affine"`` or ``"plain"``; epsilon 0.001 as there.
         vocabulary: the V words, in column order (for ``top_words``); kept in the config.
         vectorizer: settings of the CountVectorizer that built the vocabulary (for
             ``transform_texts``), as recorded by :func:`bayesvae.data.text.vectorize`.
@@ -176,9 +198,9 @@ class ProdLDA(PyroModel):
         *,
         hidden_dim: int = 100,
         num_hidden_layers: int = 2,
-        dropout: float = 0.2,
+        dropout: float = 0.6,
         alpha: float | Sequence[float] = 1.0,
-        batch_norm_affine: bool = False,
+        batch_norm: str = "shift",
         vocabulary: Sequence[str] | None = None,
         vectorizer: dict[str, Any] | None = None,
         seed: int | None = 0,
@@ -189,6 +211,7 @@ class ProdLDA(PyroModel):
         num_hidden_layers = check_positive_int("num_hidden_layers", num_hidden_layers)
         if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}.")
+        check_choice("batch_norm", batch_norm, BATCH_NORMS)
         mu, sigma = dirichlet_laplace_prior(alpha, num_topics)
         if vocabulary is not None:
             vocabulary = [str(word) for word in vocabulary]
@@ -205,7 +228,7 @@ class ProdLDA(PyroModel):
                 num_hidden_layers=num_hidden_layers,
                 dropout=float(dropout),
                 alpha=alpha_config,
-                batch_norm_affine=bool(batch_norm_affine),
+                batch_norm=batch_norm,
                 vocabulary=vocabulary,
                 vectorizer=vectorizer,
                 seed=seed,
@@ -215,9 +238,14 @@ class ProdLDA(PyroModel):
         self.vocabulary = vocabulary
         with seeded_init(seed):
             self.encoder = Encoder(
-                vocab_size, num_topics, hidden_dim, num_hidden_layers, dropout, batch_norm_affine
+                vocab_size, num_topics, hidden_dim, num_hidden_layers, dropout, batch_norm
             )
-            self.decoder = Decoder(vocab_size, num_topics, dropout, batch_norm_affine)
+            self.decoder = Decoder(vocab_size, num_topics, dropout, batch_norm)
+            for module in self.modules():  # Glorot-uniform weights, zero biases (paper's code)
+                if isinstance(module, nn.Linear):
+                    nn.init.xavier_uniform_(module.weight)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
         self.register_buffer("prior_loc", torch.as_tensor(mu, dtype=torch.float32))
         self.register_buffer("prior_scale", torch.as_tensor(sigma, dtype=torch.float32))
 

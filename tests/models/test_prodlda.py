@@ -9,18 +9,18 @@ from bayesvae.backends.numpyro.prodlda import NumPyroProdLDA
 from bayesvae.models import ProdLDA
 from bayesvae.models.prodlda import dirichlet_laplace_prior
 
-NUM_TOPICS, VOCAB, WORDS_PER_TOPIC = 5, 100, 20
+NUM_TOPICS, VOCAB, WORDS_PER_TOPIC = 5, 100, 10
 
 
 @pytest.fixture(scope="module")
 def synthetic_corpus():
-    """2000 documents from 5 known topics over 100 words; topic k puts 95 % of its mass on
-    words 20k..20k+19 (disjoint top words); each document mixes topics by Dirichlet(0.1)."""
+    """2000 documents from 5 known topics over 100 words; topic k puts 90 % of its mass on
+    words 10k..10k+9 (disjoint top words); each document mixes topics by Dirichlet(0.1)."""
     rng = np.random.default_rng(0)
-    topics = np.full((NUM_TOPICS, VOCAB), 0.05 / (VOCAB - WORDS_PER_TOPIC))
+    topics = np.full((NUM_TOPICS, VOCAB), 0.1 / (VOCAB - WORDS_PER_TOPIC))
     for k in range(NUM_TOPICS):
         own = slice(WORDS_PER_TOPIC * k, WORDS_PER_TOPIC * (k + 1))
-        topics[k, own] = 0.95 * rng.dirichlet(np.full(WORDS_PER_TOPIC, 5.0))
+        topics[k, own] = 0.9 * rng.dirichlet(np.full(WORDS_PER_TOPIC, 5.0))
     theta = rng.dirichlet(np.full(NUM_TOPICS, 0.1), size=2000)
     lengths = rng.integers(40, 80, size=2000)
     bow = np.stack([rng.multinomial(n, t @ topics) for n, t in zip(lengths, theta, strict=True)])

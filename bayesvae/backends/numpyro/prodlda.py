@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bayesvae.models.prodlda import (
+    BN_EPS,
     ProdLDA,
     check_bow,
     check_num_topics,
@@ -37,15 +38,15 @@ def _networks(config: dict[str, Any], key: Any) -> tuple[Any, Any, Any, Any]:
 
     V, K = config["vocab_size"], config["num_topics"]
     H, layers = config["hidden_dim"], config["num_hidden_layers"]
-    dropout, affine = config["dropout"], config["batch_norm_affine"]
+    dropout, kind = config["dropout"], config["batch_norm"]
 
     class Encoder(eqx.Module):
         hidden: list
         drop: eqx.nn.Dropout
         fc_loc: eqx.nn.Linear
         fc_logvar: eqx.nn.Linear
-        bn_loc: eqx.nn.BatchNorm
-        bn_logvar: eqx.nn.BatchNorm
+        bn_loc: Any
+        bn_logvar: Any
 
         def __init__(self, key: Any) -> None:
             keys = jax.random.split(key, layers + 2)
@@ -57,8 +58,8 @@ def _networks(config: dict[str, Any], key: Any) -> tuple[Any, Any, Any, Any]:
             self.drop = eqx.nn.Dropout(dropout)
             self.fc_loc = eqx.nn.Linear(H, K, key=keys[-2])
             self.fc_logvar = eqx.nn.Linear(H, K, key=keys[-1])
-            self.bn_loc = _batch_norm(K, affine)
-            self.bn_logvar = _batch_norm(K, affine)
+            self.bn_loc = _batch_norm(K, kind)
+            self.bn_logvar = _batch_norm(K, kind)
 
         def __call__(self, bow: Any, state: Any, key: Any) -> Any:
             h = bow
@@ -72,29 +73,78 @@ def _networks(config: dict[str, Any], key: Any) -> tuple[Any, Any, Any, Any]:
     class Decoder(eqx.Module):
         drop: eqx.nn.Dropout
         beta: eqx.nn.Linear
-        bn: eqx.nn.BatchNorm
+        bn: Any
 
         def __init__(self, key: Any) -> None:
             self.drop = eqx.nn.Dropout(dropout)
             self.beta = eqx.nn.Linear(K, V, use_bias=False, key=key)
-            self.bn = _batch_norm(V, affine)
+            self.bn = _batch_norm(V, kind)
 
         def __call__(self, theta: Any, state: Any, key: Any) -> Any:
             logits, state = self.bn(self.beta(self.drop(theta, key=key)), state)
             return jax.nn.softmax(logits), state
 
-    encoder_key, decoder_key = jax.random.split(key)
+    encoder_key, decoder_key, init_key = jax.random.split(key, 3)
     encoder, encoder_state = eqx.nn.make_with_state(Encoder)(encoder_key)
     decoder, decoder_state = eqx.nn.make_with_state(Decoder)(decoder_key)
+    encoder, decoder = _glorot((encoder, decoder), init_key)
     return encoder, encoder_state, decoder, decoder_state
 
 
-def _batch_norm(size: int, affine: bool) -> Any:
+def _glorot(tree: Any, key: Any) -> Any:
+    """Glorot-uniform weights and zero biases for every ``eqx.nn.Linear`` (the paper's code)."""
     import equinox as eqx
+    import jax
+    import jax.numpy as jnp
 
-    return eqx.nn.BatchNorm(
-        size, axis_name="batch", channelwise_affine=affine, momentum=BN_MOMENTUM, mode="batch"
+    def is_linear(node: Any) -> bool:
+        return isinstance(node, eqx.nn.Linear)
+
+    linears = [
+        node for node in jax.tree_util.tree_leaves(tree, is_leaf=is_linear) if is_linear(node)
+    ]
+    keys = jax.random.split(key, len(linears))
+
+    def reinit(node: Any, k: Any) -> Any:
+        fan_out, fan_in = node.weight.shape
+        bound = (6.0 / (fan_in + fan_out)) ** 0.5
+        weight = jax.random.uniform(k, node.weight.shape, minval=-bound, maxval=bound)
+        node = eqx.tree_at(lambda n: n.weight, node, weight)
+        if node.bias is not None:
+            node = eqx.tree_at(lambda n: n.bias, node, jnp.zeros_like(node.bias))
+        return node
+
+    replaced = iter([reinit(node, k) for node, k in zip(linears, keys, strict=True)])
+    return jax.tree_util.tree_map(
+        lambda node: next(replaced) if is_linear(node) else node, tree, is_leaf=is_linear
     )
+
+
+def _batch_norm(size: int, kind: str) -> Any:
+    """Equinox twin of :class:`bayesvae.models.prodlda.BatchNorm`."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    class ShiftedBatchNorm(eqx.Module):
+        norm: eqx.nn.BatchNorm
+        bias: Any
+
+        def __init__(self) -> None:
+            self.norm = eqx.nn.BatchNorm(
+                size,
+                axis_name="batch",
+                eps=BN_EPS,
+                channelwise_affine=kind == "affine",
+                momentum=BN_MOMENTUM,
+                mode="batch",
+            )
+            self.bias = jnp.zeros(size) if kind == "shift" else None
+
+        def __call__(self, x: Any, state: Any) -> Any:
+            out, state = self.norm(x, state)
+            return (out + self.bias if self.bias is not None else out), state
+
+    return ShiftedBatchNorm()
 
 
 class NumPyroProdLDA:
@@ -112,9 +162,9 @@ class NumPyroProdLDA:
         *,
         hidden_dim: int = 100,
         num_hidden_layers: int = 2,
-        dropout: float = 0.2,
+        dropout: float = 0.6,
         alpha: float | Sequence[float] = 1.0,
-        batch_norm_affine: bool = False,
+        batch_norm: str = "shift",
         vocabulary: Sequence[str] | None = None,
         vectorizer: dict[str, Any] | None = None,
         seed: int | None = 0,
@@ -127,7 +177,7 @@ class NumPyroProdLDA:
             num_hidden_layers=num_hidden_layers,
             dropout=dropout,
             alpha=alpha,
-            batch_norm_affine=batch_norm_affine,
+            batch_norm=batch_norm,
             vocabulary=vocabulary,
             vectorizer=vectorizer,
             seed=seed,
@@ -278,15 +328,18 @@ class NumPyroProdLDA:
             if target.bias is not None:
                 target.bias.data.copy_(tensor(source.bias))
 
-        def copy_bn(target: torch.nn.BatchNorm1d, source: Any, state: Any) -> None:
+        def copy_bn(target: Any, source: Any, state: Any) -> None:
             # Equinox keeps a zero-debiased moving average ("batch" mode): undo the bias
-            counter = int(np.asarray(state.get(source.batch_counter)))
-            hidden_mean, hidden_var = state.get(source.batch_state_index)
-            debias = 1.0 - source.momentum**counter if counter else 1.0
-            target.running_mean.copy_(tensor(hidden_mean) / debias)
-            target.running_var.copy_(tensor(hidden_var) / debias)
-            if target.affine:
-                target.weight.data.copy_(tensor(source.weight))
+            norm = source.norm
+            counter = int(np.asarray(state.get(norm.batch_counter)))
+            hidden_mean, hidden_var = state.get(norm.batch_state_index)
+            debias = 1.0 - norm.momentum**counter if counter else 1.0
+            target.norm.running_mean.copy_(tensor(hidden_mean) / debias)
+            target.norm.running_var.copy_(tensor(hidden_var) / debias)
+            if target.norm.affine:
+                target.norm.weight.data.copy_(tensor(norm.weight))
+                target.norm.bias.data.copy_(tensor(norm.bias))
+            if target.bias is not None:
                 target.bias.data.copy_(tensor(source.bias))
 
         with torch.no_grad():
