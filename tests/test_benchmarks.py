@@ -9,7 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["vae_mnist.py", "abtest.py"])
+@pytest.mark.parametrize("script", ["vae_mnist.py", "abtest.py", "anomaly.py", "prodlda.py"])
 def test_benchmark_quick_run(script, monkeypatch, capsys):
     before = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     monkeypatch.setattr(sys, "argv", [script, "--quick"])

@@ -238,6 +238,8 @@ class AnomalyMixture(PyroModel):
         """Buffers for the standardization and the initial values (shapes fixed by D, K)."""
         K, D = self.n_components, num_features
         self.config["n_features"] = D
+        for name in list(self._buffers):  # shapes follow K, D, method: start clean
+            del self._buffers[name]
         self.register_buffer("feature_mean", torch.zeros(D, dtype=torch.float64))
         self.register_buffer("feature_scale", torch.ones(D, dtype=torch.float64))
         self.register_buffer("principal_axis", torch.ones(D) / math.sqrt(D))

@@ -28,123 +28,123 @@ __all__ = ["NumPyroProdLDA"]
 
 logger = logging.getLogger(__name__)
 
-BN_MOMENTUM = 0.9  # Equinox's convention: running = 0.9 running + 0.1 batch (torch's 0.1)
+BN_MOMENTUM = 0.1  # torch's convention: running = 0.9 running + 0.1 batch
 
 
 def _networks(config: dict[str, Any], key: Any) -> tuple[Any, Any, Any, Any]:
-    """Fresh (encoder, encoder state, decoder, decoder state) Equinox modules."""
+    """Fresh (encoder, encoder statistics, decoder, decoder statistics): Equinox modules working
+    on whole minibatches (one matrix product per layer, batch norm over the batch axis), and the
+    batch norms' running statistics as plain arrays (kept in ``numpyro.mutable`` state)."""
     import equinox as eqx
     import jax
+    import jax.numpy as jnp
 
     V, K = config["vocab_size"], config["num_topics"]
     H, layers = config["hidden_dim"], config["num_hidden_layers"]
     dropout, kind = config["dropout"], config["batch_norm"]
 
+    class Dense(eqx.Module):
+        """``x @ weight.T + bias``; Glorot-uniform weights, zero bias (the paper's code)."""
+
+        weight: Any
+        bias: Any
+
+        def __init__(self, n_in: int, n_out: int, key: Any, bias: bool = True) -> None:
+            bound = (6.0 / (n_in + n_out)) ** 0.5
+            self.weight = jax.random.uniform(key, (n_out, n_in), minval=-bound, maxval=bound)
+            self.bias = jnp.zeros(n_out) if bias else None
+
+        def __call__(self, x: Any) -> Any:
+            out = x @ self.weight.T
+            return out + self.bias if self.bias is not None else out
+
+    class BatchNorm(eqx.Module):
+        """Twin of :class:`bayesvae.models.prodlda.BatchNorm` (training mode: batch statistics;
+        running mean and unbiased variance updated as torch does)."""
+
+        weight: Any
+        bias: Any
+
+        def __init__(self, size: int) -> None:
+            self.weight = jnp.ones(size) if kind == "affine" else None
+            self.bias = jnp.zeros(size) if kind in ("affine", "shift") else None
+
+        def __call__(self, x: Any, stats: tuple[Any, Any]) -> tuple[Any, tuple[Any, Any]]:
+            mean, var = x.mean(0), x.var(0)
+            out = (x - mean) * jax.lax.rsqrt(var + BN_EPS)
+            if self.weight is not None:
+                out = out * self.weight
+            if self.bias is not None:
+                out = out + self.bias
+            n = x.shape[0]
+            unbiased = var * n / max(n - 1, 1)
+            running = (
+                (1 - BN_MOMENTUM) * stats[0] + BN_MOMENTUM * mean,
+                (1 - BN_MOMENTUM) * stats[1] + BN_MOMENTUM * unbiased,
+            )
+            return out, jax.tree_util.tree_map(jax.lax.stop_gradient, running)
+
+    def drop(x: Any, key: Any) -> Any:
+        if dropout == 0:
+            return x
+        keep = jax.random.bernoulli(key, 1.0 - dropout, x.shape)
+        return jnp.where(keep, x / (1.0 - dropout), 0.0)
+
     class Encoder(eqx.Module):
         hidden: list
-        drop: eqx.nn.Dropout
-        fc_loc: eqx.nn.Linear
-        fc_logvar: eqx.nn.Linear
-        bn_loc: Any
-        bn_logvar: Any
+        fc_loc: Dense
+        fc_logvar: Dense
+        bn_loc: BatchNorm
+        bn_logvar: BatchNorm
 
         def __init__(self, key: Any) -> None:
             keys = jax.random.split(key, layers + 2)
             sizes = [V] + [H] * layers
             self.hidden = [
-                eqx.nn.Linear(a, b, key=k)
-                for a, b, k in zip(sizes[:-1], sizes[1:], keys[:layers], strict=True)
+                Dense(a, b, k) for a, b, k in zip(sizes[:-1], sizes[1:], keys[:layers], strict=True)
             ]
-            self.drop = eqx.nn.Dropout(dropout)
-            self.fc_loc = eqx.nn.Linear(H, K, key=keys[-2])
-            self.fc_logvar = eqx.nn.Linear(H, K, key=keys[-1])
-            self.bn_loc = _batch_norm(K, kind)
-            self.bn_logvar = _batch_norm(K, kind)
+            self.fc_loc = Dense(H, K, keys[-2])
+            self.fc_logvar = Dense(H, K, keys[-1])
+            self.bn_loc, self.bn_logvar = BatchNorm(K), BatchNorm(K)
 
-        def __call__(self, bow: Any, state: Any, key: Any) -> Any:
+        def __call__(self, bow: Any, stats: dict[str, Any], key: Any) -> Any:
             h = bow
             for layer in self.hidden:
                 h = jax.nn.softplus(layer(h))
-            h = self.drop(h, key=key)
-            loc, state = self.bn_loc(self.fc_loc(h), state)
-            log_var, state = self.bn_logvar(self.fc_logvar(h), state)
-            return (loc, jax.numpy.exp(0.5 * log_var)), state
+            h = drop(h, key)
+            loc, loc_stats = self.bn_loc(self.fc_loc(h), stats["loc"])
+            log_var, var_stats = self.bn_logvar(self.fc_logvar(h), stats["logvar"])
+            return (loc, jnp.exp(0.5 * log_var)), {"loc": loc_stats, "logvar": var_stats}
 
     class Decoder(eqx.Module):
-        drop: eqx.nn.Dropout
-        beta: eqx.nn.Linear
-        bn: Any
+        beta: Dense
+        bn: BatchNorm
 
         def __init__(self, key: Any) -> None:
-            self.drop = eqx.nn.Dropout(dropout)
-            self.beta = eqx.nn.Linear(K, V, use_bias=False, key=key)
-            self.bn = _batch_norm(V, kind)
+            self.beta = Dense(K, V, key, bias=False)
+            self.bn = BatchNorm(V)
 
-        def __call__(self, theta: Any, state: Any, key: Any) -> Any:
-            logits, state = self.bn(self.beta(self.drop(theta, key=key)), state)
-            return jax.nn.softmax(logits), state
+        def __call__(self, theta: Any, stats: dict[str, Any], key: Any) -> Any:
+            logits, bn_stats = self.bn(self.beta(drop(theta, key)), stats["bn"])
+            return jax.nn.softmax(logits, -1), {"bn": bn_stats}
 
-    encoder_key, decoder_key, init_key = jax.random.split(key, 3)
-    encoder, encoder_state = eqx.nn.make_with_state(Encoder)(encoder_key)
-    decoder, decoder_state = eqx.nn.make_with_state(Decoder)(decoder_key)
-    encoder, decoder = _glorot((encoder, decoder), init_key)
-    return encoder, encoder_state, decoder, decoder_state
+    def fresh(size: int) -> tuple[Any, Any]:
+        return jnp.zeros(size), jnp.ones(size)  # torch's initial running statistics
 
-
-def _glorot(tree: Any, key: Any) -> Any:
-    """Glorot-uniform weights and zero biases for every ``eqx.nn.Linear`` (the paper's code)."""
-    import equinox as eqx
-    import jax
-    import jax.numpy as jnp
-
-    def is_linear(node: Any) -> bool:
-        return isinstance(node, eqx.nn.Linear)
-
-    linears = [
-        node for node in jax.tree_util.tree_leaves(tree, is_leaf=is_linear) if is_linear(node)
-    ]
-    keys = jax.random.split(key, len(linears))
-
-    def reinit(node: Any, k: Any) -> Any:
-        fan_out, fan_in = node.weight.shape
-        bound = (6.0 / (fan_in + fan_out)) ** 0.5
-        weight = jax.random.uniform(k, node.weight.shape, minval=-bound, maxval=bound)
-        node = eqx.tree_at(lambda n: n.weight, node, weight)
-        if node.bias is not None:
-            node = eqx.tree_at(lambda n: n.bias, node, jnp.zeros_like(node.bias))
-        return node
-
-    replaced = iter([reinit(node, k) for node, k in zip(linears, keys, strict=True)])
-    return jax.tree_util.tree_map(
-        lambda node: next(replaced) if is_linear(node) else node, tree, is_leaf=is_linear
+    encoder_key, decoder_key = jax.random.split(key)
+    return (
+        Encoder(encoder_key),
+        {"loc": fresh(K), "logvar": fresh(K)},
+        Decoder(decoder_key),
+        {"bn": fresh(V)},
     )
 
 
-def _batch_norm(size: int, kind: str) -> Any:
-    """Equinox twin of :class:`bayesvae.models.prodlda.BatchNorm`."""
-    import equinox as eqx
-    import jax.numpy as jnp
+def _log_multinomial_coefficient(bow: np.ndarray) -> np.ndarray:
+    """``log(N_d! / prod_w n_dw!)`` for each row of ``bow`` (N, V): ``(N,)``."""
+    from scipy.special import gammaln
 
-    class ShiftedBatchNorm(eqx.Module):
-        norm: eqx.nn.BatchNorm
-        bias: Any
-
-        def __init__(self) -> None:
-            self.norm = eqx.nn.BatchNorm(
-                size,
-                axis_name="batch",
-                eps=BN_EPS,
-                channelwise_affine=kind == "affine",
-                momentum=BN_MOMENTUM,
-                mode="batch",
-            )
-            self.bias = jnp.zeros(size) if kind == "shift" else None
-
-        def __call__(self, x: Any, state: Any) -> Any:
-            out, state = self.norm(x, state)
-            return (out + self.bias if self.bias is not None else out), state
-
-    return ShiftedBatchNorm()
+    return (gammaln(bow.sum(-1) + 1) - gammaln(bow + 1).sum(-1)).astype(np.float32)
 
 
 class NumPyroProdLDA:
@@ -202,30 +202,32 @@ class NumPyroProdLDA:
         prior_loc, prior_scale = jnp.asarray(mu, jnp.float32), jnp.asarray(sigma, jnp.float32)
 
         def run(net: Any, holder: dict[str, Any], inputs: Any) -> Any:
-            keys = jax.random.split(numpyro.prng_key(), inputs.shape[0])
-            batched = jax.vmap(net, in_axes=(0, None, 0), out_axes=(0, None), axis_name="batch")
-            out, new_state = batched(inputs, holder["state"], keys)
-            holder["state"] = new_state
+            out, holder["stats"] = net(inputs, holder["stats"], numpyro.prng_key())
             return out
 
-        def model(bow: Any, num_data: int) -> None:
+        def documents(batch: Any, num_data: int) -> Any:
+            # a minibatch of rows already chosen on the host: scale it to the corpus instead of
+            # letting the plate draw fresh subsample indices every step
+            return numpyro.handlers.scale(scale=num_data / batch.shape[0])
+
+        def model(bow: Any, log_coef: Any, num_data: int) -> None:
+            """``log_coef``: each document's log multinomial coefficient, computed once."""
             net = eqx_module("decoder", decoder)
-            holder = numpyro.primitives.mutable("decoder$state", {"state": decoder_state})
-            with numpyro.plate("documents", num_data, subsample_size=bow.shape[0]):
+            holder = numpyro.primitives.mutable("decoder$stats", {"stats": decoder_state})
+            with documents(bow, num_data), numpyro.plate("documents", bow.shape[0]):
                 logtheta = numpyro.sample(
                     "logtheta", dist.Normal(prior_loc, prior_scale).to_event(1)
                 )
                 word_probs = run(net, holder, jax.nn.softmax(logtheta, -1))
-                numpyro.sample(
-                    "obs",
-                    dist.Multinomial(total_count=bow.sum(-1), probs=word_probs),
-                    obs=bow,
-                )
+                # = Multinomial(N_d, word_probs).log_prob(bow), without recomputing the
+                # coefficient's log-gamma terms over all (B, V) entries at every step
+                log_lik = log_coef + (bow * jnp.log(word_probs + 1e-30)).sum(-1)
+                numpyro.factor("obs", log_lik)
 
-        def guide(bow: Any, num_data: int) -> None:
+        def guide(bow: Any, log_coef: Any, num_data: int) -> None:
             net = eqx_module("encoder", encoder)
-            holder = numpyro.primitives.mutable("encoder$state", {"state": encoder_state})
-            with numpyro.plate("documents", num_data, subsample_size=bow.shape[0]):
+            holder = numpyro.primitives.mutable("encoder$stats", {"stats": encoder_state})
+            with documents(bow, num_data), numpyro.plate("documents", bow.shape[0]):
                 loc, scale = run(net, holder, bow)
                 numpyro.sample("logtheta", dist.Normal(loc, scale).to_event(1))
 
@@ -260,17 +262,20 @@ class NumPyroProdLDA:
         if bool((counts.sum(-1) == 0).any()):
             raise ValueError("bow has empty documents; drop them before fitting.")
         data = jnp.asarray(counts.numpy())
+        log_coef = jnp.asarray(_log_multinomial_coefficient(counts.numpy()))
         num_docs = data.shape[0]
         batch_size = min(batch_size, num_docs)
         num_batches = num_docs // batch_size
         init_key, run_key = jax.random.split(jax.random.PRNGKey(self.config["seed"] or 0))
         model, guide, self._modules = self._model_and_guide(init_key)
         svi = SVI(model, guide, Adam(lr, b1=betas[0], b2=betas[1]), TraceMeanField_ELBO())
-        state = svi.init(jax.random.fold_in(run_key, seed), data[:batch_size], num_docs)
+        state = svi.init(
+            jax.random.fold_in(run_key, seed), data[:batch_size], log_coef[:batch_size], num_docs
+        )
 
         def epoch_fn(state: Any, order: Any) -> Any:
             def step(carry: Any, index: Any) -> Any:
-                return svi.update(carry, data[index], num_docs)
+                return svi.update(carry, data[index], log_coef[index], num_docs)
 
             return jax.lax.scan(step, state, order.reshape(num_batches, batch_size))
 
@@ -316,8 +321,8 @@ class NumPyroProdLDA:
             return self._pyro
         encoder = eqx.combine(self.params["encoder$params"], self._modules["encoder"])
         decoder = eqx.combine(self.params["decoder$params"], self._modules["decoder"])
-        encoder_state = self.net_state["encoder$state"]["state"]
-        decoder_state = self.net_state["decoder$state"]["state"]
+        encoder_stats = self.net_state["encoder$stats"]["stats"]
+        decoder_stats = self.net_state["decoder$stats"]["stats"]
         model = ProdLDA(**self.config)
 
         def tensor(array: Any) -> torch.Tensor:
@@ -328,18 +333,13 @@ class NumPyroProdLDA:
             if target.bias is not None:
                 target.bias.data.copy_(tensor(source.bias))
 
-        def copy_bn(target: Any, source: Any, state: Any) -> None:
-            # Equinox keeps a zero-debiased moving average ("batch" mode): undo the bias
-            norm = source.norm
-            counter = int(np.asarray(state.get(norm.batch_counter)))
-            hidden_mean, hidden_var = state.get(norm.batch_state_index)
-            debias = 1.0 - norm.momentum**counter if counter else 1.0
-            target.norm.running_mean.copy_(tensor(hidden_mean) / debias)
-            target.norm.running_var.copy_(tensor(hidden_var) / debias)
+        def copy_bn(target: Any, source: Any, stats: tuple[Any, Any]) -> None:
+            target.norm.running_mean.copy_(tensor(stats[0]))
+            target.norm.running_var.copy_(tensor(stats[1]))
             if target.norm.affine:
-                target.norm.weight.data.copy_(tensor(norm.weight))
-                target.norm.bias.data.copy_(tensor(norm.bias))
-            if target.bias is not None:
+                target.norm.weight.data.copy_(tensor(source.weight))
+                target.norm.bias.data.copy_(tensor(source.bias))
+            elif target.bias is not None:
                 target.bias.data.copy_(tensor(source.bias))
 
         with torch.no_grad():
@@ -347,10 +347,10 @@ class NumPyroProdLDA:
                 copy_linear(target, source)
             copy_linear(model.encoder.fc_loc, encoder.fc_loc)
             copy_linear(model.encoder.fc_logvar, encoder.fc_logvar)
-            copy_bn(model.encoder.bn_loc, encoder.bn_loc, encoder_state)
-            copy_bn(model.encoder.bn_logvar, encoder.bn_logvar, encoder_state)
+            copy_bn(model.encoder.bn_loc, encoder.bn_loc, encoder_stats["loc"])
+            copy_bn(model.encoder.bn_logvar, encoder.bn_logvar, encoder_stats["logvar"])
             copy_linear(model.decoder.beta, decoder.beta)
-            copy_bn(model.decoder.bn, decoder.bn, decoder_state)
+            copy_bn(model.decoder.bn, decoder.bn, decoder_stats["bn"])
         model.eval()
         self._pyro = model
         return model
@@ -358,7 +358,7 @@ class NumPyroProdLDA:
     def topic_word_weights(self) -> np.ndarray:
         """The topic-word matrix beta ``(K, V)``."""
         self._check_fitted()
-        return np.asarray(self.params["decoder$params"].beta.weight).T.copy()
+        return np.array(self.params["decoder$params"].beta.weight).T
 
     def topics(self) -> np.ndarray:
         """Topic-word distributions ``(K, V)``."""
