@@ -68,9 +68,10 @@ def test_pyro_and_numpyro_nuts_agree():
     slow = mcmc(model, *data, backend="pyro", num_samples=600, num_warmup=300, num_chains=2, seed=1)
     for result in (fast, slow):
         assert result.samples["rate"].shape[:2] == (2, result.num_samples)
-    summary_fast, summary_slow = fast.summary(), slow.summary()
+    # unrounded means and Monte Carlo standard errors (az.summary rounds them)
+    summary_fast, summary_slow = fast.summary(round_to="none"), slow.summary(round_to="none")
     se = np.hypot(summary_fast["mcse_mean"], summary_slow["mcse_mean"])
-    assert (abs(summary_fast["mean"] - summary_slow["mean"]) < 4 * se + 1e-4).all()
+    assert (abs(summary_fast["mean"] - summary_slow["mean"]) < 4 * se).all()
 
 
 def test_poor_mixing_warns():
