@@ -61,10 +61,54 @@ def _not_blank(png_bytes):
     return float(np.std(pixels[..., :3])) > 0.02
 
 
-@pytest.mark.parametrize("family", ["vae", "abtest"])
+def _anomaly_args(tmp_path, out):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(300, 3)), rng.normal(4.0, 1.0, size=(15, 3))])
+    np.savez(tmp_path / "points.npz", X=X, y=np.r_[np.zeros(300), np.ones(15)])
+    return [
+        "anomaly",
+        str(tmp_path / "points.npz"),
+        "--label-column",
+        "y",
+        "--epochs",
+        "50",
+        "--out",
+        str(out),
+        "--report",
+    ]
+
+
+def _topics_args(tmp_path, out):
+    rng = np.random.default_rng(0)
+    words = ["alpha beta gamma delta epsilon".split(), "red green blue cyan magenta".split()]
+    lines = [" ".join(rng.choice(words[i % 2], size=10)) for i in range(200)]
+    (tmp_path / "corpus.txt").write_text("\n".join(lines))
+    return [
+        "topics",
+        str(tmp_path / "corpus.txt"),
+        "--topics",
+        "2",
+        "--epochs",
+        "5",
+        "--min-df",
+        "1",
+        "--max-df",
+        "1.0",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--report",
+    ]
+
+
+@pytest.mark.parametrize("family", ["vae", "abtest", "anomaly", "topics"])
 def test_report_opens_cleanly_in_chromium(browser, tmp_path, family):
     out = tmp_path / family
-    if family == "vae":
+    if family == "anomaly":
+        args = _anomaly_args(tmp_path, out)
+    elif family == "topics":
+        args = _topics_args(tmp_path, out)
+    elif family == "vae":
         args = [
             "vae",
             "--data",
@@ -97,7 +141,7 @@ def test_report_opens_cleanly_in_chromium(browser, tmp_path, family):
     errors, failed, requests, images, screenshot = _open(browser, out / "report.html")
     assert errors == [] and failed == []
     assert all(url.startswith(("file:", "data:")) for url in requests)
-    assert len(images) >= 4
+    assert len(images) >= (2 if family == "topics" else 4)
     assert all(img["src"].startswith("data:image/png") and img["width"] > 0 for img in images)
     assert _not_blank(screenshot)
     (tmp_path / f"{family}.png").write_bytes(screenshot)
