@@ -21,7 +21,10 @@ import numpy as np
 from bayesvae.data.tabular import check_binary_labels, read_features
 from bayesvae.models.anomaly import AnomalyMixture, check_features
 
-__all__ = ["detect_anomalies", "AnomalyRun", "ranking_metrics"]
+__all__ = ["detect_anomalies", "AnomalyRun", "ranking_metrics", "MAX_SAVED_LOG_LIKELIHOOD"]
+
+#: ``posterior.nc`` keeps the pointwise log-likelihood (draws x rows) only below this many values.
+MAX_SAVED_LOG_LIKELIHOOD = 5_000_000
 
 
 def ranking_metrics(labels: Any, anomaly_score: Any) -> dict[str, float]:
@@ -90,7 +93,8 @@ class AnomalyRun:
     def save(self, out: str | Path) -> Path:
         """Write a run folder: the model (config.yaml, model.pt, metrics.csv for SVI),
         ``scores.csv``, ``result.json``, ``scores.png``, ``projection.png`` and, for MCMC,
-        ``posterior.nc``. Every file is written atomically."""
+        ``posterior.nc`` (its pointwise log-likelihood only when it has at most
+        :data:`MAX_SAVED_LOG_LIKELIHOOD` values). Every file is written atomically."""
         from bayesvae.infer.checkpoint import atomic_path, save_model, write_text
         from bayesvae.report import plots
 
@@ -115,8 +119,17 @@ class AnomalyRun:
             labels=self.labels,
         )
         if model.method == "mcmc":
+            idata = model.to_inference_data()
+            if "log_likelihood" in idata.groups():
+                pointwise = idata.log_likelihood["obs"]
+                if pointwise.size > MAX_SAVED_LOG_LIKELIHOOD:  # e.g. 11k rows x 2000 draws
+                    import arviz as az
+
+                    idata = az.InferenceData(
+                        **{g: idata[g] for g in idata.groups() if g != "log_likelihood"}
+                    )
             with atomic_path(folder / "posterior.nc") as tmp:
-                model.to_inference_data().to_netcdf(str(tmp))
+                idata.to_netcdf(str(tmp))
         return folder
 
 

@@ -133,3 +133,21 @@ def test_ranking_metrics_need_both_classes():
 def test_labels_only_for_arrays(table, tmp_path):
     with pytest.raises(ValueError, match="labels= is for array input"):
         detect_anomalies(table[["a", "b"]], labels=table["label"])
+
+
+@pytest.mark.filterwarnings("ignore::bayesvae.infer.mcmc.ConvergenceWarning")
+def test_cli_mcmc_writes_the_posterior(table, tmp_path, capsys):
+    X = table[["a", "b", "c"]].to_numpy()
+    np.savez(tmp_path / "data.npz", X=X, y=table["label"].to_numpy())
+    out = tmp_path / "mcmc"
+    args = ["anomaly", str(tmp_path / "data.npz"), "--label-column", "y", "--method", "mcmc"]
+    args += ["--num-samples", "150", "--num-warmup", "150", "--chains", "2", "--json"]
+    assert main([*args, "--out", str(out), "--report"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "mcmc" and summary["aucroc"] > 0.95
+    import arviz as az
+
+    idata = az.from_netcdf(out / "posterior.nc")
+    assert idata.posterior.sizes["chain"] == 2
+    assert idata.log_likelihood["obs"].shape == (2, 150, len(X))
+    assert "MCMC diagnostics" in (out / "report.md").read_text()
