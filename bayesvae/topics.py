@@ -19,7 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from bayesvae.data.text import Corpus, load_bow, read_documents, vectorize
+from bayesvae.data.text import (
+    Corpus,
+    drop_empty_documents,
+    load_bow,
+    read_documents,
+    vectorize,
+)
 from bayesvae.data.validation import check_choice
 from bayesvae.diagnostics.topics import npmi_coherence, topic_collapse, topic_diversity
 from bayesvae.models.prodlda import ProdLDA, check_bow, check_num_topics, top_word_indices
@@ -64,9 +70,7 @@ def as_corpus(
     )
     if len(words) != counts.shape[1]:
         raise ValueError(f"vocabulary has {len(words)} words; bow has {counts.shape[1]} columns.")
-    from bayesvae.data.text import _drop_empty
-
-    return _drop_empty(sp.csr_matrix(counts), words, None)
+    return drop_empty_documents(sp.csr_matrix(counts), words)
 
 
 @dataclass

@@ -21,6 +21,7 @@ __all__ = [
     "vectorize_with_vocabulary",
     "load_bow",
     "load_20news_prodlda",
+    "drop_empty_documents",
     "PRODLDA_20NEWS_URL",
 ]
 
@@ -130,7 +131,7 @@ def vectorize(
             f"(min_df={min_df}, max_df={max_df}, stop_words={stop_words!r}): {err}"
         ) from None
     vocabulary = vectorizer.get_feature_names_out().tolist()
-    return _drop_empty(bow.tocsr(), vocabulary, settings)
+    return drop_empty_documents(bow.tocsr(), vocabulary, settings)
 
 
 def vectorize_with_vocabulary(
@@ -148,7 +149,11 @@ def vectorize_with_vocabulary(
     )
 
 
-def _drop_empty(bow: Any, vocabulary: list[str], settings: dict[str, Any] | None) -> Corpus:
+def drop_empty_documents(
+    bow: Any, vocabulary: list[str], settings: dict[str, Any] | None = None
+) -> Corpus:
+    """A :class:`Corpus` from a sparse bag of words ``(N, V)`` without its empty rows (their
+    count logged); ``ValueError`` when every row is empty."""
     lengths = np.asarray(bow.sum(axis=1)).ravel()
     kept = np.flatnonzero(lengths > 0)
     dropped = bow.shape[0] - len(kept)
@@ -198,7 +203,7 @@ def load_bow(path: str | os.PathLike[str], *, split: str = "train") -> Corpus:
             raise ValueError(f"{path} has negative counts.")
     else:
         raise ValueError(f"unsupported bag-of-words file {path}; expected .npz or .npy.")
-    return _drop_empty(bow, vocabulary, None)
+    return drop_empty_documents(bow, vocabulary, None)
 
 
 def load_20news_prodlda(root: str | os.PathLike[str]) -> tuple[Corpus, Corpus]:

@@ -69,6 +69,7 @@ def test_numpyro_twin_recovers_known_topics_and_agrees(synthetic_corpus):
     assert twin.topics().shape == pyro_model.topics().shape == (5, VOCAB)
     ppl_twin, ppl_pyro = twin.perplexity(bow), pyro_model.perplexity(bow)
     assert abs(ppl_twin - ppl_pyro) / ppl_pyro < 0.1
+    assert pyro_model.numpyro_twin().config == twin.config  # the same settings both ways
 
 
 def test_numpyro_weights_convert_exactly():
