@@ -3,6 +3,8 @@
 Python blocks run in order, one namespace per file, in a temporary folder. Shell lines that call
 ``bayesvae`` run through the CLI's ``main``; ``make TARGET`` lines are checked with ``make -n``
 (the targets themselves are what CI runs, and ``make test`` cannot run inside the tests).
+``text`` blocks hold only ``torchrun`` launcher lines for multi-GPU/multi-node machines; the
+data-parallel code path they start is exercised by tests/infer/test_ddp.py.
 """
 
 import re
@@ -48,5 +50,7 @@ def test_code_blocks_run(path, tmp_path, monkeypatch, capsys):
                     )
                 else:
                     pytest.fail(f"{path.name}: no rule to check shell line {line!r}")
+        elif lang == "text":  # launcher lines for other machines (torchrun on GPUs, nodes)
+            assert "torchrun" in code, f"{path.name}: text blocks are for launcher commands"
         else:
             pytest.fail(f"{path.name}: unknown code block language {lang!r}")

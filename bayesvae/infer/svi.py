@@ -29,6 +29,7 @@ from bayesvae.data.loaders import DynamicBinarize, make_loader
 from bayesvae.data.validation import check_choice, check_positive_int
 from bayesvae.infer import checkpoint as ckpt
 from bayesvae.infer.callbacks import Callback, EarlyStopping, FitState
+from bayesvae.infer.distributed import setup_ddp
 from bayesvae.infer.objectives import make_elbo, quiet_jit_deprecation, scale_latents
 
 __all__ = ["fit", "FitResult", "evaluate", "resolve_device", "TrainingDivergedError"]
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "clippedadam")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
+STRATEGIES = ("ddp",)
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
 #: without clipping, the gradient norm is measured on every this-many-th step (1st, 11th, ...)
 GRAD_NORM_EVERY = 10
@@ -335,6 +337,7 @@ def fit(
     resume: bool = False,
     eval_size: int = 5000,
     validate_args: bool = False,
+    strategy: str | None = None,
 ) -> FitResult:
     """Fit ``model.model``/``model.guide`` to ``train`` by stochastic variational inference.
 
@@ -371,6 +374,10 @@ def fit(
         eval_size: without ``val``, ``recon``/``kl`` are evaluated on this many training points.
         validate_args: keep Pyro's distribution checks on inside the training loop (off by
             default for speed; model and guide are checked once, with validation, before training).
+        strategy: ``None`` (one process) or ``"ddp"``: data-parallel SVI over the processes of a
+            ``torchrun`` launch (see :mod:`bayesvae.infer.distributed`); ``batch_size`` is the
+            global minibatch, each rank fits its shard, gradients are averaged every step and
+            rank 0 writes the checkpoints.
 
     Returns:
         :class:`FitResult` with the fitted model and per-epoch history.
@@ -414,6 +421,15 @@ def fit(
     if not (hasattr(model, "model") and hasattr(model, "guide")):
         raise TypeError(f"model must have .model and .guide methods, got {type(model).__name__}.")
     target = resolve_device(device)
+    if strategy is not None:
+        check_choice("strategy", strategy, STRATEGIES)
+    ddp = None
+    if strategy == "ddp":
+        if isinstance(train, DataLoader):
+            raise ValueError("strategy='ddp' shards array data; pass arrays, not a DataLoader.")
+        ddp = setup_ddp(target)
+        ddp.check_batch_size(batch_size)
+        target = ddp.device
 
     # -- data: validated before anything trains
     generator = torch.Generator()
@@ -461,7 +477,7 @@ def fit(
         all_callbacks.append(EarlyStopping(early_stopping, monitor=monitor))
 
     # -- model, warm-up, parameters, optimizer
-    _seed_everything(seed)
+    _seed_everything(seed + (ddp.rank if ddp is not None else 0))  # own noise on each rank
     model.to(target)
     model.train()
     steps_per_epoch = len(train_loader)
@@ -484,7 +500,14 @@ def fit(
 
     first_batch = to_device(next(iter(train_loader)))
     with pyro.validation_enabled(True):  # one checked pass: shapes, supports, model/guide match
-        params = _capture_params(model_fn, guide_fn, first_batch, num_train)
+        params = _capture_params(
+            model_fn,
+            guide_fn,
+            ddp.local_rows(first_batch) if ddp is not None else first_batch,
+            num_train,
+        )
+    if ddp is not None:
+        ddp.broadcast(params)
     optim = _make_optimizer(optimizer, params, lr, weight_decay, betas)
     scheduler = _make_scheduler(lr_schedule, optim, epochs, lr_decay)
     state = FitState(model=model, optimizer=optim)
@@ -504,6 +527,8 @@ def fit(
         kl_warmup=kl_warmup,
         early_stopping=early_stopping,
         device=str(target),
+        strategy=strategy,
+        world_size=ddp.world_size if ddp is not None else 1,
         seed=seed,
         num_train=num_train,
         num_val=num_val,
@@ -571,7 +596,12 @@ def fit(
                 loss_sum, seen, grad_norms = 0.0, 0, []
                 for step, batch in enumerate(train_loader, start=1):
                     batch = to_device(batch)
+                    rows = batch[0].shape[0]
+                    if ddp is not None:
+                        batch = ddp.local_rows(batch)
                     loss = objective.loss_and_grads(model_fn, guide_fn, *batch, num_data=num_train)
+                    if ddp is not None:  # every rank sees the same averaged loss and gradients
+                        loss = ddp.average_gradients(params, loss)
                     if not math.isfinite(loss):
                         raise TrainingDivergedError(
                             f"the loss became {loss} at epoch {epoch}, step {step}; training "
@@ -592,7 +622,7 @@ def fit(
                     optim.zero_grad(set_to_none=True)
                     step_counter[0] += 1
                     loss_sum += loss
-                    seen += batch[0].shape[0]
+                    seen += rows
                     if bar is not None:
                         bar.update(1)
                 seconds = time.perf_counter() - started
@@ -633,7 +663,7 @@ def fit(
                         )
                         + "."
                     )
-                if folder is not None:
+                if folder is not None and (ddp is None or ddp.is_main):
                     payload = checkpoint_payload(epoch)
                     ckpt.save_checkpoint(folder / LAST_CHECKPOINT, payload)
                     if improved:
