@@ -140,7 +140,9 @@ def _run_vae(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         progress=not args.no_progress,
-        checkpoint_dir=out / "checkpoints",
+        # the NumPyro loop keeps no per-epoch checkpoints; its run folder is written at the end
+        checkpoint_dir=None if args.backend == "numpyro" else out / "checkpoints",
+        backend=args.backend,
     )
     result.save(out)
     model, shown = result.model, val if val is not None else train
@@ -369,6 +371,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="held-out share for files and digits (MNIST uses its test split)",
     )
     vae.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    vae.add_argument(
+        "--backend",
+        default="pyro",
+        choices=("pyro", "numpyro"),
+        help="numpyro: the jitted NumPyro twin (trace/meanfield ELBO, no KL warm-up)",
+    )
     vae.add_argument("--seed", type=int, default=0)
     vae.add_argument("--no-progress", action="store_true")
     vae.add_argument("--json", action="store_true", help="print the summary as one JSON object")

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "clippedadam")
 LR_SCHEDULES = ("constant", "cosine", "exponential")
 STRATEGIES = ("ddp",)
+BACKENDS = ("pyro", "numpyro")
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
 #: without clipping, the gradient norm is measured on every this-many-th step (1st, 11th, ...)
 GRAD_NORM_EVERY = 10
@@ -338,6 +339,7 @@ def fit(
     eval_size: int = 5000,
     validate_args: bool = False,
     strategy: str | None = None,
+    backend: str = "pyro",
 ) -> FitResult:
     """Fit ``model.model``/``model.guide`` to ``train`` by stochastic variational inference.
 
@@ -374,6 +376,10 @@ def fit(
         eval_size: without ``val``, ``recon``/``kl`` are evaluated on this many training points.
         validate_args: keep Pyro's distribution checks on inside the training loop (off by
             default for speed; model and guide are checked once, with validation, before training).
+        backend: ``"pyro"`` (this loop) or ``"numpyro"``: the family's NumPyro twin
+            (``model.numpyro_twin()``) trains with jitted SVI, each epoch in one compiled loop,
+            and its weights are copied back into ``model``; options beyond epochs, batch size,
+            Adam's lr/betas, ``elbo`` ("trace"/"meanfield"), seed, val and progress are refused.
         strategy: ``None`` (one process) or ``"ddp"``: data-parallel SVI over the processes of a
             ``torchrun`` launch (see :mod:`bayesvae.infer.distributed`); ``batch_size`` is the
             global minibatch, each rank fits its shard, gradients are averaged every step and
@@ -402,6 +408,42 @@ def fit(
         raise ValueError(f"kl_warmup must be a non-negative integer (epochs), got {kl_warmup!r}.")
     if elbo is None:
         elbo = getattr(model, "default_elbo", "trace")
+    check_choice("backend", backend, BACKENDS)
+    if backend == "numpyro":
+        if not hasattr(model, "numpyro_twin"):
+            raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
+        refused = {
+            "optimizer": optimizer != "adam",
+            "weight_decay": weight_decay != 0.0,
+            "lr_schedule": lr_schedule != "constant",
+            "clip_norm": clip_norm is not None,
+            "kl_warmup": kl_warmup != 0,
+            "early_stopping": early_stopping is not None,
+            "callbacks": bool(callbacks),
+            "checkpoint_dir": checkpoint_dir is not None,
+            "resume": resume,
+            "strategy": strategy is not None,
+            "num_particles": num_particles != 1,
+            "elbo": elbo not in ("trace", "meanfield"),
+        }
+        bad = [name for name, is_set in refused.items() if is_set]
+        if bad:
+            raise ValueError(
+                f"backend='numpyro' does not support {bad}; use backend='pyro' for them."
+            )
+        return _fit_numpyro(
+            model,
+            train,
+            val,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            betas=betas,
+            elbo=elbo,
+            seed=seed,
+            progress=progress,
+            device=device,
+        )
     objective = make_elbo(
         elbo,
         num_particles=num_particles,
@@ -692,6 +734,72 @@ def fit(
         best_epoch=best_epoch,
         stop_reason=state.stop_reason,
         settings=settings,
+    )
+
+
+def _fit_numpyro(
+    model: Any,
+    train: Any,
+    val: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    betas: tuple[float, float],
+    elbo: str,
+    seed: int,
+    progress: bool,
+    device: str | torch.device,
+) -> FitResult:
+    """``fit(..., backend="numpyro")``: validate the data as the Pyro loop does, train the
+    family's NumPyro twin, copy its weights into ``model``."""
+    import pandas as pd
+
+    twin_factory = model.numpyro_twin
+    if isinstance(train, DataLoader) or isinstance(val, DataLoader):
+        raise ValueError("backend='numpyro' takes arrays, not DataLoaders.")
+    tensors, transform = _prepare_data(model, train, "train")
+    if len(tensors) != 1:
+        raise ValueError("backend='numpyro' takes one data array.")
+    val_array = None
+    if val is not None:
+        val_tensors, val_transform = _prepare_data(model, val, "val")
+        val_array = _fixed(val_tensors, val_transform, seed)[0].numpy()
+    twin = twin_factory()
+    twin.fit(
+        tensors[0].numpy(),
+        val_array,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        betas=betas,
+        elbo=elbo,
+        dynamic_binarization=transform is not None,
+        seed=seed,
+        progress=progress,
+    )
+    twin.export_to(model)
+    target = resolve_device(device)
+    model.to(target)
+    model.eval()
+    settings = dict(
+        backend="numpyro",
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        betas=list(betas),
+        elbo=elbo,
+        seed=seed,
+        device=str(target),
+        num_train=len(tensors[0]),
+    )
+    history = pd.DataFrame(twin.history)
+    best = None
+    if len(history):
+        column = "val_elbo" if "val_elbo" in history else "train_elbo"
+        best = int(history.loc[history[column].idxmax(), "epoch"])
+    return FitResult(
+        model=model, history=history, device=target, best_epoch=best, settings=settings
     )
 
 

@@ -361,8 +361,9 @@ class ProdLDA(PyroModel):
         return self.transform(bow)
 
     def numpyro_twin(self) -> Any:
-        """A NumPyro/Equinox ProdLDA with the same settings (untrained)."""
+        """A NumPyro/Equinox ProdLDA with the same settings (its own initial weights, drawn
+        from ``seed``); ``bayesvae.fit(..., backend="numpyro")`` trains it and copies the
+        result back into this model."""
         from bayesvae.backends.numpyro.prodlda import NumPyroProdLDA
 
-        config = {k: v for k, v in self.config.items()}
-        return NumPyroProdLDA(**config)
+        return NumPyroProdLDA(**self.config)

@@ -307,6 +307,14 @@ class VAE(PyroModel):
             with poutine.scale(scale=self.beta):
                 return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
+    def numpyro_twin(self) -> Any:
+        """The NumPyro twin (:class:`bayesvae.backends.numpyro.vae.NumPyroVAE`), starting from
+        this model's current weights; ``bayesvae.fit(..., backend="numpyro")`` trains it and
+        copies the result back."""
+        from bayesvae.backends.numpyro.vae import NumPyroVAE
+
+        return NumPyroVAE(self)
+
     # ------------------------------------------------------------------------------ validation
     def check_data(self, x: Any, *rest: Any) -> tuple[torch.Tensor]:
         """Return ``x`` as a float tensor, raising ``ValueError``/``TypeError`` unless it fits

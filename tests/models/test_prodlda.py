@@ -170,3 +170,21 @@ def test_transform_with_another_vocabulary_size_raises():
         model.transform(np.ones((3, 12)))
     with pytest.raises(ValueError, match="vocabulary of 12 words"):
         NumPyroProdLDA(10, 2).fit(np.ones((3, 12)))
+
+
+def test_fit_backend_numpyro_trains_the_given_model(synthetic_corpus):
+    bow, topics = synthetic_corpus
+    model = ProdLDA(VOCAB, NUM_TOPICS, **TOY)
+    result = bayesvae.fit(
+        model,
+        bow[:1500],
+        val=bow[1500:],
+        epochs=60,
+        batch_size=200,
+        lr=1e-2,
+        betas=(0.99, 0.999),
+        progress=False,
+        backend="numpyro",
+    )
+    assert {"train_elbo", "val_elbo"} <= set(result.history.columns)
+    assert _recovered(topics, model.topic_word_weights()) >= 4

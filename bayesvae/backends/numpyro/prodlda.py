@@ -237,17 +237,23 @@ class NumPyroProdLDA:
     def fit(
         self,
         bow: Any,
+        val: Any = None,
         *,
         epochs: int = 100,
         batch_size: int = 200,
         lr: float = 2e-3,
         betas: tuple[float, float] = (0.99, 0.999),
+        elbo: str = "meanfield",
+        dynamic_binarization: bool = False,
         seed: int = 0,
         progress: bool = False,
     ) -> NumPyroProdLDA:
         """Train on ``bow`` (N, V) for ``epochs``; each epoch reshuffles the documents into
         minibatches of ``batch_size`` (the last incomplete one dropped) and runs them all in one
-        jitted ``lax.scan``. Returns ``self``; ``history`` has one row per epoch."""
+        jitted ``lax.scan``. ``val`` (a bag of words) gets a one-sample ELBO per epoch. The
+        objective is ``TraceMeanField_ELBO`` (``elbo`` must be ``"meanfield"`` or
+        ``"trace"``; both are the analytic-KL bound here). Returns ``self``; ``history`` has
+        one row per epoch."""
         import jax
         import jax.numpy as jnp
         from numpyro.infer import SVI, TraceMeanField_ELBO
@@ -256,6 +262,10 @@ class NumPyroProdLDA:
 
         from bayesvae.data.validation import check_positive_int
 
+        if dynamic_binarization:
+            raise ValueError("ProdLDA models word counts; dynamic binarization does not apply.")
+        if elbo not in ("meanfield", "trace"):
+            raise ValueError(f"the NumPyro ProdLDA trains with 'meanfield', not {elbo!r}.")
         epochs = check_positive_int("epochs", epochs)
         batch_size = check_positive_int("batch_size", batch_size)
         counts = check_bow("bow", bow, self.vocab_size)
@@ -280,6 +290,11 @@ class NumPyroProdLDA:
             return jax.lax.scan(step, state, order.reshape(num_batches, batch_size))
 
         epoch_fn = jax.jit(epoch_fn)
+        if val is not None:
+            val_counts = check_bow("val", val, self.vocab_size).numpy()
+            val_data = jnp.asarray(val_counts)
+            val_coef = jnp.asarray(_log_multinomial_coefficient(val_counts))
+            val_loss = jax.jit(lambda st: svi.evaluate(st, val_data, val_coef, len(val_counts)))
         rng = np.random.default_rng(seed)
         self.history = []
         bar = tqdm(range(epochs), disable=not progress, desc="numpyro prodlda")
@@ -291,14 +306,15 @@ class NumPyroProdLDA:
             if not np.isfinite(loss):
                 raise FloatingPointError(f"the loss became NaN/inf in epoch {epoch + 1}.")
             seconds = time.perf_counter() - started
-            self.history.append(
-                {
-                    "epoch": epoch + 1,
-                    "train_elbo": -loss / num_docs,
-                    "seconds": seconds,
-                    "samples_per_s": num_batches * batch_size / seconds,
-                }
-            )
+            row = {
+                "epoch": epoch + 1,
+                "train_elbo": -loss / num_docs,
+                "seconds": seconds,
+                "samples_per_s": num_batches * batch_size / seconds,
+            }
+            if val is not None:
+                row["val_elbo"] = -float(val_loss(state)) / len(val_counts)
+            self.history.append(row)
             bar.set_postfix(elbo=f"{-loss / num_docs:.1f}")
         self.params = svi.get_params(state)
         self.net_state = state.mutable_state
@@ -313,17 +329,24 @@ class NumPyroProdLDA:
     def to_pyro(self) -> ProdLDA:
         """The equivalent trained :class:`~bayesvae.models.ProdLDA` (weights and batch-norm
         running statistics copied), for saving, ``transform`` and ``perplexity``."""
+        self._check_fitted()
+        if getattr(self, "_pyro", None) is None:
+            self._pyro = self.export_to(ProdLDA(**self.config))
+        return self._pyro
+
+    def export_to(self, model: ProdLDA) -> ProdLDA:
+        """Copy the trained weights and running statistics into the Pyro ``model`` (same
+        configuration); returns it, in eval mode."""
         import equinox as eqx
         import torch
 
         self._check_fitted()
-        if getattr(self, "_pyro", None) is not None:
-            return self._pyro
+        if dict(model.config) != self.config:
+            raise ValueError("export_to needs a ProdLDA with the same configuration as the twin.")
         encoder = eqx.combine(self.params["encoder$params"], self._modules["encoder"])
         decoder = eqx.combine(self.params["decoder$params"], self._modules["decoder"])
         encoder_stats = self.net_state["encoder$stats"]["stats"]
         decoder_stats = self.net_state["decoder$stats"]["stats"]
-        model = ProdLDA(**self.config)
 
         def tensor(array: Any) -> torch.Tensor:
             return torch.as_tensor(np.array(array), dtype=torch.float32)
@@ -352,7 +375,6 @@ class NumPyroProdLDA:
             copy_linear(model.decoder.beta, decoder.beta)
             copy_bn(model.decoder.bn, decoder.bn, decoder_stats["bn"])
         model.eval()
-        self._pyro = model
         return model
 
     def topic_word_weights(self) -> np.ndarray:

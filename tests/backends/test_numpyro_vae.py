@@ -1,0 +1,124 @@
+"""The NumPyro VAE twin: the same networks as the torch VAE, the same ELBO after training, and
+bayesvae.fit / the CLI driving it."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import bayesvae
+from bayesvae.backends.numpyro.vae import NumPyroVAE
+from bayesvae.cli import main
+from bayesvae.data import ImageData
+from bayesvae.models import AnomalyMixture
+
+
+@pytest.mark.parametrize(
+    ("encoder", "likelihood", "activation"),
+    [
+        ("mlp", "bernoulli", "relu"),
+        ("mlp", "gaussian", "gelu"),
+        ("conv", "bernoulli", "elu"),
+        ("conv", "gaussian", "tanh"),
+    ],
+)
+def test_networks_translate_exactly(encoder, likelihood, activation):
+    shape = 64 if encoder == "mlp" else (1, 8, 8)
+    vae = bayesvae.VAE(
+        shape,
+        latent_dim=3,
+        hidden_dims=(32,),
+        encoder=encoder,
+        likelihood=likelihood,
+        activation=activation,
+        conv_channels=(4, 8),
+        seed=0,
+    )
+    twin = NumPyroVAE(vae)
+    x = torch.rand(5, *vae.input_shape)
+    z = torch.randn(5, 3)
+    with torch.no_grad():
+        loc, scale = vae.encoder(x)
+        decoded = vae.decoder(z)
+    jax_loc, jax_scale = twin.encoder(jnp.asarray(x.numpy()))
+    np.testing.assert_allclose(np.asarray(jax_loc), loc.numpy(), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(jax_scale), scale.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(twin.decoder(jnp.asarray(z.numpy()))), decoded.numpy(), atol=1e-5
+    )
+
+
+def test_both_backends_reach_the_same_test_elbo(digits):
+    """Same initial weights, data, epochs and optimizer: test ELBO within 1 nat."""
+    train, test = digits.x[:1500], digits.x[1500:]
+    elbos = {}
+    for backend in ("pyro", "numpyro"):
+        vae = bayesvae.VAE(64, latent_dim=2, hidden_dims=(128,), seed=0)
+        result = bayesvae.fit(
+            vae,
+            train,
+            val=test,
+            epochs=30,
+            batch_size=64,
+            lr=3e-3,
+            progress=False,
+            backend=backend,
+        )
+        assert result.history["epoch"].tolist() == list(range(1, 31))
+        assert result.history["val_elbo"].iloc[-1] > result.history["val_elbo"].iloc[0]
+        elbos[backend] = float(vae.elbo(test, num_samples=100).mean())
+    assert abs(elbos["pyro"] - elbos["numpyro"]) < 1.0, elbos
+
+
+def test_numpyro_fit_gives_a_complete_pyro_model(digits, tmp_path):
+    data = ImageData(digits.x[:512], None, (1, 8, 8), binarize="dynamic")
+    vae = bayesvae.VAE(
+        (1, 8, 8), latent_dim=2, hidden_dims=(32,), encoder="conv", conv_channels=(8,), seed=0
+    )
+    images = data.x.reshape(-1, 1, 8, 8)
+    result = bayesvae.fit(
+        vae,
+        ImageData(images, None, (1, 8, 8), "dynamic"),
+        epochs=3,
+        batch_size=64,
+        progress=False,
+        backend="numpyro",
+    )
+    assert result.settings["backend"] == "numpyro"
+    loc, _ = vae.encode(images[:4])
+    assert loc.shape == (4, 2) and vae.sample(3, seed=0).shape == (3, 1, 8, 8)
+    folder = result.save(tmp_path / "run")
+    loaded = bayesvae.load(folder)
+    torch.testing.assert_close(loaded.encode(images[:4])[0], loc)
+
+
+def test_cli_backend_numpyro(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["vae", "--data", "digits", "--epochs", "2", "--hidden", "32", "--backend", "numpyro"]
+    assert main([*args, "--out", str(out), "--no-progress", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 2
+    assert (out / "model.pt").exists() and not (out / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"kl_warmup": 2}, "kl_warmup"),
+        ({"clip_norm": 1.0}, "clip_norm"),
+        ({"elbo": "jit"}, "elbo"),
+        ({"checkpoint_dir": "ckpt"}, "checkpoint_dir"),
+        ({"backend": "tensorflow"}, "unknown backend"),
+    ],
+)
+def test_unsupported_options_are_refused(digits, options, match):
+    vae = bayesvae.VAE(64, latent_dim=2, hidden_dims=(16,))
+    with pytest.raises(ValueError, match=match):
+        bayesvae.fit(vae, digits.x[:64], epochs=1, **{"backend": "numpyro", **options})
+
+
+def test_a_family_without_twin_is_refused():
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="has no NumPyro twin"):
+        bayesvae.fit(AnomalyMixture(1), X, epochs=1, backend="numpyro")
