@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 NLL_TARGET = 92.0  # nats, after 100 epochs
 DEFAULT_SPEED_TARGET = 1.0  # default objective vs the hand-written loop
 BEST_SPEED_TARGET = 1.1  # best objective vs the hand-written loop
+NUMPYRO_SPEED_TARGET = 3.5  # fit(..., backend="numpyro") vs the hand-written loop
 
 
 def machine() -> str:
@@ -203,6 +204,20 @@ def speed(root: Path, epochs: int, limit: int | None, batch: int) -> dict[str, A
             )
             rate = float(result.history["samples_per_s"].mean())
             figures[objective] = max(figures.get(objective, 0.0), rate)
+        # the NumPyro twin: one more epoch, the first (which compiles) left out of the rate
+        vae = bayesvae.VAE(784, latent_dim=20, hidden_dims=(400,))
+        result = bayesvae.fit(
+            vae,
+            train,
+            epochs=epochs + 1,
+            batch_size=batch,
+            lr=1e-3,
+            seed=0,
+            progress=False,
+            backend="numpyro",
+        )
+        rate = float(result.history["samples_per_s"].iloc[1:].mean())
+        figures["numpyro"] = max(figures.get("numpyro", 0.0), rate)
     baseline = figures["hand-written PyTorch"]
     return {
         "samples_per_s": figures,
@@ -291,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data_root, 1 if args.quick else args.speed_epochs, limit, args.batch_size
         )
         ratio = figures["ratio"]
-        best = max(ratio[k] for k in ("trace", "meanfield", "jit"))
+        best = max(ratio[k] for k in ("trace", "meanfield", "jit"))  # the Pyro loop
         speed_failed = []
         if ratio["trace"] < DEFAULT_SPEED_TARGET:
             speed_failed.append(
@@ -299,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         if best < BEST_SPEED_TARGET:
             speed_failed.append(f"best objective at {best:.2f}x < {BEST_SPEED_TARGET}x")
+        if ratio["numpyro"] < NUMPYRO_SPEED_TARGET:
+            speed_failed.append(
+                f"NumPyro backend at {ratio['numpyro']:.2f}x < {NUMPYRO_SPEED_TARGET}x"
+            )
         lines = [
             f"Machine: {machine()}. Date: {stamp}.",
             f"MLP VAE 784-400-20, batch {figures['batch_size']}, on {figures['device']}, "
@@ -313,11 +332,13 @@ def main(argv: list[str] | None = None) -> int:
             "trace": "bayesvae.fit, elbo='trace' (Trace_ELBO, default)",
             "meanfield": "bayesvae.fit, elbo='meanfield' (TraceMeanField_ELBO)",
             "jit": "bayesvae.fit, elbo='jit' (JitTrace_ELBO)",
+            "numpyro": "bayesvae.fit, backend='numpyro' (jitted epoch loop, Trace_ELBO)",
         }
         for key, label in names.items():
             lines.append(f"| {label} | {figures['samples_per_s'][key]:.0f} | {ratio[key]:.2f}x |")
         lines.append(
-            f"\nTargets: default >= {DEFAULT_SPEED_TARGET}x, best >= {BEST_SPEED_TARGET}x: "
+            f"\nTargets: default >= {DEFAULT_SPEED_TARGET}x, best Pyro objective >= "
+            f"{BEST_SPEED_TARGET}x, NumPyro backend >= {NUMPYRO_SPEED_TARGET}x: "
             + ("met." if not speed_failed else "MISSED: " + "; ".join(speed_failed))
         )
         failed += speed_failed
