@@ -450,6 +450,16 @@ def fit(
         vectorize_particles=vectorize_particles,
         max_plate_nesting=getattr(model, "max_plate_nesting", None),
     )
+    jit_pending = elbo == "jit"
+
+    def make_fallback() -> Any:
+        return make_elbo(
+            "trace",
+            num_particles=num_particles,
+            vectorize_particles=vectorize_particles,
+            max_plate_nesting=getattr(model, "max_plate_nesting", None),
+        )
+
     if elbo == "jit" and kl_warmup:
         raise ValueError(
             "kl_warmup cannot be combined with elbo='jit': the traced graph would "
@@ -635,26 +645,27 @@ def fit(
             for epoch in range(start_epoch + 1, epochs + 1):
                 state.epoch = epoch
                 started = time.perf_counter()
-                loss_sum, seen, grad_norms = 0.0, 0, []
+                step_losses: list[torch.Tensor] = []
+                seen, grad_norms = 0, []
                 for step, batch in enumerate(train_loader, start=1):
                     batch = to_device(batch)
                     rows = batch[0].shape[0]
                     if ddp is not None:
                         batch = ddp.local_rows(batch)
-                    loss = objective.loss_and_grads(model_fn, guide_fn, *batch, num_data=num_train)
-                    if ddp is not None:  # every rank sees the same averaged loss and gradients
-                        loss = ddp.average_gradients(params, loss)
-                    if not math.isfinite(loss):
-                        raise TrainingDivergedError(
-                            f"the loss became {loss} at epoch {epoch}, step {step}; training "
-                            "stopped"
-                            + (
-                                f" and the checkpoints in {folder} are those of the last good epoch"
-                                if folder
-                                else ""
-                            )
-                            + ". Try a lower lr, clip_norm=, or check the data."
+                    if jit_pending:  # the first step compiles: fall back if the model cannot trace
+                        objective, jit_pending = _first_jit_step(
+                            objective, model_fn, guide_fn, batch, num_train, make_fallback
                         )
+                    loss = objective.differentiable_loss(
+                        model_fn, guide_fn, *batch, num_data=num_train
+                    )
+                    loss.backward()
+                    loss = loss.detach()
+                    if ddp is not None:  # every rank sees the same averaged loss and gradients
+                        loss = loss.new_tensor(ddp.average_gradients(params, float(loss)))
+                    if not on_cuda:  # on the CPU the check costs nothing; on CUDA: once an epoch
+                        _check_loss(loss.reshape(1), epoch, 1, folder, first_step=step)
+                    step_losses.append(loss)
                     if clip_norm is not None:
                         grad_norms.append(torch.nn.utils.clip_grad_norm_(params, clip_norm))
                     elif step % GRAD_NORM_EVERY == 1:  # a sample of steps keeps the hot path lean
@@ -663,10 +674,12 @@ def fit(
                     optim.step()
                     optim.zero_grad(set_to_none=True)
                     step_counter[0] += 1
-                    loss_sum += loss
                     seen += rows
                     if bar is not None:
                         bar.update(1)
+                stacked = torch.stack(step_losses) if step_losses else torch.zeros(1)
+                _check_loss(stacked, epoch, 1, folder)  # the one host sync of the epoch
+                loss_sum = float(stacked.sum())
                 seconds = time.perf_counter() - started
                 row: dict[str, float] = {
                     "epoch": epoch,
@@ -801,6 +814,50 @@ def _fit_numpyro(
     return FitResult(
         model=model, history=history, device=target, best_epoch=best, settings=settings
     )
+
+
+def _check_loss(
+    losses: torch.Tensor,
+    epoch: int,
+    step_offset: int,
+    folder: Path | None,
+    *,
+    first_step: int | None = None,
+) -> None:
+    """Raise :class:`TrainingDivergedError` naming the epoch and the first step whose loss in
+    ``losses`` (one per step) is NaN or infinite."""
+    finite = torch.isfinite(losses)
+    if bool(finite.all()):
+        return
+    index = int((~finite).nonzero()[0, 0])
+    step = first_step if first_step is not None else step_offset + index
+    raise TrainingDivergedError(
+        f"the loss became {float(losses[index])} at epoch {epoch}, step {step}; training stopped"
+        + (f" and the checkpoints in {folder} are those of the last good epoch" if folder else "")
+        + ". Try a lower lr, clip_norm=, or check the data."
+    )
+
+
+def _first_jit_step(
+    objective: Any,
+    model_fn: Any,
+    guide_fn: Any,
+    batch: tuple[torch.Tensor, ...],
+    num_train: int,
+    make_fallback: Any,
+) -> tuple[Any, bool]:
+    """Compile the JIT objective on a trial pass; if the model does not trace, log why and
+    return a Trace_ELBO instead (the trial's gradients are discarded either way)."""
+    try:
+        objective.differentiable_loss(model_fn, guide_fn, *batch, num_data=num_train)
+    except Exception as err:  # noqa: BLE001  (any tracing failure: fall back, say why)
+        logger.warning(
+            "elbo='jit': the model could not be traced (%s: %s); training with Trace_ELBO instead",
+            type(err).__name__,
+            str(err).splitlines()[0] if str(err) else "",
+        )
+        return make_fallback(), False
+    return objective, False
 
 
 def _postfix(row: dict[str, float]) -> str:

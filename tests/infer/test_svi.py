@@ -354,3 +354,22 @@ def test_progress_bar_on_a_terminal_shows_losses_and_speed(digits, monkeypatch, 
     bayesvae.fit(small_vae(), digits.x[:256], val=digits.x[256:320], epochs=2, batch_size=64)
     err = capsys.readouterr().err
     assert "train" in err and "val" in err and "samples/s" in err
+
+
+class _Untraceable(bayesvae.VAE):
+    """A VAE whose model refuses to be traced (as data-dependent Python control flow would)."""
+
+    def model(self, x, *, num_data=None):
+        if torch.jit.is_tracing():
+            raise RuntimeError("data-dependent control flow")
+        return super().model(x, num_data=num_data)
+
+
+def test_jit_falls_back_to_trace_elbo_with_a_logged_reason(digits, caplog):
+    vae = _Untraceable(64, latent_dim=2, hidden_dims=(16,), seed=0)
+    with caplog.at_level("WARNING", logger="bayesvae.infer.svi"):
+        result = bayesvae.fit(
+            vae, digits.x[:256], epochs=2, batch_size=64, elbo="jit", progress=False
+        )
+    assert "could not be traced (RuntimeError: data-dependent control flow)" in caplog.text
+    assert np.isfinite(result.history["train_elbo"]).all()
