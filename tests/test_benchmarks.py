@@ -9,7 +9,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["vae_mnist.py", "abtest.py", "anomaly.py", "prodlda.py"])
+@pytest.mark.parametrize(
+    "script", ["vae_mnist.py", "abtest.py", "anomaly.py", "prodlda.py", "gpu.py"]
+)
 def test_benchmark_quick_run(script, monkeypatch, capsys):
     before = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     monkeypatch.setattr(sys, "argv", [script, "--quick"])
