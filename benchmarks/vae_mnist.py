@@ -3,6 +3,7 @@
 
     python benchmarks/vae_mnist.py --part quality     # ~1 h on 2 CPU cores
     python benchmarks/vae_mnist.py --part speed       # a few minutes; run on an idle machine
+    python benchmarks/vae_mnist.py --part agreement   # both backends, same settings: ~2 min
     python benchmarks/vae_mnist.py --quick            # a smoke run of both parts (tiny)
 
 Results are appended to ``benchmarks/RESULTS.md`` (as a section with the machine and versions)
@@ -228,6 +229,39 @@ def speed(root: Path, epochs: int, limit: int | None, batch: int) -> dict[str, A
     }
 
 
+def agreement(root: Path, epochs: int, limit: int | None) -> dict[str, Any]:
+    """Train the same VAE (same initial weights, data order seed, Adam 1e-3, batch 128) with
+    both backends for ``epochs`` on dynamically binarized MNIST; the 10-sample test ELBO of each
+    on the 10k test images binarized once (seed 0)."""
+    from dataclasses import replace
+
+    train = load_mnist(root / "mnist", split="train", binarize="dynamic")
+    test = load_mnist(root / "mnist", split="test", binarize=None).x
+    test = (np.random.default_rng(0).random(test.shape) < test).astype(np.float32)
+    if limit:
+        train, test = replace(train, x=train.x[:limit], y=None), test[: limit // 2]
+    rows = {}
+    for backend in ("pyro", "numpyro"):
+        vae = bayesvae.VAE(784, latent_dim=20, hidden_dims=(400,), seed=0)
+        started = time.perf_counter()
+        bayesvae.fit(
+            vae,
+            train,
+            epochs=epochs,
+            batch_size=128,
+            lr=1e-3,
+            seed=0,
+            progress=False,
+            backend=backend,
+            **({"eval_size": 128} if backend == "pyro" else {}),
+        )
+        rows[backend] = {
+            "test_elbo": float(vae.elbo(test, num_samples=10, seed=1).mean()),
+            "seconds": time.perf_counter() - started,
+        }
+    return {"epochs": epochs, "rows": rows}
+
+
 def write_results(path: Path, title: str, body: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     marker = f"\n## {title}\n"
@@ -243,7 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-root", type=Path, default=HERE.parent.parent / "shared" / "data")
-    parser.add_argument("--part", choices=("quality", "speed", "all"), default="all")
+    parser.add_argument("--part", choices=("quality", "speed", "agreement", "all"), default="all")
+    parser.add_argument(
+        "--agreement-epochs", type=int, default=10, help="epochs per backend for --part agreement"
+    )
     parser.add_argument("--epochs", type=int, nargs="+", default=[20, 100])
     parser.add_argument("--ll-samples", type=int, default=5000)
     parser.add_argument(
@@ -347,6 +384,35 @@ def main(argv: list[str] | None = None) -> int:
             where = "GPU" if figures["device"].startswith("cuda") else "CPU"
             title = f"VAE on MNIST: speed ({where}, batch {figures['batch_size']})"
             write_results(args.results, title, "\n".join(lines))
+    if args.part in ("agreement", "all"):
+        figures = agreement(args.data_root, 1 if args.quick else args.agreement_epochs, limit)
+        pyro_elbo = figures["rows"]["pyro"]["test_elbo"]
+        numpyro_elbo = figures["rows"]["numpyro"]["test_elbo"]
+        gap = abs(pyro_elbo - numpyro_elbo)
+        lines = [
+            f"Machine: {machine()}. Date: {stamp}.",
+            f"MLP VAE 784-400-20, same initial weights, batch 128, Adam 1e-3, seed 0, "
+            f"{figures['epochs']} epochs on dynamically binarized MNIST with each backend; "
+            "10-sample test ELBO on the 10k test images (binarized once, seed 0).",
+            "",
+            "| backend | test ELBO (nats) | wall time (s) |",
+            "|---|---|---|",
+        ]
+        for backend, row in figures["rows"].items():
+            lines.append(f"| {backend} | {row['test_elbo']:.2f} | {row['seconds']:.0f} |")
+        lines.append(
+            f"\nTarget: the backends within 1 nat: gap {gap:.2f} nats: "
+            + ("met." if gap <= 1.0 else "MISSED.")
+        )
+        if gap > 1.0:
+            failed.append(f"backends {gap:.2f} nats apart")
+        print(json.dumps({"agreement": figures}, indent=1))
+        if not args.quick:
+            write_results(
+                args.results,
+                "VAE on MNIST: Pyro and NumPyro backends agree (CPU)",
+                "\n".join(lines),
+            )
     if failed:
         print("targets missed: " + "; ".join(failed), file=sys.stderr)
         return 0 if args.quick else 1  # a tiny smoke run cannot meet the targets
