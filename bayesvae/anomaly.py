@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from bayesvae.data.tabular import check_binary_labels, read_features
 from bayesvae.models.anomaly import AnomalyMixture, check_features
@@ -166,8 +167,8 @@ def detect_anomalies(
         names = [f"x{i}" for i in range(X.shape[1])]
         y = None if labels is None else check_binary_labels(labels, len(X))
     model.fit(X, progress=progress)
-    p_anomaly = model.anomaly_proba(X)
-    score = model.score_samples(X)
+    score = model.score_samples(X)  # log P(normal | x) - log P(anomaly | x)
+    p_anomaly = expit(-score)  # the same posterior pass gives P(anomaly | x)
     scores = pd.DataFrame(
         {
             "row": np.arange(len(X)),

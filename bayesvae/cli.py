@@ -270,6 +270,17 @@ def _run_abtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _save_and_print(run: Any, args: argparse.Namespace) -> None:
+    """Write the run folder (and report) when ``--out`` is given; print JSON or the table."""
+    if args.out:
+        run.save(args.out)
+        if args.report:
+            from bayesvae.report import build
+
+            build(args.out)
+    print(json.dumps(run.to_dict()) if args.json else run.table())
+
+
 def _run_anomaly(args: argparse.Namespace) -> int:
     from bayesvae.anomaly import detect_anomalies
 
@@ -290,13 +301,7 @@ def _run_anomaly(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         seed=args.seed,
     )
-    if args.out:
-        run.save(args.out)
-        if args.report:
-            from bayesvae.report import build
-
-            build(args.out)
-    print(json.dumps(run.to_dict()) if args.json else run.table())
+    _save_and_print(run, args)
     return 0
 
 
@@ -319,13 +324,7 @@ def _run_topics(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
-    if args.out:
-        run.save(args.out)
-        if args.report:
-            from bayesvae.report import build
-
-            build(args.out)
-    print(json.dumps(run.to_dict()) if args.json else run.table())
+    _save_and_print(run, args)
     return 0
 
 

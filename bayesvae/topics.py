@@ -83,6 +83,7 @@ class TopicRun:
         corpus: the training corpus; ``history``: per-epoch rows.
         npmi: NPMI of each topic's top 10 words against ``reference_name``; ``diversity``:
             unique share of the top-25 words; ``perplexity``: upper bound on ``eval_corpus``.
+        doc_topics: topic proportions ``(N, K)`` of the training documents.
     """
 
     model: ProdLDA
@@ -94,6 +95,7 @@ class TopicRun:
     diversity: float
     perplexity: float
     perplexity_on: str
+    doc_topics: np.ndarray | None = None
     problems: list[str] = field(default_factory=list)
     twin: Any = None
     settings: dict[str, Any] = field(default_factory=dict)
@@ -164,7 +166,11 @@ class TopicRun:
             for r, i in enumerate(top[k])
         ]
         write_text(folder / "topics.csv", pd.DataFrame(rows).to_csv(index=False))
-        theta = self.model.transform(self.corpus.bow)
+        theta = (
+            self.doc_topics
+            if self.doc_topics is not None
+            else self.model.transform(self.corpus.bow)
+        )
         doc_topics = pd.DataFrame(theta, columns=[f"topic_{k}" for k in range(theta.shape[1])])
         doc_topics.insert(
             0, "document", self.corpus.kept if len(self.corpus.kept) else range(len(theta))
@@ -273,7 +279,8 @@ def fit_topics(
     # with a small vocabulary the top 10 words of any two topics overlap by necessity
     compared = min(10, max(2, len(vocab) // num_topics))
     top_compared = top_word_indices(model.topic_word_weights(), compared)
-    problems = topic_collapse(top_compared, model.transform(corpus.bow), warn=True)["problems"]
+    doc_topics = model.transform(corpus.bow)
+    problems = topic_collapse(top_compared, doc_topics, warn=True)["problems"]
     return TopicRun(
         model,
         corpus,
@@ -284,7 +291,8 @@ def fit_topics(
         diversity,
         perplexity,
         perplexity_on,
-        problems,
-        twin,
-        settings,
+        doc_topics=doc_topics,
+        problems=problems,
+        twin=twin,
+        settings=settings,
     )

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -620,21 +621,24 @@ class AnomalyMixture(PyroModel):
         }
 
     @torch.no_grad()
-    def _log_responsibilities(self, X: Any, chunk: int = 64) -> torch.Tensor:
-        """``log E_posterior[P(assignment = k | x)]`` for raw ``X``: ``(N, K + 1)``."""
+    def _joints(self, X: Any) -> Iterator[torch.Tensor]:
+        """``log p(assignment = k, x | draw)`` ``(N, K + 1)`` for raw ``X``, one per posterior
+        draw, in float64."""
         self._check_fitted()
         z = self.standardize(X).double()
         draws = {k: v.double() for k, v in self.posterior_draws().items()}
-        num_draws = len(draws["loc"])
-        total = None
-        for start in range(0, num_draws, chunk):
-            for index in range(start, min(start + chunk, num_draws)):
-                one = {k: v[index] for k, v in draws.items()}
-                joint = self.joint_log_prob(one, z)
-                log_resp = joint - joint.logsumexp(-1, keepdim=True)
-                total = log_resp if total is None else torch.logaddexp(total, log_resp)
+        for index in range(len(draws["loc"])):
+            yield self.joint_log_prob({k: v[index] for k, v in draws.items()}, z)
+
+    def _log_responsibilities(self, X: Any) -> torch.Tensor:
+        """``log E_posterior[P(assignment = k | x)]`` for raw ``X``: ``(N, K + 1)``."""
+        total, count = None, 0
+        for joint in self._joints(X):
+            log_resp = joint - joint.logsumexp(-1, keepdim=True)
+            total = log_resp if total is None else torch.logaddexp(total, log_resp)
+            count += 1
         assert total is not None
-        return total - math.log(num_draws)
+        return total - math.log(count)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior responsibilities ``(N, K + 1)``: one column per normal component, the last
@@ -688,16 +692,7 @@ class AnomalyMixture(PyroModel):
     def log_likelihood(self, X: Any) -> np.ndarray:
         """Pointwise ``log p(x_n | draw)`` on standardized features, ``(S, N)``, one row per
         posterior draw (assignments summed out): the input of LOO/WAIC."""
-        self._check_fitted()
-        z = self.standardize(X).double()
-        draws = {k: v.double() for k, v in self.posterior_draws().items()}
-        rows = []
-        with torch.no_grad():
-            for index in range(len(draws["loc"])):
-                one = {k: v[index] for k, v in draws.items()}
-                joint = self.joint_log_prob(one, z)
-                rows.append(joint.logsumexp(-1))
-        return torch.stack(rows).cpu().numpy()
+        return torch.stack([joint.logsumexp(-1) for joint in self._joints(X)]).cpu().numpy()
 
     def to_inference_data(self, X: Any = None) -> Any:
         """ArviZ ``InferenceData``. MCMC: the NUTS run's (relabelled posterior, sample stats,
