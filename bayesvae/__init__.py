@@ -17,7 +17,14 @@ from bayesvae.abtest import ABTestResult, abtest, abtest_from_rows  # noqa: E402
 from bayesvae.anomaly import AnomalyRun, detect_anomalies  # noqa: E402
 from bayesvae.infer import FitResult, fit, load  # noqa: E402
 from bayesvae.infer.checkpoint import save_model as save  # noqa: E402
-from bayesvae.models import VAE, AnomalyMixture, ProdLDA  # noqa: E402
+from bayesvae.models import (  # noqa: E402
+    VAE,
+    AnomalyMixture,
+    ConditionalVAE,
+    GumbelSoftmaxVAE,
+    HierarchicalVAE,
+    ProdLDA,
+)
 from bayesvae.topics import TopicRun, fit_topics  # noqa: E402
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -31,6 +38,9 @@ __all__ = [
     "load",
     "save",
     "VAE",
+    "ConditionalVAE",
+    "HierarchicalVAE",
+    "GumbelSoftmaxVAE",
     "abtest",
     "abtest_from_rows",
     "ABTestResult",

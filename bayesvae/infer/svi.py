@@ -58,7 +58,8 @@ class FitResult:
         history: one row per epoch: ``epoch``, ``train_elbo`` (the objective being maximised,
             per data point: it includes β and the KL warm-up weight), ``val_elbo`` (with ``val``),
             ``recon`` and ``kl`` (per data point, unweighted, on ``val`` or else on up to
-            ``eval_size`` training points; ``recon - kl`` is the ELBO), ``kl_weight``, ``lr``,
+            ``eval_size`` training points; ``recon - kl`` is the ELBO), ``kl_<site>`` per latent
+            site when there are several (hierarchical VAE layers), ``kl_weight``, ``lr``,
             ``grad_norm`` (mean global gradient norm before clipping: over every step when
             clipping, else over every 10th step), ``seconds``, ``samples_per_s``.
         device: where the model was trained.
@@ -189,9 +190,12 @@ def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
 
     One draw of the guide per minibatch; ``recon`` sums the observed sites' log-likelihoods,
     ``kl`` the latent sites' ``log q - log p``; ``elbo = recon - kl`` (nats per data point).
-    Discrete sites marked for enumeration are summed out of ``recon`` (with TraceEnum_ELBO).
+    With several latent sites (e.g. the layers of a hierarchical VAE) each one's term is also
+    returned as ``kl_<site>``. Discrete sites marked for enumeration are summed out of ``recon``
+    (with TraceEnum_ELBO).
     """
     recon = kl = 0.0
+    kl_sites: dict[str, float] = {}
     was_training = model.training
     model.eval()
     try:
@@ -214,9 +218,9 @@ def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
                 if site["is_observed"]:
                     batch_recon += float(_site_log_prob(site))
                 elif name in guide_trace.nodes:
-                    batch_kl += float(
-                        _site_log_prob(guide_trace.nodes[name]) - _site_log_prob(site)
-                    )
+                    site_kl = float(_site_log_prob(guide_trace.nodes[name]) - _site_log_prob(site))
+                    kl_sites[name] = kl_sites.get(name, 0.0) + weight * site_kl
+                    batch_kl += site_kl
             if enumerated:
                 # Sum the enumerated discrete sites out (same guide draw): recon = ELBO + KL.
                 objective = TraceEnum_ELBO(
@@ -229,7 +233,10 @@ def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
             kl += weight * batch_kl
     finally:
         model.train(was_training)
-    return {"elbo": (recon - kl) / num_data, "recon": recon / num_data, "kl": kl / num_data}
+    terms = {"elbo": (recon - kl) / num_data, "recon": recon / num_data, "kl": kl / num_data}
+    if len(kl_sites) > 1:
+        terms.update({f"kl_{name}": value / num_data for name, value in kl_sites.items()})
+    return terms
 
 
 # ----------------------------------------------------------------------------------- fit
@@ -354,8 +361,10 @@ def fit(
             The last incomplete minibatch of an epoch is dropped (the order is reshuffled).
         lr: learning rate.
         elbo: ``"trace"`` (Trace_ELBO), ``"meanfield"`` (TraceMeanField_ELBO, analytic KL where
-            available), ``"jit"`` (JitTrace_ELBO) or ``"enum"`` (TraceEnum_ELBO: discrete sites
-            marked for enumeration are summed out). Default: the family's ``default_elbo``
+            available), ``"jit"`` (JitTrace_ELBO), ``"enum"`` (TraceEnum_ELBO: discrete sites
+            marked for enumeration are summed out) or ``"iwae"`` (the importance-weighted bound
+            with ``K = num_particles``, :class:`~bayesvae.infer.objectives.ImportanceWeightedELBO`;
+            ``train_elbo`` is then that bound). Default: the family's ``default_elbo``
             (``"enum"`` for :class:`~bayesvae.models.AnomalyMixture`), else ``"trace"``.
         num_particles: samples per step, vectorized when ``vectorize_particles``.
         optimizer: ``"adam"`` or ``"clippedadam"`` (Pyro's ClippedAdam); ``weight_decay`` and
@@ -410,7 +419,7 @@ def fit(
         elbo = getattr(model, "default_elbo", "trace")
     check_choice("backend", backend, BACKENDS)
     if backend == "numpyro":
-        if not hasattr(model, "numpyro_twin"):
+        if getattr(model, "numpyro_twin", None) is None:
             raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
         refused = {
             "optimizer": optimizer != "adam",
@@ -691,7 +700,7 @@ def fit(
                         terms = evaluate(model, map(to_device, eval_loader), num_eval)
                     if val_loader is not None:
                         row["val_elbo"] = terms["elbo"]
-                    row["recon"], row["kl"] = terms["recon"], terms["kl"]
+                    row.update({k: v for k, v in terms.items() if k.startswith(("recon", "kl"))})
                 row.update(
                     kl_weight=kl_weight(step_counter[0] - 1),
                     lr=optim.param_groups[0]["lr"],
@@ -768,7 +777,7 @@ def _fit_numpyro(
     family's NumPyro twin, copy its weights into ``model``."""
     import pandas as pd
 
-    twin_factory = model.numpyro_twin
+    twin = model.numpyro_twin()  # first: a model without a twin says so before data checks
     if isinstance(train, DataLoader) or isinstance(val, DataLoader):
         raise ValueError("backend='numpyro' takes arrays, not DataLoaders.")
     tensors, transform = _prepare_data(model, train, "train")
@@ -778,7 +787,6 @@ def _fit_numpyro(
     if val is not None:
         val_tensors, val_transform = _prepare_data(model, val, "val")
         val_array = _fixed(val_tensors, val_transform, seed)[0].numpy()
-    twin = twin_factory()
     twin.fit(
         tensors[0].numpy(),
         val_array,

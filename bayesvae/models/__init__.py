@@ -3,12 +3,18 @@
 from bayesvae.models.abtest import BetaBinomialABTest
 from bayesvae.models.anomaly import AnomalyMixture
 from bayesvae.models.base import MODEL_REGISTRY, PyroModel, get_model_class
+from bayesvae.models.cvae import ConditionalVAE
+from bayesvae.models.gumbel_vae import GumbelSoftmaxVAE
+from bayesvae.models.hvae import HierarchicalVAE
 from bayesvae.models.prodlda import ProdLDA
 from bayesvae.models.vae import VAE
 
 __all__ = [
     "AnomalyMixture",
     "BetaBinomialABTest",
+    "ConditionalVAE",
+    "GumbelSoftmaxVAE",
+    "HierarchicalVAE",
     "MODEL_REGISTRY",
     "PyroModel",
     "get_model_class",

@@ -26,7 +26,7 @@ from bayesvae.data.validation import (
 )
 from bayesvae.models.base import PyroModel, seeded_init
 
-__all__ = ["VAE", "ACTIVATIONS", "LIKELIHOODS", "ENCODERS"]
+__all__ = ["VAE", "ACTIVATIONS", "LIKELIHOODS", "ENCODERS", "FLOW_TYPES"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -38,6 +38,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 LIKELIHOODS = ("bernoulli", "gaussian")
 ENCODERS = ("mlp", "conv")
+FLOW_TYPES = ("iaf", "spline")
 
 
 def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
@@ -49,8 +50,19 @@ def _mlp(sizes: Sequence[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _with_context(features: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    """Append ``context: (B, C)`` (e.g. one-hot labels) to ``features: (..., B, F)``."""
+    if context is None:
+        return features
+    return torch.cat([features, context.expand(*features.shape[:-1], context.shape[-1])], dim=-1)
+
+
 class MLPEncoder(nn.Module):
-    """``x: (..., *input_shape)`` -> ``(loc, scale)``, each ``(..., latent_dim)``."""
+    """``x: (..., *input_shape)`` (and an optional ``context: (..., C)``) -> ``(loc, scale)``,
+    each ``(..., latent_dim)``; with ``gaussian=False``, ``latent_dim`` logits instead.
+
+    :meth:`features` is the last hidden layer ``h(x)``, which conditions flow guides.
+    """
 
     def __init__(
         self,
@@ -59,19 +71,34 @@ class MLPEncoder(nn.Module):
         latent_dim: int,
         activation: str,
         event_dims: int,
+        context_dim: int = 0,
+        gaussian: bool = True,
     ) -> None:
         super().__init__()
         self.event_dims = event_dims
-        self.net = _mlp([input_dim, *hidden_dims, 2 * latent_dim], activation)
+        self.gaussian = gaussian
+        self.feature_dim = hidden_dims[-1] if hidden_dims else input_dim + context_dim
+        outputs = 2 * latent_dim if gaussian else latent_dim
+        self.net = _mlp([input_dim + context_dim, *hidden_dims, outputs], activation)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         flat = x.flatten(start_dim=x.dim() - self.event_dims) if self.event_dims > 1 else x
-        loc, log_var = self.net(flat).chunk(2, dim=-1)
+        return self.net[:-1](_with_context(flat, context))
+
+    def params_from(self, features: torch.Tensor) -> Any:
+        out = self.net[-1](features)
+        if not self.gaussian:
+            return out
+        loc, log_var = out.chunk(2, dim=-1)
         return loc, torch.exp(0.5 * log_var)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Any:
+        return self.params_from(self.features(x, context))
 
 
 class MLPDecoder(nn.Module):
-    """``z: (..., latent_dim)`` -> distribution parameters ``(..., *input_shape)``."""
+    """``z: (..., latent_dim)`` (and an optional ``context: (..., C)``) -> distribution
+    parameters ``(..., *input_shape)``."""
 
     def __init__(
         self,
@@ -79,13 +106,16 @@ class MLPDecoder(nn.Module):
         hidden_dims: Sequence[int],
         input_shape: tuple[int, ...],
         activation: str,
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         self.input_shape = input_shape
-        self.net = _mlp([latent_dim, *reversed(hidden_dims), math.prod(input_shape)], activation)
+        self.net = _mlp(
+            [latent_dim + context_dim, *reversed(hidden_dims), math.prod(input_shape)], activation
+        )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.net(z)
+    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.net(_with_context(z, context))
         return out.reshape(*z.shape[:-1], *self.input_shape) if len(self.input_shape) > 1 else out
 
 
@@ -97,11 +127,8 @@ def _conv_sizes(size: int, layers: int) -> list[int]:
 
 
 class ConvEncoder(nn.Module):
-    """``x: (..., C, H, W)`` -> ``(loc, scale)``; stride-2 3x3 convolutions, then a linear head."""
-
-    max_plate_nesting = 1
-    #: plate of the amortized per-data-point latents (per-point PSIS diagnostics)
-    local_plate = "data"
+    """``x: (..., C, H, W)`` -> ``(loc, scale)`` (or logits with ``gaussian=False``); stride-2
+    3x3 convolutions, then a linear head that also takes the optional ``context: (..., C')``."""
 
     def __init__(
         self,
@@ -110,21 +137,35 @@ class ConvEncoder(nn.Module):
         hidden_dims: Sequence[int],
         latent_dim: int,
         activation: str,
+        context_dim: int = 0,
+        gaussian: bool = True,
     ) -> None:
         super().__init__()
         c, h, w = input_shape
+        self.gaussian = gaussian
         layers: list[nn.Module] = []
         for c_in, c_out in zip([c, *channels[:-1]], channels, strict=True):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), ACTIVATIONS[activation]()]
         self.conv = nn.Sequential(*layers)
         flat = channels[-1] * _conv_sizes(h, len(channels))[-1] * _conv_sizes(w, len(channels))[-1]
-        self.head = _mlp([flat, *hidden_dims, 2 * latent_dim], activation)
+        self.feature_dim = hidden_dims[-1] if hidden_dims else flat + context_dim
+        outputs = 2 * latent_dim if gaussian else latent_dim
+        self.head = _mlp([flat + context_dim, *hidden_dims, outputs], activation)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         batch_shape = x.shape[:-3]
-        features = self.conv(x.reshape(-1, *x.shape[-3:])).flatten(start_dim=1)
-        loc, log_var = self.head(features).reshape(*batch_shape, -1).chunk(2, dim=-1)
+        conv = self.conv(x.reshape(-1, *x.shape[-3:])).flatten(start_dim=1)
+        return self.head[:-1](_with_context(conv.reshape(*batch_shape, -1), context))
+
+    def params_from(self, features: torch.Tensor) -> Any:
+        out = self.head[-1](features)
+        if not self.gaussian:
+            return out
+        loc, log_var = out.chunk(2, dim=-1)
         return loc, torch.exp(0.5 * log_var)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Any:
+        return self.params_from(self.features(x, context))
 
 
 class ConvDecoder(nn.Module):
@@ -138,13 +179,17 @@ class ConvDecoder(nn.Module):
         input_shape: tuple[int, int, int],
         channels: Sequence[int],
         activation: str,
+        context_dim: int = 0,
     ) -> None:
         super().__init__()
         c, h, w = input_shape
         hs, ws = _conv_sizes(h, len(channels)), _conv_sizes(w, len(channels))
         self.start_shape = (channels[-1], hs[-1], ws[-1])
         self.head = nn.Sequential(
-            _mlp([latent_dim, *reversed(hidden_dims), math.prod(self.start_shape)], activation),
+            _mlp(
+                [latent_dim + context_dim, *reversed(hidden_dims), math.prod(self.start_shape)],
+                activation,
+            ),
             ACTIVATIONS[activation](),
         )
         layers: list[nn.Module] = []
@@ -161,8 +206,9 @@ class ConvDecoder(nn.Module):
                 layers.append(ACTIVATIONS[activation]())
         self.deconv = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         batch_shape = z.shape[:-1]
+        z = _with_context(z, context)
         hidden = self.head(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start_shape)
         out = self.deconv(hidden)
         return out.reshape(*batch_shape, *out.shape[1:])
@@ -184,6 +230,12 @@ class VAE(PyroModel):
         activation: one of :data:`ACTIVATIONS`.
         beta: weight of the KL term (β-VAE); applied with ``poutine.scale`` on ``z`` in both
             model and guide. ``beta=1`` is the standard ELBO.
+        flows: number of conditional normalizing flows after the amortized Gaussian in the guide
+            (0: the plain Gaussian guide). Each flow is conditioned on the encoder's last hidden
+            layer ``h(x)`` (Kingma et al. 2016).
+        flow_type: ``"iaf"`` (inverse autoregressive affine flow,
+            ``pyro.distributions.transforms.conditional_affine_autoregressive``) or ``"spline"``
+            (``conditional_spline_autoregressive``, rational-quadratic splines on [-3, 3]).
         seed: seed for the initial weights (``None``: drawn from torch's global RNG).
 
     Example:
@@ -195,6 +247,8 @@ class VAE(PyroModel):
     max_plate_nesting = 1
     #: plate of the amortized per-data-point latents (per-point PSIS diagnostics)
     local_plate = "data"
+    #: whether the latent is a Gaussian vector that the latent-space tools can walk through
+    continuous_latent = True
 
     def __init__(
         self,
@@ -208,6 +262,8 @@ class VAE(PyroModel):
         gaussian_scale: float | None = None,
         activation: str = "relu",
         beta: float = 1.0,
+        flows: int = 0,
+        flow_type: str = "iaf",
         seed: int | None = None,
     ) -> None:
         shape = _as_shape(input_shape)
@@ -216,6 +272,9 @@ class VAE(PyroModel):
         check_choice("encoder", encoder, ENCODERS)
         check_choice("likelihood", likelihood, LIKELIHOODS)
         check_choice("activation", activation, tuple(ACTIVATIONS))
+        check_choice("flow_type", flow_type, FLOW_TYPES)
+        if isinstance(flows, bool) or not isinstance(flows, (int, np.integer)) or flows < 0:
+            raise ValueError(f"flows must be an integer >= 0 (0: no flow), got {flows!r}.")
         if gaussian_scale is not None and not (float(gaussian_scale) > 0):
             raise ValueError(f"gaussian_scale must be positive or None, got {gaussian_scale!r}.")
         if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
@@ -240,6 +299,8 @@ class VAE(PyroModel):
                 gaussian_scale=None if gaussian_scale is None else float(gaussian_scale),
                 activation=activation,
                 beta=float(beta),
+                flows=int(flows),
+                flow_type=flow_type,
                 seed=seed,
             )
         )
@@ -247,8 +308,10 @@ class VAE(PyroModel):
         self.latent_dim = latent_dim
         self.likelihood = likelihood
         self.beta = float(beta)
+        self.num_flows = int(flows)
         with seeded_init(seed):
             self._build_networks(shape, hidden, channels, encoder, activation, gaussian_scale)
+            self.flows = nn.ModuleList([self._make_flow(flow_type) for _ in range(self.num_flows)])
 
     def _build_networks(
         self,
@@ -258,20 +321,39 @@ class VAE(PyroModel):
         encoder: str,
         activation: str,
         gaussian_scale: float | None,
+        *,
+        context_dim: int = 0,
+        encoder_outputs: int | None = None,
     ) -> None:
+        """Encoder and decoder; ``context_dim`` extra inputs to both (conditional models);
+        ``encoder_outputs`` logits instead of a Gaussian's (loc, scale) (discrete latents)."""
         latent_dim, likelihood = self.latent_dim, self.likelihood
+        gaussian = encoder_outputs is None
+        outputs = latent_dim if gaussian else encoder_outputs
         if encoder == "mlp":
-            self.encoder = MLPEncoder(math.prod(shape), hidden, latent_dim, activation, len(shape))
-            self.decoder = MLPDecoder(latent_dim, hidden, shape, activation)
+            self.encoder = MLPEncoder(
+                math.prod(shape), hidden, outputs, activation, len(shape), context_dim, gaussian
+            )
+            self.decoder = MLPDecoder(latent_dim, hidden, shape, activation, context_dim)
         else:
-            self.encoder = ConvEncoder(shape, channels, hidden, latent_dim, activation)  # type: ignore[arg-type]
-            self.decoder = ConvDecoder(latent_dim, hidden, shape, channels, activation)  # type: ignore[arg-type]
+            self.encoder = ConvEncoder(
+                shape, channels, hidden, outputs, activation, context_dim, gaussian
+            )  # type: ignore[arg-type]
+            self.decoder = ConvDecoder(latent_dim, hidden, shape, channels, activation, context_dim)  # type: ignore[arg-type]
         if likelihood == "gaussian" and gaussian_scale is None:
             self.decoder.log_scale = nn.Parameter(torch.zeros(shape))
         else:
             self.register_buffer(
                 "fixed_scale", torch.tensor(float(gaussian_scale or 1.0)), persistent=False
             )
+
+    def _make_flow(self, flow_type: str) -> nn.Module:
+        from pyro.distributions import transforms
+
+        context_dim = self.encoder.feature_dim
+        if flow_type == "iaf":
+            return transforms.conditional_affine_autoregressive(self.latent_dim, context_dim)
+        return transforms.conditional_spline_autoregressive(self.latent_dim, context_dim)
 
     # ----------------------------------------------------------------------------- Pyro program
     def observation_dist(self, decoded: torch.Tensor) -> dist.TorchDistribution:
@@ -287,42 +369,69 @@ class VAE(PyroModel):
         return dist.Normal(decoded, scale.expand_as(decoded)).to_event(event_dims)
 
     def prior(self, batch_shape: tuple[int, ...], device: torch.device) -> dist.TorchDistribution:
+        """``p(z) = N(0, I)`` with batch shape ``batch_shape``."""
         zeros = torch.zeros(*batch_shape, self.latent_dim, device=device)
         return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+
+    def posterior(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Any:
+        """The guide's ``q(z | x)`` for ``x: (B, *input_shape)``, batch shape ``(B,)``: a diagonal
+        Gaussian, followed by the conditional flows when ``flows > 0``."""
+        features = self.encoder.features(x, context)
+        loc, scale = self.encoder.params_from(features)
+        base = dist.Normal(loc, scale).to_event(1)
+        if not self.num_flows:
+            return base
+        return dist.TransformedDistribution(base, [flow.condition(features) for flow in self.flows])
 
     def model(self, x: torch.Tensor, *, num_data: int | None = None) -> torch.Tensor:
         """Generative model. ``x: (B, *input_shape)``; ``num_data`` is the full data set's size
         (defaults to ``B``), so a minibatch's log-likelihood is scaled by ``num_data / B``."""
+        return self._model(x, None, num_data)
+
+    def guide(self, x: torch.Tensor, *, num_data: int | None = None) -> torch.Tensor:
+        """Amortized ``q(z | x)`` (Gaussian, then flows); same arguments as :meth:`model`."""
+        return self._guide(x, None, num_data)
+
+    def _model(
+        self, x: torch.Tensor, context: torch.Tensor | None, num_data: int | None
+    ) -> torch.Tensor:
         pyro.module(f"{self.pyro_name}.decoder", self.decoder)
         with self.data_plate(x, num_data):
             with poutine.scale(scale=self.beta):
                 z = pyro.sample("z", self.prior((x.shape[0],), x.device))
-            return pyro.sample("x", self.observation_dist(self.decoder(z)), obs=x)
+            return pyro.sample("x", self.observation_dist(self.decoder(z, context)), obs=x)
 
-    def guide(self, x: torch.Tensor, *, num_data: int | None = None) -> torch.Tensor:
-        """Amortized mean-field Gaussian ``q(z | x)``; same arguments as :meth:`model`."""
+    def _guide(
+        self, x: torch.Tensor, context: torch.Tensor | None, num_data: int | None
+    ) -> torch.Tensor:
         pyro.module(f"{self.pyro_name}.encoder", self.encoder)
+        if self.num_flows:
+            pyro.module(f"{self.pyro_name}.flows", self.flows)
         with self.data_plate(x, num_data):
-            loc, scale = self.encoder(x)
+            posterior = self.posterior(x, context)
             with poutine.scale(scale=self.beta):
-                return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+                return pyro.sample("z", posterior)
 
     def numpyro_twin(self) -> Any:
         """The NumPyro twin (:class:`bayesvae.backends.numpyro.vae.NumPyroVAE`), starting from
         this model's current weights; ``bayesvae.fit(..., backend="numpyro")`` trains it and
-        copies the result back."""
+        copies the result back. Not available with ``flows > 0``."""
+        if self.num_flows:
+            raise ValueError(
+                "the NumPyro backend has no flow guides; use backend='pyro' with flows > 0."
+            )
         from bayesvae.backends.numpyro.vae import NumPyroVAE
 
         return NumPyroVAE(self)
 
     # ------------------------------------------------------------------------------ validation
-    def check_data(self, x: Any, *rest: Any) -> tuple[torch.Tensor]:
+    def check_data(self, x: Any, *rest: Any) -> tuple[torch.Tensor, ...]:
         """Return ``x`` as a float tensor, raising ``ValueError``/``TypeError`` unless it fits
         this model: ``(N, *input_shape)``, finite, and in [0, 1] for the Bernoulli likelihood."""
         if rest:
             raise ValueError(
                 f"VAE takes one data array x, got {1 + len(rest)} arrays; pass labels to the "
-                "plots, or use a conditional model."
+                "plots, or use ConditionalVAE for labelled data."
             )
         return (self._check_x("x", x),)
 
@@ -336,41 +445,76 @@ class VAE(PyroModel):
             check_unit_interval(name, x, "likelihood='bernoulli'")
         return x
 
+    def _context(self, y: Any, n: int) -> torch.Tensor | None:
+        """The network context for ``n`` rows from labels ``y`` (conditional models); the
+        unconditional VAE takes none."""
+        if y is not None:
+            raise ValueError(
+                f"{type(self).__name__} is unconditional and takes no labels y; use "
+                "ConditionalVAE for label-conditioned generation."
+            )
+        return None
+
     # --------------------------------------------------------------------------------- queries
-    def _batches(self, x: torch.Tensor, batch_size: int):
+    def _batches(self, x: torch.Tensor, context: torch.Tensor | None, batch_size: int):
         for start in range(0, x.shape[0], batch_size):
-            yield x[start : start + batch_size].to(self.device)
+            rows = slice(start, start + batch_size)
+            yield (
+                x[rows].to(self.device),
+                None if context is None else context[rows].to(self.device),
+            )
 
     @torch.no_grad()
-    def encode(self, x: Any, *, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior ``q(z | x)``: ``x: (N, *input_shape)`` -> ``(loc, scale)``, each
-        ``(N, latent_dim)``, on the model's device."""
+    def encode(
+        self, x: Any, y: Any = None, *, batch_size: int = 1024
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Amortized Gaussian ``q(z | x)``: ``x: (N, *input_shape)`` -> ``(loc, scale)``, each
+        ``(N, latent_dim)``, on the model's device (with flows: the Gaussian before the flows;
+        :meth:`posterior` gives the whole guide). ``y``: labels, conditional models only."""
         x = self._check_x("x", x)
-        parts = [self.encoder(batch) for batch in self._batches(x, batch_size)]
+        context = self._context(y, x.shape[0])
+        parts = [self.encoder(*batch) for batch in self._batches(x, context, batch_size)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    @torch.no_grad()
-    def decode(self, z: Any) -> torch.Tensor:
-        """Mean of ``p(x | z)``: ``z: (N, latent_dim)`` -> ``(N, *input_shape)`` (probabilities
-        for Bernoulli, the Gaussian mean otherwise)."""
+    def _check_z(self, z: Any) -> torch.Tensor:
         z = as_float_tensor("z", z).to(self.device)
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (N, {self.latent_dim}), got {tuple(z.shape)}.")
-        out = self.decoder(z)
-        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+        return z
+
+    def _mean(self, decoded: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(decoded) if self.likelihood == "bernoulli" else decoded
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None, mean: bool = True) -> torch.Tensor:
-        """``n`` draws from the generative model, ``(n, *input_shape)``: the likelihood's mean at
-        ``z ~ N(0, I)`` (``mean=True``), or ``x ~ p(x | z)``."""
-        n = check_positive_int("n", n)
+    def decode(self, z: Any, y: Any = None) -> torch.Tensor:
+        """Mean of ``p(x | z)``: ``z: (N, latent_dim)`` -> ``(N, *input_shape)`` (probabilities
+        for Bernoulli, the Gaussian mean otherwise). ``y``: labels, conditional models only."""
+        z = self._check_z(z)
+        context = self._context(y, z.shape[0])
+        return self._mean(self.decoder(z, None if context is None else context.to(self.device)))
+
+    def _generator(self, seed: int | None) -> torch.Generator:
         generator = torch.Generator(device=self.device)
         if seed is not None:
             generator.manual_seed(seed)
         else:
             generator.seed()
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
-        means = self.decode(z)
+        return generator
+
+    def _draw_latent(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` draws of ``z`` from the prior, ``(n, latent_dim)``."""
+        return torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, y: Any = None, *, seed: int | None = None, mean: bool = True
+    ) -> torch.Tensor:
+        """``n`` draws from the generative model, ``(n, *input_shape)``: the likelihood's mean at
+        ``z ~ p(z)`` (``mean=True``), or ``x ~ p(x | z)``. ``y``: the class(es) to generate,
+        conditional models only."""
+        n = check_positive_int("n", n)
+        generator = self._generator(seed)
+        means = self.decode(self._draw_latent(n, generator), y)
         if mean:
             return means
         if self.likelihood == "bernoulli":
@@ -379,31 +523,35 @@ class VAE(PyroModel):
         return means + scale * torch.randn(means.shape, generator=generator, device=self.device)
 
     @torch.no_grad()
-    def reconstruct(self, x: Any, *, batch_size: int = 1024) -> torch.Tensor:
+    def reconstruct(self, x: Any, y: Any = None, *, batch_size: int = 1024) -> torch.Tensor:
         """Decode the posterior mean: ``x: (N, *input_shape)`` -> ``(N, *input_shape)``."""
-        loc, _ = self.encode(x, batch_size=batch_size)
-        return self.decode(loc)
+        loc, _ = self.encode(x, y, batch_size=batch_size)
+        return self.decode(loc, y)
 
-    def _log_weights(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    def _log_weights(
+        self, x: torch.Tensor, context: torch.Tensor | None, num_samples: int
+    ) -> torch.Tensor:
         """``log p(x, z_k) - log q(z_k | x)`` for ``k < num_samples``: ``(num_samples, B)``."""
-        loc, scale = self.encoder(x)
-        q = dist.Normal(loc, scale).to_event(1)
-        z = q.sample((num_samples,))
+        q = self.posterior(x, context)
+        z = q.rsample((num_samples,))
+        log_q = q.log_prob(z)
         log_p = self.prior(z.shape[:-1], x.device).log_prob(z)
-        log_p = log_p + self.observation_dist(self.decoder(z)).log_prob(x)
-        return log_p - q.log_prob(z)
+        log_p = log_p + self.observation_dist(self.decoder(z, context)).log_prob(x)
+        return log_p - log_q
 
     @torch.no_grad()
     def log_likelihood(
         self,
         x: Any,
+        y: Any = None,
         *,
         num_samples: int = 5000,
         batch_size: int = 100,
         particle_batch: int = 500,
         seed: int | None = None,
     ) -> torch.Tensor:
-        """Importance-sampled estimate of ``log p(x)`` per data point, in nats, ``(N,)``.
+        """Importance-sampled estimate of ``log p(x)`` (``log p(x | y)`` for conditional models)
+        per data point, in nats, ``(N,)``.
 
         ``log p(x) ≈ logsumexp_k[log p(x, z_k) - log q(z_k | x)] - log K`` with ``z_k ~ q(z | x)``
         (Burda et al. 2016); a stochastic lower bound that tightens as ``K = num_samples`` grows.
@@ -411,31 +559,42 @@ class VAE(PyroModel):
         stays bounded for any ``K``.
         """
         x = self._check_x("x", x)
+        context = self._context(y, x.shape[0])
         num_samples = check_positive_int("num_samples", num_samples)
+        particle_batch = check_positive_int("particle_batch", particle_batch)
         if seed is not None:
             pyro.set_rng_seed(seed)
         out = []
-        for batch in self._batches(x, check_positive_int("batch_size", batch_size)):
+        for batch, ctx in self._batches(x, context, check_positive_int("batch_size", batch_size)):
             total = torch.full((batch.shape[0],), -math.inf, device=batch.device)
             for start in range(0, num_samples, particle_batch):
                 k = min(particle_batch, num_samples - start)
-                total = torch.logaddexp(total, self._log_weights(batch, k).logsumexp(0))
+                total = torch.logaddexp(total, self._log_weights(batch, ctx, k).logsumexp(0))
             out.append(total - math.log(num_samples))
         return torch.cat(out).cpu()
 
     @torch.no_grad()
     def elbo(
-        self, x: Any, *, num_samples: int = 1, batch_size: int = 1024, seed: int | None = None
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        num_samples: int = 1,
+        batch_size: int = 1024,
+        seed: int | None = None,
     ) -> torch.Tensor:
         """Evidence lower bound per data point (β = 1), in nats, ``(N,)``; averaged over
         ``num_samples`` draws of ``z ~ q(z | x)``."""
         x = self._check_x("x", x)
+        context = self._context(y, x.shape[0])
         num_samples = check_positive_int("num_samples", num_samples)
         if seed is not None:
             pyro.set_rng_seed(seed)
         parts = [
-            self._log_weights(batch, num_samples).mean(0)
-            for batch in self._batches(x, check_positive_int("batch_size", batch_size))
+            self._log_weights(batch, ctx, num_samples).mean(0)
+            for batch, ctx in self._batches(
+                x, context, check_positive_int("batch_size", batch_size)
+            )
         ]
         return torch.cat(parts).cpu()
 
