@@ -1,5 +1,7 @@
 """Anomaly detection end to end: read a table, fit an :class:`~bayesvae.models.AnomalyMixture`,
-score every row, and (with labels) measure AUCROC and AUCPR; write a run folder.
+score every row, and (with labels) measure AUCROC and AUCPR; write a run folder. And
+:class:`VAEAnomalyDetector`, which scores points by a VAE's negative ELBO or importance-weighted
+``-log p(x)``.
 
 >>> import numpy as np, bayesvae
 >>> X = np.random.default_rng(0).normal(size=(200, 2))
@@ -18,11 +20,18 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit
+from sklearn.base import BaseEstimator, OutlierMixin
 
 from bayesvae.data.tabular import check_binary_labels, read_features
 from bayesvae.models.anomaly import AnomalyMixture, check_features
 
-__all__ = ["detect_anomalies", "AnomalyRun", "ranking_metrics", "MAX_SAVED_LOG_LIKELIHOOD"]
+__all__ = [
+    "detect_anomalies",
+    "AnomalyRun",
+    "ranking_metrics",
+    "VAEAnomalyDetector",
+    "MAX_SAVED_LOG_LIKELIHOOD",
+]
 
 #: ``posterior.nc`` keeps the pointwise log-likelihood (draws x rows) only below this many values.
 MAX_SAVED_LOG_LIKELIHOOD = 5_000_000
@@ -186,3 +195,166 @@ def detect_anomalies(
     if y is not None:
         metrics.update(ranking_metrics(y, -score))
     return AnomalyRun(model, X, names, scores, y, metrics)
+
+
+VAE_SCORES = ("elbo", "iwae")
+
+
+class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
+    """Anomaly detection with a VAE, in scikit-learn's outlier-detector conventions.
+
+    A :class:`~bayesvae.models.VAE` is fitted to the (mostly normal) training data; a point's
+    anomaly score is its negative ELBO (``score="elbo"``) or its negative importance-weighted
+    ``log p(x)`` (``score="iwae"``, ``num_samples`` particles). The KL term is kept: unlike
+    PyOD's VAE default, which scores by reconstruction error alone, both scores are (bounds on)
+    the model's density, so points the encoder maps to unusual latents count as anomalous too.
+
+    Args:
+        latent_dim, hidden_dims, encoder, beta: the VAE (see :class:`~bayesvae.models.VAE`).
+        likelihood: ``"gaussian"`` (tabular data; features standardized with the training mean
+            and standard deviation, and a learned per-feature scale) or ``"bernoulli"`` (data in
+            [0, 1], e.g. images; used as given).
+        score: ``"elbo"`` or ``"iwae"``.
+        num_samples: guide draws per point for the score (the ELBO's average, or IWAE's ``K``).
+        contamination: expected share of anomalies in the training data, in (0, 0.5]; sets the
+            threshold of :meth:`predict` at that quantile of the training scores.
+        epochs, batch_size, lr: training (:func:`bayesvae.fit`).
+        seed: seeds the weights, training and scoring.
+        progress: show a progress bar while training.
+
+    Attributes (after :meth:`fit`):
+        model_: the fitted VAE; ``history_``: its training history;
+        offset_: ``decision_function = score_samples - offset_``;
+        mean_, scale_: the standardization (Gaussian likelihood).
+
+    Example:
+        >>> detector = VAEAnomalyDetector(epochs=50).fit(X_train)
+        >>> detector.score_samples(X_test)     # (N,) higher = more normal (the ELBO, in nats)
+        >>> detector.predict(X_test)           # (N,) 1 normal, -1 anomaly
+    """
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int = 8,
+        hidden_dims: tuple[int, ...] = (64,),
+        encoder: str = "mlp",
+        likelihood: str = "gaussian",
+        beta: float = 1.0,
+        score: str = "elbo",
+        num_samples: int = 10,
+        contamination: float = 0.1,
+        epochs: int = 100,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
+        self.latent_dim = latent_dim
+        self.hidden_dims = hidden_dims
+        self.encoder = encoder
+        self.likelihood = likelihood
+        self.beta = beta
+        self.score = score
+        self.num_samples = num_samples
+        self.contamination = contamination
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.seed = seed
+        self.progress = progress
+
+    def _check_options(self) -> None:
+        from bayesvae.data.validation import check_choice, check_positive_int
+
+        check_choice("score", self.score, VAE_SCORES)
+        check_positive_int("num_samples", self.num_samples)
+        if isinstance(self.contamination, bool) or not (
+            isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5
+        ):
+            raise ValueError(f"contamination must lie in (0, 0.5], got {self.contamination!r}.")
+
+    def _prepare(self, name: str, X: Any) -> Any:
+        import torch
+
+        from bayesvae.data.validation import as_float_tensor
+
+        x = as_float_tensor(name, X)
+        if x.dim() < 2 or x.shape[0] == 0:
+            raise ValueError(f"{name} must be a non-empty (N, ...) array, got {tuple(x.shape)}.")
+        if hasattr(self, "model_") and tuple(x.shape[1:]) != self.model_.input_shape:
+            raise ValueError(
+                f"{name} rows must have shape {self.model_.input_shape} (as in fit), got "
+                f"{tuple(x.shape[1:])}."
+            )
+        if self.likelihood == "gaussian" and hasattr(self, "mean_"):
+            x = (x - torch.as_tensor(self.mean_)) / torch.as_tensor(self.scale_)
+        return x
+
+    def fit(self, X: Any, y: Any = None) -> VAEAnomalyDetector:
+        """Fit the VAE to ``X: (N, *input_shape)`` (``y`` is ignored, as in scikit-learn)."""
+        import torch
+
+        from bayesvae.infer.svi import fit
+        from bayesvae.models.vae import VAE
+
+        self._check_options()
+        for attribute in ("model_", "mean_", "scale_"):
+            self.__dict__.pop(attribute, None)
+        x = self._prepare("X", X)
+        if self.likelihood == "gaussian":
+            mean, std = x.mean(0), x.std(0) if len(x) > 1 else torch.ones(x.shape[1:])
+            std = torch.where(std > 1e-12, std, torch.ones_like(std))  # constant columns: as is
+            self.mean_, self.scale_ = mean.numpy(), std.numpy()
+            x = (x - mean) / std
+        model = VAE(
+            tuple(x.shape[1:]),
+            latent_dim=self.latent_dim,
+            hidden_dims=tuple(self.hidden_dims),
+            encoder=self.encoder,
+            likelihood=self.likelihood,
+            beta=self.beta,
+            seed=self.seed,
+        )
+        result = fit(
+            model,
+            x,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=self.seed,
+            progress=self.progress,
+        )
+        self.model_, self.history_ = result.model, result.history
+        self.n_features_in_ = int(np.prod(x.shape[1:]))
+        self.offset_ = float(np.quantile(self._scores(x), self.contamination))
+        return self
+
+    def _scores(self, x: Any) -> np.ndarray:
+        """ELBO or IWAE bound per row of prepared ``x`` (nats; higher = more normal)."""
+        if self.score == "elbo":
+            values = self.model_.elbo(x, num_samples=self.num_samples, seed=self.seed)
+        else:
+            values = self.model_.log_likelihood(
+                x, num_samples=self.num_samples, seed=self.seed, particle_batch=500
+            )
+        return values.numpy().astype(np.float64)
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ValueError("this VAEAnomalyDetector is not fitted yet; call fit(X) first.")
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """``(N,)`` the ELBO (or IWAE bound) of each row in nats: higher is more normal
+        (scikit-learn's convention); the anomaly score is its negative."""
+        self._check_fitted()
+        return self._scores(self._prepare("X", X))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``(N,)``: negative for rows flagged as anomalies."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """``(N,)`` integers: 1 normal, -1 anomaly (score below the training ``contamination``
+        quantile)."""
+        return np.where(self.decision_function(X) < 0, -1, 1)

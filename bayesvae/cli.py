@@ -75,29 +75,30 @@ def _as_images(dataset: Any) -> Any:
     return replace(dataset, x=dataset.x.reshape(len(dataset), *dataset.image_shape))
 
 
-def _vae_diagnostics(model: Any, x: Any, out: Path, seed: int) -> None:
-    """Write ``diagnostics.json`` (VAE checks, per-point PSIS k̂) and ``khat.png`` for the report."""
+def _vae_diagnostics(model: Any, data: tuple[Any, ...], out: Path, seed: int) -> None:
+    """Write ``diagnostics.json`` (VAE checks, per-point PSIS k̂) and ``khat.png`` for the report;
+    ``data``: ``(x,)`` or ``(x, y)`` for a conditional model."""
     import warnings
 
     import numpy as np
 
-    from bayesvae.diagnostics import psis_diagnostic, vae_diagnostics
-    from bayesvae.infer.checkpoint import write_text
+    from bayesvae.diagnostics import psis_diagnostic, svi_to_inference_data, vae_diagnostics
+    from bayesvae.infer.checkpoint import atomic_path, write_text
     from bayesvae.report import plots
 
     with warnings.catch_warnings():  # collapse is reported in the report itself
         warnings.simplefilter("ignore", UserWarning)
-        vae = vae_diagnostics(model, x, num_samples=200, seed=seed)
-    psis = psis_diagnostic(model, x[:300], num_samples=500, seed=seed)
-    from bayesvae.diagnostics import svi_to_inference_data
-    from bayesvae.infer.checkpoint import atomic_path
-
-    idata = svi_to_inference_data(model, x[:100], num_samples=100, seed=seed)
+        vae = vae_diagnostics(model, *data, num_samples=200, seed=seed)
+    training_data = model.check_data(*data)
+    psis = psis_diagnostic(model, *(t[:300] for t in training_data), num_samples=500, seed=seed)
+    idata = svi_to_inference_data(
+        model, *(t[:100] for t in training_data), num_samples=100, seed=seed
+    )
     with atomic_path(out / "posterior.nc") as tmp:
         idata.to_netcdf(str(tmp))
     plots.khat_per_point(psis.khat_per_point, out / "khat.png")
     summary = {
-        "vae": {**vae, "num_points": int(len(x))},
+        "vae": {**vae, "num_points": int(len(data[0]))},
         "psis": {
             "verdict": psis.verdict,
             "num_samples": psis.num_samples,
@@ -109,33 +110,106 @@ def _vae_diagnostics(model: Any, x: Any, out: Path, seed: int) -> None:
     write_text(out / "diagnostics.json", json.dumps(summary, indent=2))
 
 
+#: ``bayesvae vae --model NAME`` -> model class name in :mod:`bayesvae.models`
+VAE_MODELS = {
+    "vae": "VAE",
+    "cvae": "ConditionalVAE",
+    "hvae": "HierarchicalVAE",
+    "gumbel": "GumbelSoftmaxVAE",
+}
+
+
+def _build_vae(args: argparse.Namespace, input_shape: tuple[int, ...], num_classes: int) -> Any:
+    from bayesvae import models
+
+    common: dict[str, Any] = dict(
+        hidden_dims=tuple(args.hidden),
+        encoder=args.encoder,
+        likelihood=args.likelihood,
+        beta=args.beta,
+        seed=args.seed,
+    )
+    if args.model == "gumbel":
+        family: dict[str, Any] = dict(
+            num_variables=args.num_variables,
+            categories=args.categories,
+            temperature=args.temperature,
+            min_temperature=(
+                min(0.5, args.temperature) if args.min_temperature is None else args.min_temperature
+            ),
+            anneal_rate=args.anneal_rate,
+        )
+    else:
+        family = dict(latent_dim=args.latent_dim)
+    if args.model in ("vae", "cvae"):
+        family.update(flows=args.flows, flow_type=args.flow_type)
+    elif args.flows:
+        raise UsageError(f"--flows is for --model vae or cvae, not {args.model}")
+    if args.model == "cvae":
+        family["num_classes"] = num_classes
+    if args.model == "hvae":
+        family["top_latent_dim"] = args.top_latent_dim
+    return getattr(models, VAE_MODELS[args.model])(input_shape, **common, **family)
+
+
+def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], out: Path) -> None:
+    """The run folder's latent-space plots: interpolation, traversals, and (latent >= 2) the
+    manifold grid; per class for a conditional model."""
+    import torch
+
+    from bayesvae import latent
+    from bayesvae.report import plots
+
+    if not getattr(model, "continuous_latent", False):
+        return
+    y = None if model.family != "ConditionalVAE" else int(shown.y[0])
+    x = torch.as_tensor(shown.x[:2])
+    images = latent.interpolate(model, x[0], x[1], steps=10, method="spherical", y=y)
+    plots.interpolation(
+        images, image_shape, out / "interpolation.png", title="spherical interpolation"
+    )
+    traversed = latent.traversals(model, x=x[0], dims=range(min(model.latent_dim, 10)), y=y)
+    plots.traversals(traversed, image_shape, out / "traversals.png")
+    if model.latent_dim >= 2:
+        grid = latent.manifold_grid(model, n=15, y=y)
+        plots.manifold(grid, image_shape, out / "manifold.png")
+
+
 def _run_vae(args: argparse.Namespace) -> int:
     import torch
 
     import bayesvae
     from bayesvae.report import plots
 
+    if args.conditional:
+        if args.model not in ("vae", "cvae"):
+            raise UsageError(f"--conditional cannot be combined with --model {args.model}")
+        args.model = "cvae"
     train, val = load_data_spec(args.data, seed=args.seed, val_fraction=args.val_fraction)
+    conditional = args.model == "cvae"
+    if conditional and (train.y is None or (val is not None and val.y is None)):
+        raise UsageError(f"--model cvae needs labelled data; --data {args.data} has no labels")
     input_shape: Any = train.image_shape if args.encoder == "conv" else train.x.shape[1:]
     if args.encoder == "conv":
         train, val = _as_images(train), _as_images(val)
-    vae = bayesvae.VAE(
-        tuple(input_shape),
-        latent_dim=args.latent_dim,
-        hidden_dims=tuple(args.hidden),
-        encoder=args.encoder,
-        likelihood=args.likelihood,
-        beta=args.beta,
+    num_classes = (
+        int(max(train.y.max(), -1 if val is None else val.y.max())) + 1 if conditional else 0
     )
+    model = _build_vae(args, tuple(input_shape), num_classes)
+
+    def fit_data(dataset: Any) -> Any:
+        return None if dataset is None else (dataset.x, dataset.y) if conditional else dataset
+
     out = Path(args.out)
     result = bayesvae.fit(
-        vae,
-        train,
-        val=val,
+        model,
+        fit_data(train),
+        val=fit_data(val),
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         elbo=args.elbo,
+        num_particles=args.particles,
         kl_warmup=args.kl_warmup,
         device=args.device,
         seed=args.seed,
@@ -147,27 +221,33 @@ def _run_vae(args: argparse.Namespace) -> int:
     result.save(out)
     model, shown = result.model, val if val is not None else train
     x_shown = torch.as_tensor(shown.x[:10])
+    y_shown = torch.as_tensor(shown.y[:10]) if conditional else None
     plots.loss_curves(result.history, out / "loss_curves.png")
     plots.reconstructions(
-        x_shown, model.reconstruct(x_shown), train.image_shape, out / "reconstructions.png"
+        x_shown, model.reconstruct(x_shown, y_shown), train.image_shape, out / "reconstructions.png"
     )
-    plots.image_grid(
-        model.sample(40, seed=args.seed),
-        train.image_shape,
-        out / "samples.png",
-        title="samples (decoder means)",
-    )
-    if shown.y is not None:
-        loc, _ = model.encode(torch.as_tensor(shown.x[:2000]))
+    if conditional:  # one row per class
+        labels = np.repeat(np.arange(num_classes), 10)
+        samples = model.sample(len(labels), labels, seed=args.seed)
+        title = "samples (decoder means), one class per row"
+    else:
+        samples, title = model.sample(40, seed=args.seed), "samples (decoder means)"
+    plots.image_grid(samples, train.image_shape, out / "samples.png", title=title)
+    if shown.y is not None and getattr(model, "continuous_latent", False):
+        labels_shown = shown.y[:2000] if conditional else None
+        loc, _ = model.encode(torch.as_tensor(shown.x[:2000]), labels_shown)
         plots.latent_scatter(loc, shown.y[:2000], out / "latent.png")
+    _latent_figures(model, shown, train.image_shape, out)
     if args.report:
-        _vae_diagnostics(model, torch.as_tensor(shown.x[:1000]), out, args.seed)
+        data = (shown.x[:1000], shown.y[:1000]) if conditional else (shown.x[:1000],)
+        _vae_diagnostics(model, tuple(torch.as_tensor(d) for d in data), out, args.seed)
         from bayesvae.report import build
 
         build(out)
     last = result.history.iloc[-1].to_dict()
     summary = {
         "out": str(out),
+        "model": model.family,
         "epochs": int(last["epoch"]),
         "train_elbo": last["train_elbo"],
         "val_elbo": last.get("val_elbo"),
@@ -341,7 +421,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     from bayesvae.infer.objectives import OBJECTIVES
-    from bayesvae.models.vae import ENCODERS, LIKELIHOODS
+    from bayesvae.models.vae import ENCODERS, FLOW_TYPES, LIKELIHOODS
 
     parser = argparse.ArgumentParser(prog="bayesvae", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch")
@@ -360,7 +440,43 @@ def _build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOODS)
     vae.add_argument("--beta", type=float, default=1.0, help="KL weight (beta-VAE)")
     vae.add_argument("--kl-warmup", type=int, default=0, help="KL warm-up epochs")
+    vae.add_argument(
+        "--model",
+        default="vae",
+        choices=tuple(VAE_MODELS),
+        help="vae | cvae (conditional, needs labels) | hvae (two stochastic layers) | "
+        "gumbel (discrete latents, Gumbel-softmax)",
+    )
+    vae.add_argument("--conditional", action="store_true", help="same as --model cvae")
+    vae.add_argument(
+        "--flows", type=int, default=0, help="conditional flows after the Gaussian guide"
+    )
+    vae.add_argument("--flow-type", default="iaf", choices=FLOW_TYPES)
+    vae.add_argument(
+        "--top-latent-dim", type=int, default=10, help="--model hvae: size of the top layer"
+    )
+    vae.add_argument(
+        "--num-variables", type=int, default=20, help="--model gumbel: categorical variables"
+    )
+    vae.add_argument("--categories", type=int, default=10, help="--model gumbel: classes each")
+    vae.add_argument(
+        "--temperature", type=float, default=1.0, help="--model gumbel: initial temperature"
+    )
+    vae.add_argument(
+        "--min-temperature",
+        type=float,
+        help="--model gumbel: temperature floor (default: 0.5, or --temperature if lower)",
+    )
+    vae.add_argument(
+        "--anneal-rate", type=float, default=1e-4, help="--model gumbel: decay per step"
+    )
     vae.add_argument("--elbo", default="trace", choices=sorted(OBJECTIVES))
+    vae.add_argument(
+        "--particles",
+        type=int,
+        default=1,
+        help="samples per step; with --elbo iwae the bound's K",
+    )
     vae.add_argument("--batch-size", type=int, default=128)
     vae.add_argument("--lr", type=float, default=1e-3)
     vae.add_argument(

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import bayesvae
-from bayesvae.anomaly import detect_anomalies, ranking_metrics
+from bayesvae.anomaly import VAEAnomalyDetector, detect_anomalies, ranking_metrics
 from bayesvae.cli import main
 from bayesvae.data import read_features
 
@@ -151,3 +151,75 @@ def test_cli_mcmc_writes_the_posterior(table, tmp_path, capsys):
     assert idata.posterior.sizes["chain"] == 2
     assert idata.log_likelihood["obs"].shape == (2, 150, len(X))
     assert "MCMC diagnostics" in (out / "report.md").read_text()
+
+
+# ------------------------------------------------------------------- VAE anomaly detector
+@pytest.fixture(scope="module")
+def manifold_with_outliers():
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(600, 2)) @ rng.normal(size=(2, 8)) + 0.1 * rng.normal(size=(600, 8))
+    outliers = rng.uniform(-6, 6, size=(30, 8))
+    return np.vstack([normal, outliers]) + 3.0, np.r_[np.zeros(600), np.ones(30)]
+
+
+@pytest.mark.parametrize("score", ["elbo", "iwae"])
+def test_vae_detector_ranks_outliers_and_thresholds_at_the_contamination(
+    manifold_with_outliers, score
+):
+    X, labels = manifold_with_outliers
+    detector = VAEAnomalyDetector(latent_dim=2, epochs=25, score=score, contamination=0.05)
+    flags = detector.fit(X).predict(X)
+    assert ranking_metrics(labels, -detector.score_samples(X))["aucroc"] > 0.95
+    assert (flags == -1).mean() == pytest.approx(0.05, abs=0.01)
+    np.testing.assert_array_equal(detector.decision_function(X) < 0, flags == -1)
+    assert set(np.unique(detector.fit_predict(X))) <= {-1, 1}
+
+
+def test_vae_detector_score_is_the_full_elbo_with_the_kl(manifold_with_outliers):
+    X, _ = manifold_with_outliers
+    detector = VAEAnomalyDetector(latent_dim=2, epochs=5, num_samples=4, seed=3).fit(X)
+    standardized = (X - detector.mean_) / detector.scale_
+    expected = detector.model_.elbo(standardized, num_samples=4, seed=3).numpy()
+    np.testing.assert_allclose(detector.score_samples(X), expected, rtol=1e-5, atol=1e-4)
+    loc, scale = detector.model_.encode(standardized)
+    kl = (0.5 * (loc**2 + scale**2 - 1) - scale.log()).sum(1).numpy()
+    # the KL term is part of the score, and it is larger for the outliers (rows 600 on)
+    assert kl[600:].mean() > 2 * kl[:600].mean() > 0
+
+
+def test_vae_detector_follows_scikit_learn_conventions(manifold_with_outliers):
+    from sklearn.base import clone
+
+    X, _ = manifold_with_outliers
+    detector = VAEAnomalyDetector(epochs=2, contamination=0.2)
+    assert clone(detector).get_params() == detector.get_params()
+    with pytest.raises(ValueError, match="not fitted"):
+        detector.score_samples(X)
+    detector.fit(X)
+    with pytest.raises(ValueError, match=r"shape \(8,\)"):
+        detector.predict(X[:, :5])
+    images = np.random.default_rng(0).random((50, 16)).round()
+    bernoulli = VAEAnomalyDetector(likelihood="bernoulli", epochs=2, score="iwae").fit(images)
+    assert bernoulli.score_samples(images).shape == (50,)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(contamination=0.0), "contamination"),
+        (dict(contamination=0.7), "contamination"),
+        (dict(score="recon"), "score"),
+        (dict(num_samples=0), "num_samples"),
+        (dict(likelihood="poisson"), "likelihood"),
+    ],
+)
+def test_vae_detector_refuses_bad_options(manifold_with_outliers, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        VAEAnomalyDetector(epochs=1, **kwargs).fit(manifold_with_outliers[0])
+
+
+def test_vae_detector_refuses_bad_data():
+    with pytest.raises(ValueError, match="NaN"):
+        VAEAnomalyDetector(epochs=1).fit(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        VAEAnomalyDetector(epochs=1, likelihood="bernoulli").fit(np.full((4, 3), 2.0))

@@ -19,41 +19,51 @@ ACTIVE_UNIT_THRESHOLD = 0.01
 
 
 def active_units(
-    vae: Any, x: Any, *, threshold: float = ACTIVE_UNIT_THRESHOLD
+    vae: Any, x: Any, y: Any = None, *, threshold: float = ACTIVE_UNIT_THRESHOLD
 ) -> tuple[int, torch.Tensor]:
     """Latent dimensions whose posterior mean varies across data (Burda et al. 2016):
-    ``Var_x(E_q[z_d | x]) > threshold``. Returns the count and the variances ``(latent_dim,)``."""
-    loc, _ = vae.encode(x)
+    ``Var_x(E_q[z_d | x]) > threshold``. Returns the count and the variances ``(latent_dim,)``.
+    ``y``: labels, for a conditional VAE."""
+    loc, _ = vae.encode(x, y)
     variances = loc.var(0).cpu()
     return int((variances > threshold).sum()), variances
 
 
-def kl_per_dimension(vae: Any, x: Any) -> torch.Tensor:
-    """``KL(q(z_d | x) || N(0, 1))`` averaged over ``x``, per latent dimension, in nats."""
-    loc, scale = vae.encode(x)
+def kl_per_dimension(vae: Any, x: Any, y: Any = None) -> torch.Tensor:
+    """``KL(q(z_d | x) || N(0, 1))`` averaged over ``x``, per latent dimension, in nats (for a
+    flow guide: of its Gaussian base; for a hierarchical VAE: of ``z1`` against N(0, 1), not its
+    learned prior)."""
+    loc, scale = vae.encode(x, y)
     kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0) - scale.log()
     return kl.mean(0).cpu()
 
 
-def elbo_iwae_gap(vae: Any, x: Any, *, num_samples: int = 100, seed: int = 0) -> dict[str, float]:
+def elbo_iwae_gap(
+    vae: Any, x: Any, y: Any = None, *, num_samples: int = 100, seed: int = 0
+) -> dict[str, float]:
     """Mean ELBO, mean importance-weighted bound with ``num_samples`` particles, and their gap
     (nats per data point): a large gap means the guide misses posterior mass."""
-    elbo = float(vae.elbo(x, num_samples=10, seed=seed).mean())
-    iwae = float(vae.log_likelihood(x, num_samples=num_samples, seed=seed).mean())
+    elbo = float(vae.elbo(x, y, num_samples=10, seed=seed).mean())
+    iwae = float(vae.log_likelihood(x, y, num_samples=num_samples, seed=seed).mean())
     return {"elbo": elbo, "iwae": iwae, "gap": iwae - elbo, "num_samples": num_samples}
 
 
-def vae_diagnostics(vae: Any, x: Any, *, num_samples: int = 100, seed: int = 0) -> dict[str, Any]:
+def vae_diagnostics(
+    vae: Any, x: Any, y: Any = None, *, num_samples: int = 100, seed: int = 0
+) -> dict[str, Any]:
     """All of the above; warns (``UserWarning``) on posterior collapse (fewer than half of the
-    latent dimensions active)."""
-    count, variances = active_units(vae, x)
-    per_dim = kl_per_dimension(vae, x)
+    latent dimensions active). A discrete-latent model gets the ELBO-IWAE gap only."""
+    gap = elbo_iwae_gap(vae, x, y, num_samples=num_samples, seed=seed)
+    if not getattr(vae, "continuous_latent", True):
+        return gap
+    count, variances = active_units(vae, x, y)
+    per_dim = kl_per_dimension(vae, x, y)
     result = {
         "active_units": count,
         "latent_dim": int(variances.numel()),
         "posterior_mean_variance": variances.tolist(),
         "kl_per_dimension": per_dim.tolist(),
-        **elbo_iwae_gap(vae, x, num_samples=num_samples, seed=seed),
+        **gap,
     }
     if count < max(1, variances.numel() // 2):
         warnings.warn(

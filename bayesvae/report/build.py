@@ -189,19 +189,67 @@ def _mcmc_section(run: Path, config: dict[str, Any]) -> list[Section]:
 
 
 # ------------------------------------------------------------------------- family sections
+def _vae_description(family: str, model: dict[str, Any]) -> str:
+    if family == "GumbelSoftmaxVAE":
+        latent = (
+            f"{model['num_variables']} categorical latent variables of {model['categories']} "
+            f"classes (Gumbel-softmax, temperature {model['temperature']} annealed to at least "
+            f"{model['min_temperature']} at rate {model['anneal_rate']} per step)"
+        )
+    elif family == "HierarchicalVAE":
+        latent = f"latent layers z1 of {model['latent_dim']} and z2 of {model['top_latent_dim']}"
+    else:
+        latent = f"latent dimension {model['latent_dim']}"
+    text = (
+        f"{model['encoder'].upper()} encoder/decoder, input {tuple(model['input_shape'])}, "
+        f"{latent}, hidden {model['hidden_dims']}, {model['likelihood']} likelihood, "
+        f"β = {model['beta']}."
+    )
+    if model.get("flows"):
+        text += f" Guide: Gaussian followed by {model['flows']} {model['flow_type']} flow(s)."
+    if family == "ConditionalVAE":
+        text += f" Conditioned on {model['num_classes']} classes."
+    return text
+
+
 @register_section("VAE")
+@register_section("ConditionalVAE")
+@register_section("HierarchicalVAE")
+@register_section("GumbelSoftmaxVAE")
 def _vae_sections(run: Path, config: dict[str, Any]) -> list[Section]:
     import pandas as pd
 
     model = config["model"]
-    section = Section("Variational autoencoder")
-    section.text.append(
-        f"{model['encoder'].upper()} encoder/decoder, input {tuple(model['input_shape'])}, "
-        f"latent dimension {model['latent_dim']}, hidden {model['hidden_dims']}, "
-        f"{model['likelihood']} likelihood, β = {model['beta']}."
+    section = Section(
+        {
+            "VAE": "Variational autoencoder",
+            "ConditionalVAE": "Conditional variational autoencoder",
+            "HierarchicalVAE": "Hierarchical variational autoencoder",
+            "GumbelSoftmaxVAE": "Discrete-latent (Gumbel-softmax) VAE",
+        }[config["family"]]
     )
+    section.text.append(_vae_description(config["family"], model))
+    if (run / "metrics.csv").exists():
+        history = pd.read_csv(run / "metrics.csv")
+        layers = sorted(c for c in history.columns if c.startswith("kl_") and c != "kl_weight")
+        if layers:
+            last = history.iloc[-1]
+            section.text.append(
+                "KL per latent layer after the last epoch (nats per data point): "
+                + ", ".join(f"{c[3:]} {last[c]:.3f}" for c in layers)
+                + "."
+            )
+            inactive = [c[3:] for c in layers if last[c] < 0.1]
+            if inactive:
+                section.problems.append(f"inactive latent layer(s) {inactive}: KL below 0.1 nats.")
     diagnostics = _read_json(run / DIAGNOSTICS_FILE).get("vae")
-    if diagnostics:
+    if diagnostics and "active_units" not in diagnostics:
+        section.text.append(
+            f"On {diagnostics['num_points']} held-out points: ELBO {diagnostics['elbo']:.3f}, "
+            f"importance-weighted log-likelihood (K={diagnostics['num_samples']}) "
+            f"{diagnostics['iwae']:.3f} nats per data point."
+        )
+    elif diagnostics:
         section.text.append(
             f"On {diagnostics['num_points']} held-out points: ELBO {diagnostics['elbo']:.3f}, "
             f"importance-weighted log-likelihood (K={diagnostics['num_samples']}) "
@@ -226,6 +274,9 @@ def _vae_sections(run: Path, config: dict[str, Any]) -> list[Section]:
     section.add_figure(run, "reconstructions.png", "originals (top) and reconstructions")
     section.add_figure(run, "samples.png", "samples from the generative model (decoder means)")
     section.add_figure(run, "latent.png", "latent space: posterior means coloured by label")
+    section.add_figure(run, "interpolation.png", "spherical interpolation between two inputs")
+    section.add_figure(run, "traversals.png", "traversals: one latent dimension per row, -3 to 3")
+    section.add_figure(run, "manifold.png", "2-D manifold: inverse-normal-CDF grid, decoded")
     return [section]
 
 

@@ -21,6 +21,9 @@ __all__ = [
     "anomaly_scores",
     "anomaly_projection",
     "topic_top_words",
+    "manifold",
+    "interpolation",
+    "traversals",
 ]
 
 
@@ -117,18 +120,43 @@ def reconstructions(
     )
 
 
-def latent_scatter(z: Any, labels: Any = None, path: str | Path | None = None) -> Any:
-    """Latent means ``z: (N, latent_dim)`` coloured by ``labels``: the latent itself when 2-D,
-    else its first two principal components."""
-    z = _as_numpy(z)
-    if z.shape[1] == 2:
+SCATTER_METHODS = ("auto", "pca", "tsne")
+
+
+def latent_scatter(
+    z: Any,
+    labels: Any = None,
+    path: str | Path | None = None,
+    *,
+    method: str = "auto",
+    seed: int = 0,
+) -> Any:
+    """Latent means ``z: (N, latent_dim)`` coloured by ``labels``: the latent itself when it has
+    at most 2 dimensions (``method="auto"``), else its first two principal components
+    (``"pca"``) or a seeded t-SNE embedding (``"tsne"``, scikit-learn)."""
+    from bayesvae.data.validation import check_choice
+
+    check_choice("method", method, SCATTER_METHODS)
+    z = _as_numpy(z).astype(np.float64)
+    if z.ndim != 2 or len(z) == 0:
+        raise ValueError(f"z must be a non-empty (N, D) array, got shape {z.shape}.")
+    if method == "auto" and z.shape[1] == 2:
         points, axis_names = z, ("z[0]", "z[1]")
-    elif z.shape[1] == 1:
+    elif method == "auto" and z.shape[1] == 1:
         points, axis_names = np.column_stack([z[:, 0], np.zeros(len(z))]), ("z[0]", "")
+    elif method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(z) - 1) / 3)))
+        embedding = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
+        points, axis_names = embedding.fit_transform(z), ("t-SNE 1", "t-SNE 2")
     else:
         from sklearn.decomposition import PCA
 
-        points, axis_names = PCA(n_components=2).fit_transform(z), ("PC 1", "PC 2")
+        components = PCA(n_components=min(2, z.shape[1]), random_state=seed).fit_transform(z)
+        if components.shape[1] == 1:
+            components = np.column_stack([components[:, 0], np.zeros(len(z))])
+        points, axis_names = components, ("PC 1", "PC 2")
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
     if labels is not None:
@@ -140,6 +168,64 @@ def latent_scatter(z: Any, labels: Any = None, path: str | Path | None = None) -
         axis.scatter(points[:, 0], points[:, 1], s=6, alpha=0.8)
     axis.set(xlabel=axis_names[0], ylabel=axis_names[1], title="latent space (posterior means)")
     return save_figure(figure, path)
+
+
+def _tile(images: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+    """``(R, C, *image_shape)`` -> one ``(R*H, C*W)`` grey (or ``(.., 3)`` colour) image."""
+    rows, columns = images.shape[:2]
+    c, h, w = image_shape if len(image_shape) == 3 else (1, *image_shape)
+    tiles = images.reshape(rows, columns, c, h, w).transpose(0, 3, 1, 4, 2)
+    tiled = tiles.reshape(rows * h, columns * w, c)
+    return tiled[..., 0] if c == 1 else tiled
+
+
+def manifold(
+    grid: Any,
+    image_shape: tuple[int, ...],
+    path: str | Path | None = None,
+    *,
+    title: str = "latent manifold (inverse normal CDF grid)",
+) -> Any:
+    """The 2-D manifold figure from :func:`bayesvae.latent.manifold_grid`'s
+    ``(n, n, ...)`` images, as one tiled picture."""
+    images = _as_numpy(grid)
+    n_rows, n_cols = images.shape[:2]
+    tiled = _tile(images.reshape(n_rows, n_cols, -1), image_shape)
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 6))
+    axis.imshow(np.clip(tiled, 0, 1), cmap="gray", vmin=0, vmax=1)
+    axis.set(title=title, xlabel="z[dims[0]] (low to high)", ylabel="z[dims[1]] (high to low)")
+    axis.set_xticks([])
+    axis.set_yticks([])
+    return save_figure(figure, path)
+
+
+def interpolation(
+    images: Any,
+    image_shape: tuple[int, ...],
+    path: str | Path | None = None,
+    *,
+    title: str = "latent interpolation",
+) -> Any:
+    """Decoded images along one latent path, ``(steps, ...)``
+    (:func:`bayesvae.latent.interpolate`), in one row."""
+    flat = _as_numpy(images).reshape(-1, *image_shape)
+    return image_grid(flat, image_shape, path, columns=len(flat), title=title)
+
+
+def traversals(
+    images: Any,
+    image_shape: tuple[int, ...],
+    path: str | Path | None = None,
+    *,
+    title: str = "latent traversals (one dimension per row)",
+) -> Any:
+    """The ``(dims, values, ...)`` images of :func:`bayesvae.latent.traversals` in a grid."""
+    images = _as_numpy(images)
+    columns = images.shape[1]
+    return image_grid(
+        images.reshape(-1, *image_shape), image_shape, path, columns=columns, title=title
+    )
 
 
 def ab_posteriors(result: Any, path: str | Path | None = None) -> Any:
