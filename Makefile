@@ -34,6 +34,9 @@ format: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/vae_mnist.py
+	$(BIN)/python benchmarks/vae_variants.py
+	$(BIN)/python benchmarks/augment.py
+	$(BIN)/python benchmarks/vae_anomaly.py
 	$(BIN)/python benchmarks/abtest.py
 	$(BIN)/python benchmarks/anomaly.py
 	$(BIN)/python benchmarks/prodlda.py

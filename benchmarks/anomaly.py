@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from vae_mnist import machine, write_results  # noqa: E402
 
-from bayesvae.anomaly import ranking_metrics  # noqa: E402
+from bayesvae.anomaly import VAEAnomalyDetector, ranking_metrics  # noqa: E402
 from bayesvae.infer.mcmc import ConvergenceWarning  # noqa: E402
 from bayesvae.models import AnomalyMixture  # noqa: E402
 
@@ -51,6 +51,9 @@ def anomaly_scores(method: str, train: np.ndarray, test: np.ndarray, seed: int, 
         return -BayesianGaussianMixture(random_state=seed).fit(train).score_samples(test), note
     if method == "IsolationForest":
         return -IsolationForest(random_state=seed).fit(train).score_samples(test), note
+    if method == "VAEAnomalyDetector":  # benchmarks/vae_anomaly.py
+        detector = VAEAnomalyDetector(seed=seed, epochs=5 if quick else 100)
+        return -detector.fit(train).score_samples(test), note
     options: dict[str, Any] = {"seed": seed}
     if method == "AnomalyMixture (NUTS)":
         options.update(method="mcmc", num_warmup=300, num_samples=300, num_chains=4)

@@ -10,7 +10,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
-    "script", ["vae_mnist.py", "abtest.py", "anomaly.py", "prodlda.py", "gpu.py"]
+    "script",
+    [
+        "vae_mnist.py",
+        "vae_variants.py",
+        "augment.py",
+        "vae_anomaly.py",
+        "abtest.py",
+        "anomaly.py",
+        "prodlda.py",
+        "gpu.py",
+    ],
 )
 def test_benchmark_quick_run(script, monkeypatch, capsys):
     before = (ROOT / "benchmarks" / "RESULTS.md").read_text()

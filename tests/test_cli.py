@@ -71,9 +71,46 @@ def test_vae_command_conv_encoder_and_npy_file(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "args, family, files",
+    [
+        (["--model", "cvae"], "ConditionalVAE", ["manifold.png", "interpolation.png"]),
+        (["--conditional", "--flows", "1"], "ConditionalVAE", ["traversals.png"]),
+        (["--model", "hvae", "--elbo", "iwae", "--particles", "3"], "HierarchicalVAE", []),
+        (["--flows", "2", "--flow-type", "spline"], "VAE", ["manifold.png"]),
+        (
+            ["--model", "gumbel", "--num-variables", "3", "--categories", "4"],
+            "GumbelSoftmaxVAE",
+            [],
+        ),
+    ],
+)
+def test_vae_command_builds_every_vae_of_the_family(tmp_path, capsys, args, family, files):
+    out = tmp_path / "run"
+    common = ["vae", "--epochs", "2", "--hidden", "32", "--out", str(out), "--no-progress"]
+    assert main([*common, "--json", *args]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == family
+    for name in ["samples.png", "reconstructions.png", *files]:
+        assert (out / name).stat().st_size > 0, name
+    loaded = bayesvae.load(out)
+    assert loaded.family == family
+    if family == "HierarchicalVAE":
+        import pandas as pd
+
+        metrics = pd.read_csv(out / "metrics.csv")
+        assert {"kl_z1", "kl_z2"} <= set(metrics.columns)
+    if family == "GumbelSoftmaxVAE":
+        assert not (out / "manifold.png").exists()  # no Gaussian latent to walk
+
+
+@pytest.mark.parametrize(
     "args, words",
     [
         (["--data", "missing.npy"], "does not exist"),
+        (["--flows", "-1"], "flows must be an integer >= 0"),
+        (["--model", "hvae", "--flows", "1"], "--flows is for"),
+        (["--model", "gumbel", "--temperature", "0"], "temperature must be a positive"),
+        (["--elbo", "iwae", "--particles", "0"], "num_particles"),
+        (["--model", "hvae", "--conditional"], "--conditional cannot"),
         (["--data", "mnist:/no/such/folder"], "does not exist"),
         (["--data", "imagenet"], "expected 'digits'"),
         (["--latent-dim", "0"], "latent_dim"),
