@@ -13,6 +13,7 @@ EXAMPLES = {
     "abtest.py": ["--out", "{tmp}/ab", "--num-samples", "500"],
     "anomaly.py": ["--out", "{tmp}/anomaly", "--num-samples", "100"],
     "vae_digits.py": ["--epochs", "2", "--out", "{tmp}/digits"],
+    "vae_family.py": ["--epochs", "2", "--out", "{tmp}/family"],
     "own_svi_loop.py": ["--steps", "20"],
     "topics.py": [
         "--corpus",
