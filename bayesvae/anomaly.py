@@ -358,3 +358,46 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         """``(N,)`` integers: 1 normal, -1 anomaly (score below the training ``contamination``
         quantile)."""
         return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def save(self, path: str | Path) -> Path:
+        """Write a run folder: the VAE (config.yaml, model.pt, metrics.csv), with the detector's
+        settings, standardization and threshold under ``fit.detector`` in config.yaml; load it
+        with :meth:`load`. Every file is written atomically."""
+        from bayesvae.infer.checkpoint import save_model
+
+        self._check_fitted()
+        detector = {
+            "params": self.get_params(),
+            "offset": self.offset_,
+            "mean": None if not hasattr(self, "mean_") else np.asarray(self.mean_).tolist(),
+            "scale": None if not hasattr(self, "scale_") else np.asarray(self.scale_).tolist(),
+        }
+        detector["params"]["hidden_dims"] = list(self.hidden_dims)
+        return save_model(
+            self.model_, path, history=self.history_, fit_config={"detector": detector}
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> VAEAnomalyDetector:
+        """The detector saved by :meth:`save` in run folder ``path`` (on the CPU)."""
+        from bayesvae.infer.checkpoint import load, read_config
+
+        config = read_config(path)
+        saved = (config.get("fit") or {}).get("detector")
+        if saved is None:
+            raise ValueError(
+                f"{path} holds no VAEAnomalyDetector (no fit.detector in config.yaml)."
+            )
+        params = dict(saved["params"], hidden_dims=tuple(saved["params"]["hidden_dims"]))
+        detector = cls(**params)
+        detector.model_ = load(path)
+        detector.offset_ = float(saved["offset"])
+        detector.n_features_in_ = int(np.prod(detector.model_.input_shape))
+        if saved["mean"] is not None:
+            detector.mean_ = np.asarray(saved["mean"], dtype=np.float32)
+            detector.scale_ = np.asarray(saved["scale"], dtype=np.float32)
+        import pandas as pd
+
+        metrics = Path(path) / "metrics.csv"
+        detector.history_ = pd.read_csv(metrics) if metrics.exists() else None
+        return detector

@@ -223,3 +223,31 @@ def test_vae_detector_refuses_bad_data():
         VAEAnomalyDetector(epochs=1).fit(np.array([[1.0, np.nan], [0.0, 1.0]]))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         VAEAnomalyDetector(epochs=1, likelihood="bernoulli").fit(np.full((4, 3), 2.0))
+
+
+def test_vae_detector_saves_and_loads_with_its_standardization(manifold_with_outliers, tmp_path):
+    X, _ = manifold_with_outliers
+    detector = VAEAnomalyDetector(latent_dim=2, epochs=3, hidden_dims=(16,), seed=1).fit(X)
+    detector.save(tmp_path / "run")
+    loaded = VAEAnomalyDetector.load(tmp_path / "run")
+    assert loaded.get_params() == detector.get_params()
+    np.testing.assert_allclose(loaded.score_samples(X), detector.score_samples(X), rtol=1e-6)
+    np.testing.assert_array_equal(loaded.predict(X), detector.predict(X))
+    with pytest.raises(ValueError, match="no VAEAnomalyDetector"):
+        bayesvae.save(bayesvae.VAE(4), tmp_path / "plain")
+        VAEAnomalyDetector.load(tmp_path / "plain")
+
+
+def test_vae_anomaly_command_scores_every_row(manifold_with_outliers, tmp_path, capsys):
+    X, labels = manifold_with_outliers
+    np.savez(tmp_path / "table.npz", X=X, y=labels.astype(int))
+    out = tmp_path / "run"
+    args = ["vae-anomaly", str(tmp_path / "table.npz"), "--label-column", "y", "--epochs", "20"]
+    assert main([*args, "--latent-dim", "2", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["aucroc"] > 0.9 and summary["rows"] == len(X)
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == len(X) and scores["flag"].sum() == summary["flagged"]
+    assert VAEAnomalyDetector.load(out).epochs == 20
+    assert main(["vae-anomaly", str(tmp_path / "table.npz"), "--contamination", "0.9"]) == 2
+    assert "contamination" in capsys.readouterr().err

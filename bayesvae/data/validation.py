@@ -27,6 +27,8 @@ def as_float_tensor(name: str, value: Any, *, dtype: torch.dtype = torch.float32
             np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
         ):
             raise TypeError(f"{name} must be numeric, got an array of dtype {array.dtype}.")
+        if not array.flags.writeable:  # e.g. a memory map or a loaded archive: torch needs a copy
+            array = array.copy()
         tensor = torch.as_tensor(array)
     else:
         raise TypeError(
