@@ -23,6 +23,7 @@ from bayesvae.models import (  # noqa: E402
     ConditionalVAE,
     GumbelSoftmaxVAE,
     HierarchicalVAE,
+    MixturePriorVAE,
     ProdLDA,
 )
 from bayesvae.topics import TopicRun, fit_topics  # noqa: E402
@@ -41,6 +42,7 @@ __all__ = [
     "ConditionalVAE",
     "HierarchicalVAE",
     "GumbelSoftmaxVAE",
+    "MixturePriorVAE",
     "abtest",
     "abtest_from_rows",
     "ABTestResult",

@@ -116,6 +116,7 @@ VAE_MODELS = {
     "cvae": "ConditionalVAE",
     "hvae": "HierarchicalVAE",
     "gumbel": "GumbelSoftmaxVAE",
+    "mixture": "MixturePriorVAE",
 }
 
 
@@ -141,14 +142,16 @@ def _build_vae(args: argparse.Namespace, input_shape: tuple[int, ...], num_class
         )
     else:
         family = dict(latent_dim=args.latent_dim)
-    if args.model in ("vae", "cvae"):
+    if args.model in ("vae", "cvae", "mixture"):
         family.update(flows=args.flows, flow_type=args.flow_type)
     elif args.flows:
-        raise UsageError(f"--flows is for --model vae or cvae, not {args.model}")
+        raise UsageError(f"--flows is for --model vae, cvae or mixture, not {args.model}")
     if args.model == "cvae":
         family["num_classes"] = num_classes
     if args.model == "hvae":
         family["top_latent_dim"] = args.top_latent_dim
+    if args.model == "mixture":
+        family["components"] = args.components
     return getattr(models, VAE_MODELS[args.model])(input_shape, **common, **family)
 
 
@@ -492,7 +495,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default="vae",
         choices=tuple(VAE_MODELS),
         help="vae | cvae (conditional, needs labels) | hvae (two stochastic layers) | "
-        "gumbel (discrete latents, Gumbel-softmax)",
+        "gumbel (discrete latents, Gumbel-softmax) | mixture (Gaussian-mixture prior)",
     )
     vae.add_argument("--conditional", action="store_true", help="same as --model cvae")
     vae.add_argument(
@@ -506,6 +509,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--num-variables", type=int, default=20, help="--model gumbel: categorical variables"
     )
     vae.add_argument("--categories", type=int, default=10, help="--model gumbel: classes each")
+    vae.add_argument("--components", type=int, default=10, help="--model mixture: prior components")
     vae.add_argument(
         "--temperature", type=float, default=1.0, help="--model gumbel: initial temperature"
     )
@@ -517,7 +521,11 @@ def _build_parser() -> argparse.ArgumentParser:
     vae.add_argument(
         "--anneal-rate", type=float, default=1e-4, help="--model gumbel: decay per step"
     )
-    vae.add_argument("--elbo", default="trace", choices=sorted(OBJECTIVES))
+    vae.add_argument(
+        "--elbo",
+        choices=sorted(OBJECTIVES),
+        help="objective (default: the model's own: enum for --model mixture, else trace)",
+    )
     vae.add_argument(
         "--particles",
         type=int,

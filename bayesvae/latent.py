@@ -1,6 +1,6 @@
 """Latent-space tools for the Gaussian-latent VAEs (:class:`~bayesvae.models.VAE`,
 :class:`~bayesvae.models.ConditionalVAE`, :class:`~bayesvae.models.HierarchicalVAE`, whose
-``encode``/``decode`` act on its lower layer ``z1``).
+``encode``/``decode`` act on its lower layer ``z1``, :class:`~bayesvae.models.MixturePriorVAE`).
 
 Each function returns tensors of decoded images; the matching figures (PNG files, the figure
 returned too) are in :mod:`bayesvae.report.plots`: ``interpolation``, ``manifold``,

@@ -82,6 +82,7 @@ def test_vae_command_conv_encoder_and_npy_file(tmp_path):
             "GumbelSoftmaxVAE",
             [],
         ),
+        (["--model", "mixture", "--components", "3"], "MixturePriorVAE", ["manifold.png"]),
     ],
 )
 def test_vae_command_builds_every_vae_of_the_family(tmp_path, capsys, args, family, files):

@@ -421,6 +421,7 @@ def fit(
     if backend == "numpyro":
         if getattr(model, "numpyro_twin", None) is None:
             raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
+        twin = model.numpyro_twin()  # first: a model without a twin says so before anything else
         refused = {
             "optimizer": optimizer != "adam",
             "weight_decay": weight_decay != 0.0,
@@ -442,6 +443,7 @@ def fit(
             )
         return _fit_numpyro(
             model,
+            twin,
             train,
             val,
             epochs=epochs,
@@ -761,6 +763,7 @@ def fit(
 
 def _fit_numpyro(
     model: Any,
+    twin: Any,
     train: Any,
     val: Any,
     *,
@@ -774,10 +777,9 @@ def _fit_numpyro(
     device: str | torch.device,
 ) -> FitResult:
     """``fit(..., backend="numpyro")``: validate the data as the Pyro loop does, train the
-    family's NumPyro twin, copy its weights into ``model``."""
+    family's NumPyro ``twin`` (from ``model.numpyro_twin()``), copy its weights into ``model``."""
     import pandas as pd
 
-    twin = model.numpyro_twin()  # first: a model without a twin says so before data checks
     if isinstance(train, DataLoader) or isinstance(val, DataLoader):
         raise ValueError("backend='numpyro' takes arrays, not DataLoaders.")
     tensors, transform = _prepare_data(model, train, "train")

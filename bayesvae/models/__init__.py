@@ -6,6 +6,7 @@ from bayesvae.models.base import MODEL_REGISTRY, PyroModel, get_model_class
 from bayesvae.models.cvae import ConditionalVAE
 from bayesvae.models.gumbel_vae import GumbelSoftmaxVAE
 from bayesvae.models.hvae import HierarchicalVAE
+from bayesvae.models.mixture_vae import MixturePriorVAE
 from bayesvae.models.prodlda import ProdLDA
 from bayesvae.models.vae import VAE
 
@@ -15,6 +16,7 @@ __all__ = [
     "ConditionalVAE",
     "GumbelSoftmaxVAE",
     "HierarchicalVAE",
+    "MixturePriorVAE",
     "MODEL_REGISTRY",
     "PyroModel",
     "get_model_class",

@@ -209,6 +209,11 @@ def _vae_description(family: str, model: dict[str, Any]) -> str:
         text += f" Guide: Gaussian followed by {model['flows']} {model['flow_type']} flow(s)."
     if family == "ConditionalVAE":
         text += f" Conditioned on {model['num_classes']} classes."
+    if family == "MixturePriorVAE":
+        text += (
+            f" Prior: a learned mixture of {model['components']} Gaussians, the component "
+            "summed out by enumeration."
+        )
     return text
 
 
@@ -216,6 +221,7 @@ def _vae_description(family: str, model: dict[str, Any]) -> str:
 @register_section("ConditionalVAE")
 @register_section("HierarchicalVAE")
 @register_section("GumbelSoftmaxVAE")
+@register_section("MixturePriorVAE")
 def _vae_sections(run: Path, config: dict[str, Any]) -> list[Section]:
     import pandas as pd
 
@@ -226,6 +232,7 @@ def _vae_sections(run: Path, config: dict[str, Any]) -> list[Section]:
             "ConditionalVAE": "Conditional variational autoencoder",
             "HierarchicalVAE": "Hierarchical variational autoencoder",
             "GumbelSoftmaxVAE": "Discrete-latent (Gumbel-softmax) VAE",
+            "MixturePriorVAE": "VAE with a Gaussian-mixture prior",
         }[config["family"]]
     )
     section.text.append(_vae_description(config["family"], model))

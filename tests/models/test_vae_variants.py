@@ -7,11 +7,17 @@ import numpy as np
 import pyro
 import pytest
 import torch
-from pyro.infer import SVI, RenyiELBO, Trace_ELBO
+from pyro.infer import SVI, RenyiELBO, Trace_ELBO, TraceEnum_ELBO
 
 import bayesvae
 from bayesvae.infer.objectives import ImportanceWeightedELBO, make_elbo
-from bayesvae.models import VAE, ConditionalVAE, GumbelSoftmaxVAE, HierarchicalVAE
+from bayesvae.models import (
+    VAE,
+    ConditionalVAE,
+    GumbelSoftmaxVAE,
+    HierarchicalVAE,
+    MixturePriorVAE,
+)
 
 SMALL = dict(hidden_dims=(32,), seed=0)
 
@@ -24,6 +30,7 @@ def small_models():
         "iaf": VAE(64, latent_dim=4, flows=2, **SMALL),
         "spline": VAE(64, latent_dim=4, flows=1, flow_type="spline", **SMALL),
         "gumbel": GumbelSoftmaxVAE(64, num_variables=4, categories=3, **SMALL),
+        "mixture": MixturePriorVAE(64, components=3, latent_dim=4, **SMALL),
     }
 
 
@@ -261,7 +268,7 @@ def test_bad_gumbel_options_are_refused(kwargs, message):
 
 
 # --------------------------------------------------------------------------- save and load
-@pytest.mark.parametrize("name", ["cvae", "hvae", "iaf", "spline", "gumbel"])
+@pytest.mark.parametrize("name", ["cvae", "hvae", "iaf", "spline", "gumbel", "mixture"])
 def test_variants_save_and_load_to_identical_outputs(name, digits, tmp_path):
     model = small_models()[name]
     data = data_for(model, digits, 256)
@@ -280,8 +287,44 @@ def test_variants_save_and_load_to_identical_outputs(name, digits, tmp_path):
         assert loaded.temperature == model.temperature
 
 
-@pytest.mark.parametrize("name", ["cvae", "hvae", "gumbel"])
+@pytest.mark.parametrize("name", ["cvae", "hvae", "gumbel", "mixture"])
 def test_variants_without_a_numpyro_twin_refuse_that_backend(name, digits):
     model = small_models()[name]
     with pytest.raises(ValueError, match="no NumPyro twin"):
         bayesvae.fit(model, data_for(model, digits, 64), backend="numpyro", progress=False)
+
+
+# ------------------------------------------------------------------ Gaussian-mixture prior
+def test_enumerating_the_component_gives_the_exact_mixture_prior():
+    model = MixturePriorVAE(12, components=4, latent_dim=3, hidden_dims=(8,), seed=0)
+    x = torch.rand(9, 12).round()
+    guide_trace = pyro.poutine.trace(model.guide).get_trace(x)
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(
+        model.model, pyro.poutine.replay(model.guide, trace=guide_trace), x
+    )
+    z = guide_trace.nodes["z"]["value"]
+    q = model.posterior(x)
+    manual = (
+        model.observation_dist(model.decoder(z)).log_prob(x)
+        + model.prior((9,), x.device).log_prob(z)  # log sum_c pi_c N(z; mu_c, sigma_c)
+        - q.log_prob(z)
+    ).sum()
+    assert loss == pytest.approx(-float(manual.detach()), rel=1e-5)
+
+
+def test_mixture_prior_vae_clusters_and_generates(digits):
+    from sklearn.metrics import adjusted_rand_score
+
+    model = MixturePriorVAE(64, components=10, latent_dim=4, hidden_dims=(64,), seed=0)
+    result = bayesvae.fit(model, digits.x, epochs=20, batch_size=64, lr=3e-3, progress=False)
+    assert result.settings["elbo"] == "enum"  # the family's default objective
+    assert result.history["train_elbo"].iloc[-1] > result.history["train_elbo"].iloc[0] + 5
+    proba = model.cluster_proba(digits.x)
+    assert proba.shape == (1797, 10)
+    torch.testing.assert_close(proba.sum(1), torch.ones(1797))
+    assert adjusted_rand_score(digits.y, proba.argmax(1).numpy()) > 0.2
+    assert model.sample(5, seed=0).shape == (5, 64)
+    with pytest.raises(ValueError, match="cannot enumerate site 'c'"):
+        bayesvae.fit(model, digits.x, elbo="iwae", num_particles=2, progress=False)
+    with pytest.raises(ValueError, match="components must be at least 2"):
+        MixturePriorVAE(64, components=1)
