@@ -57,6 +57,15 @@ def _with_context(features: torch.Tensor, context: torch.Tensor | None) -> torch
     return torch.cat([features, context.expand(*features.shape[:-1], context.shape[-1])], dim=-1)
 
 
+def _encoder_output(gaussian: bool, out: torch.Tensor) -> Any:
+    """The encoder head's output as ``(loc, scale)`` of a Gaussian (from ``(loc, log_var)``), or
+    as the logits themselves."""
+    if not gaussian:
+        return out
+    loc, log_var = out.chunk(2, dim=-1)
+    return loc, torch.exp(0.5 * log_var)
+
+
 class MLPEncoder(nn.Module):
     """``x: (..., *input_shape)`` (and an optional ``context: (..., C)``) -> ``(loc, scale)``,
     each ``(..., latent_dim)``; with ``gaussian=False``, ``latent_dim`` logits instead.
@@ -86,14 +95,13 @@ class MLPEncoder(nn.Module):
         return self.net[:-1](_with_context(flat, context))
 
     def params_from(self, features: torch.Tensor) -> Any:
-        out = self.net[-1](features)
-        if not self.gaussian:
-            return out
-        loc, log_var = out.chunk(2, dim=-1)
-        return loc, torch.exp(0.5 * log_var)
+        return _encoder_output(self.gaussian, self.net[-1](features))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Any:
-        return self.params_from(self.features(x, context))
+        flat = x.flatten(start_dim=x.dim() - self.event_dims) if self.event_dims > 1 else x
+        return _encoder_output(
+            self.gaussian, self.net(_with_context(flat, context))
+        )  # the hot path: no slicing
 
 
 class MLPDecoder(nn.Module):
@@ -152,20 +160,19 @@ class ConvEncoder(nn.Module):
         outputs = 2 * latent_dim if gaussian else latent_dim
         self.head = _mlp([flat + context_dim, *hidden_dims, outputs], activation)
 
-    def features(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def _head_input(self, x: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
         batch_shape = x.shape[:-3]
         conv = self.conv(x.reshape(-1, *x.shape[-3:])).flatten(start_dim=1)
-        return self.head[:-1](_with_context(conv.reshape(*batch_shape, -1), context))
+        return _with_context(conv.reshape(*batch_shape, -1), context)
+
+    def features(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head[:-1](self._head_input(x, context))
 
     def params_from(self, features: torch.Tensor) -> Any:
-        out = self.head[-1](features)
-        if not self.gaussian:
-            return out
-        loc, log_var = out.chunk(2, dim=-1)
-        return loc, torch.exp(0.5 * log_var)
+        return _encoder_output(self.gaussian, self.head[-1](features))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Any:
-        return self.params_from(self.features(x, context))
+        return _encoder_output(self.gaussian, self.head(self._head_input(x, context)))
 
 
 class ConvDecoder(nn.Module):
@@ -376,11 +383,10 @@ class VAE(PyroModel):
     def posterior(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Any:
         """The guide's ``q(z | x)`` for ``x: (B, *input_shape)``, batch shape ``(B,)``: a diagonal
         Gaussian, followed by the conditional flows when ``flows > 0``."""
-        features = self.encoder.features(x, context)
-        loc, scale = self.encoder.params_from(features)
-        base = dist.Normal(loc, scale).to_event(1)
         if not self.num_flows:
-            return base
+            return dist.Normal(*self.encoder(x, context)).to_event(1)
+        features = self.encoder.features(x, context)
+        base = dist.Normal(*self.encoder.params_from(features)).to_event(1)
         return dist.TransformedDistribution(base, [flow.condition(features) for flow in self.flows])
 
     def model(self, x: torch.Tensor, *, num_data: int | None = None) -> torch.Tensor:
