@@ -417,6 +417,12 @@ def fit(
         raise ValueError(f"kl_warmup must be a non-negative integer (epochs), got {kl_warmup!r}.")
     if elbo is None:
         elbo = getattr(model, "default_elbo", "trace")
+    supported = getattr(model, "supported_elbos", None)
+    if supported is not None and elbo not in supported:
+        raise ValueError(
+            f"{type(model).__name__} needs elbo in {list(supported)}, got {elbo!r}: "
+            + getattr(model, "supported_elbos_reason", "other objectives do not fit this model.")
+        )
     check_choice("backend", backend, BACKENDS)
     if backend == "numpyro":
         if getattr(model, "numpyro_twin", None) is None:

@@ -49,6 +49,12 @@ class MixturePriorVAE(VAE):
     """
 
     default_elbo = "enum"
+    #: objectives ``bayesvae.fit`` accepts for this model
+    supported_elbos = ("enum",)
+    supported_elbos_reason = (
+        "the component c must be summed out by enumeration (TraceEnum_ELBO); other objectives "
+        "would sample it from the prior without a guide."
+    )
 
     def __init__(
         self, input_shape: int | Sequence[int], *, components: int = 10, **options: Any

@@ -324,7 +324,8 @@ def test_mixture_prior_vae_clusters_and_generates(digits):
     torch.testing.assert_close(proba.sum(1), torch.ones(1797))
     assert adjusted_rand_score(digits.y, proba.argmax(1).numpy()) > 0.2
     assert model.sample(5, seed=0).shape == (5, 64)
-    with pytest.raises(ValueError, match="cannot enumerate site 'c'"):
-        bayesvae.fit(model, digits.x, elbo="iwae", num_particles=2, progress=False)
+    for objective in ("iwae", "trace"):
+        with pytest.raises(ValueError, match="needs elbo in \\['enum'\\]"):
+            bayesvae.fit(model, digits.x, elbo=objective, num_particles=2, progress=False)
     with pytest.raises(ValueError, match="components must be at least 2"):
         MixturePriorVAE(64, components=1)
