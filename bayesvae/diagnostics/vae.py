@@ -31,8 +31,8 @@ def active_units(
 
 def kl_per_dimension(vae: Any, x: Any, y: Any = None) -> torch.Tensor:
     """``KL(q(z_d | x) || N(0, 1))`` averaged over ``x``, per latent dimension, in nats (for a
-    flow guide: of its Gaussian base; for a hierarchical VAE: of ``z1`` against N(0, 1), not its
-    learned prior)."""
+    flow guide: of its Gaussian base; for a hierarchical or mixture-prior VAE: against N(0, 1),
+    not the model's learned prior)."""
     loc, scale = vae.encode(x, y)
     kl = 0.5 * (loc.pow(2) + scale.pow(2) - 1.0) - scale.log()
     return kl.mean(0).cpu()
