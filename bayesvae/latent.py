@@ -98,7 +98,7 @@ def interpolate(
         path = torch.lerp(loc[0], loc[1], weights[:, None])
     else:
         path = slerp(loc[0], loc[1], weights)
-    return model.decode(path, y if y is None else [y] * steps)
+    return model.decode(path, None if y is None else [y] * steps)
 
 
 def manifold_grid(
@@ -132,7 +132,7 @@ def manifold_grid(
     z = torch.zeros(n * n, model.latent_dim)
     z[:, dims[0]] = columns.reshape(-1)
     z[:, dims[1]] = rows.reshape(-1)
-    images = model.decode(z, y if y is None else [y] * (n * n))
+    images = model.decode(z, None if y is None else [y] * (n * n))
     return images.reshape(n, n, *model.input_shape)
 
 
@@ -178,5 +178,5 @@ def traversals(
     for row, dim in enumerate(dims):
         z[row, :, dim] = grid
     count = len(dims) * len(grid)
-    images = model.decode(z.reshape(count, -1), y if y is None else [y] * count)
+    images = model.decode(z.reshape(count, -1), None if y is None else [y] * count)
     return images.reshape(len(dims), len(grid), *model.input_shape)

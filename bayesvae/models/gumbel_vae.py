@@ -19,9 +19,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import pyro
 import torch
-from pyro import poutine
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch.distributions import relaxed_categorical
 
@@ -135,15 +133,6 @@ class GumbelSoftmaxVAE(VAE):
         """Decoder output for log relaxed one-hot ``z: (..., num_variables, categories)``."""
         return self.decoder(z.exp().flatten(start_dim=-2), context)
 
-    def _model(
-        self, x: torch.Tensor, context: torch.Tensor | None, num_data: int | None
-    ) -> torch.Tensor:
-        pyro.module(f"{self.pyro_name}.decoder", self.decoder)
-        with self.data_plate(x, num_data):
-            with poutine.scale(scale=self.beta):
-                z = pyro.sample("z", self.prior((x.shape[0],), x.device))
-            return pyro.sample("x", self.observation_dist(self._decoder_logits(z, context)), obs=x)
-
     def _guide(
         self, x: torch.Tensor, context: torch.Tensor | None, num_data: int | None
     ) -> torch.Tensor:
@@ -153,15 +142,6 @@ class GumbelSoftmaxVAE(VAE):
 
     def numpyro_twin(self) -> Any:  # type: ignore[override]
         raise ValueError("GumbelSoftmaxVAE has no NumPyro twin; use backend='pyro'.")
-
-    def _log_weights(
-        self, x: torch.Tensor, context: torch.Tensor | None, num_samples: int
-    ) -> torch.Tensor:
-        q = self.posterior(x, context)
-        z = q.rsample((num_samples,))
-        log_p = self.prior(z.shape[:-2], x.device).log_prob(z)
-        log_p = log_p + self.observation_dist(self._decoder_logits(z, context)).log_prob(x)
-        return log_p - q.log_prob(z)
 
     # --------------------------------------------------------------------------------- queries
     @torch.no_grad()

@@ -405,7 +405,11 @@ class VAE(PyroModel):
         with self.data_plate(x, num_data):
             with poutine.scale(scale=self.beta):
                 z = pyro.sample("z", self.prior((x.shape[0],), x.device))
-            return pyro.sample("x", self.observation_dist(self.decoder(z, context)), obs=x)
+            return pyro.sample("x", self.observation_dist(self._decoder_logits(z, context)), obs=x)
+
+    def _decoder_logits(self, z: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+        """Decoder output for the value of site ``z`` (a latent family may transform it first)."""
+        return self.decoder(z, context)
 
     def _guide(
         self, x: torch.Tensor, context: torch.Tensor | None, num_data: int | None
@@ -541,8 +545,8 @@ class VAE(PyroModel):
         q = self.posterior(x, context)
         z = q.rsample((num_samples,))
         log_q = q.log_prob(z)
-        log_p = self.prior(z.shape[:-1], x.device).log_prob(z)
-        log_p = log_p + self.observation_dist(self.decoder(z, context)).log_prob(x)
+        log_p = self.prior(z.shape[: z.dim() - len(q.event_shape)], x.device).log_prob(z)
+        log_p = log_p + self.observation_dist(self._decoder_logits(z, context)).log_prob(x)
         return log_p - log_q
 
     @torch.no_grad()
