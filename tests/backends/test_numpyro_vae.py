@@ -3,13 +3,14 @@ bayesvae.fit / the CLI driving it."""
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 
 import bayesvae
-from bayesvae.backends.numpyro.vae import NumPyroVAE
+from bayesvae.backends.numpyro.vae import NumPyroVAE, bernoulli_16bit
 from bayesvae.cli import main
 from bayesvae.data import ImageData
 from bayesvae.models import AnomalyMixture
@@ -122,3 +123,23 @@ def test_a_family_without_twin_is_refused():
     X = np.random.default_rng(0).normal(size=(50, 2))
     with pytest.raises(ValueError, match="has no NumPyro twin"):
         bayesvae.fit(AnomalyMixture(1), X, epochs=1, backend="numpyro")
+
+
+def test_bernoulli_16bit_draws_at_the_given_rates():
+    # odd width (two draws per word, the last word half used), images, exact 0 and 1
+    probs = jnp.asarray(np.tile([0.0, 0.1, 0.5, 0.9, 1.0], (20000, 1)), dtype=jnp.float32)
+    draws = np.asarray(bernoulli_16bit(jax.random.PRNGKey(0), probs))
+    assert draws.shape == probs.shape and draws.dtype == np.float32
+    assert set(np.unique(draws)) <= {0.0, 1.0}
+    rates = draws.mean(0)
+    assert rates[0] == 0.0 and rates[-1] == 1.0
+    np.testing.assert_allclose(rates[1:4], [0.1, 0.5, 0.9], atol=0.012)  # ~4 standard errors
+    # a row of width 2 takes one word: its high and low 16 bits give independent draws
+    halves = np.asarray(bernoulli_16bit(jax.random.PRNGKey(1), jnp.full((20000, 2), 0.5)))
+    assert abs(np.corrcoef(halves[:, 0], halves[:, 1])[0, 1]) < 0.03
+    images = jnp.full((3, 1, 5, 5), 0.5)
+    assert bernoulli_16bit(jax.random.PRNGKey(0), images).shape == (3, 1, 5, 5)
+    np.testing.assert_array_equal(
+        np.asarray(bernoulli_16bit(jax.random.PRNGKey(2), images)),
+        np.asarray(bernoulli_16bit(jax.random.PRNGKey(2), images)),
+    )

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["NumPyroVAE", "torch_program"]
+__all__ = ["NumPyroVAE", "bernoulli_16bit", "torch_program"]
 
 _ACTIVATIONS = {
     nn.ReLU: "relu",
@@ -104,6 +104,23 @@ def _run(program: tuple[tuple[Any, ...], ...], params: dict[str, Any], x: Any) -
                 "leaky_relu": lambda v: jax.nn.leaky_relu(v, 0.01),
             }[step[1]](x)
     return x
+
+
+def bernoulli_16bit(key: Any, probs: Any) -> Any:
+    """Bernoulli draws (0./1., ``probs``' shape and dtype) from 16-bit uniforms, two per
+    32-bit random word. ``jax.random.bernoulli`` spends a word per draw; on a 2-core CPU that
+    made binarizing a 128 x 784 minibatch about 15 % of an MLP VAE's step, and halving the
+    words took about 10 % off the step. A draw is 1
+    with probability ``ceil(65536 p) / 65536``: within 2**-16 of ``p``, exact at 0 and 1."""
+    import jax
+    import jax.numpy as jnp
+
+    flat = probs.reshape(probs.shape[0], -1)
+    width = flat.shape[1]
+    words = jax.random.bits(key, (flat.shape[0], (width + 1) // 2), jnp.uint32)
+    uniform16 = jnp.concatenate([words >> 16, words & 0xFFFF], axis=1)[:, :width]
+    draws = uniform16.astype(jnp.float32) < flat.astype(jnp.float32) * 65536.0
+    return draws.astype(probs.dtype).reshape(probs.shape)
 
 
 def _networks(vae: Any) -> tuple[Any, Any]:
@@ -250,9 +267,7 @@ class NumPyroVAE:
         state = svi.init(init_key, data[:batch_size], num_data)
 
         def binarize(key: Any, batch: Any) -> Any:
-            if not dynamic_binarization:
-                return batch
-            return jax.random.bernoulli(key, batch).astype(batch.dtype)
+            return bernoulli_16bit(key, batch) if dynamic_binarization else batch
 
         def epoch_fn(state: Any, order: Any, keys: Any) -> Any:
             def step(carry: Any, inputs: Any) -> Any:
