@@ -58,13 +58,14 @@ class DDPContext:
             for param in params:
                 dist.broadcast(param.data, src=0)
 
-    def average_gradients(self, params: list[torch.Tensor], loss: float) -> float:
-        """Average the gradients (and the loss, returned) over all ranks, in one flat
-        ``all_reduce``; a parameter without a gradient on some rank counts as zero there."""
+    def average_gradients(self, params: list[torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
+        """Average the gradients (and the scalar ``loss``, returned as a 0-d tensor) over all
+        ranks, in one flat ``all_reduce`` that never waits for the host; a parameter without a
+        gradient on some rank counts as zero there."""
         import torch.distributed as dist
 
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads] + [grads[0].new_tensor([loss])])
+        flat = torch.cat([g.reshape(-1) for g in grads] + [loss.reshape(1).to(grads[0])])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= self.world_size
         offset = 0
@@ -72,7 +73,7 @@ class DDPContext:
             count = grad.numel()
             param.grad = flat[offset : offset + count].view_as(grad).clone()
             offset += count
-        return float(flat[-1])
+        return flat[-1].clone()
 
     def barrier(self) -> None:
         import torch.distributed as dist

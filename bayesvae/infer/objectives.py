@@ -9,9 +9,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from pyro.distributions.util import is_identically_zero, scale_and_mask
 from pyro.infer import ELBO, JitTrace_ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from pyro.infer.enum import get_importance_trace
+from pyro.infer.trace_elbo import _compute_log_r
+from pyro.infer.trace_mean_field_elbo import check_fully_reparametrized
+from pyro.infer.util import is_validation_enabled
 from pyro.poutine.messenger import Messenger
+from torch.distributions import kl_divergence
 
 from bayesvae.data.validation import check_choice, check_positive_int
 
@@ -22,7 +27,108 @@ __all__ = [
     "LatentScaleMessenger",
     "quiet_jit_deprecation",
     "ImportanceWeightedELBO",
+    "SyncFreeTrace_ELBO",
+    "SyncFreeTraceMeanField_ELBO",
 ]
+
+
+# Pyro's Trace_ELBO and TraceMeanField_ELBO turn each site's log density into a Python float
+# (``.item()``) to report the loss, and their ``differentiable_loss`` asks whether the loss and
+# its gradient are NaN (``bool(tensor)``). On a GPU each of these waits for the device: five or
+# six waits per step for a VAE, which leave a small-batch step mostly idle. The two objectives
+# below compute the same loss and gradients with tensors only; ``bayesvae.fit`` checks the loss
+# for NaN itself (every step on the CPU, once an epoch on CUDA). Their ``loss`` and
+# ``loss_and_grads`` (used by ``pyro.infer.SVI``) are Pyro's. TraceEnum_ELBO is left as it is:
+# its Dice estimator itself asks the device whether any probability is zero.
+
+
+def _detached(value: Any) -> Any:
+    return value.detach() if torch.is_tensor(value) else value
+
+
+def _with_gradient_of(value: Any, surrogate: Any) -> Any:
+    """A tensor equal to ``value`` whose gradient is ``surrogate``'s."""
+    if not torch.is_tensor(surrogate):
+        return value
+    return value + (surrogate - surrogate.detach())
+
+
+class SyncFreeTrace_ELBO(Trace_ELBO):
+    """:class:`pyro.infer.Trace_ELBO` whose :meth:`differentiable_loss` never waits for the
+    device: same value (the ELBO estimate) and same gradient (reparameterized sites by
+    differentiation, others by score-function terms against the downstream log-ratio)."""
+
+    def differentiable_loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
+        loss: Any = 0.0
+        surrogate_loss: Any = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            elbo, surrogate_elbo = self._elbo_terms(model_trace, guide_trace)
+            loss = loss - elbo / self.num_particles
+            surrogate_loss = surrogate_loss - surrogate_elbo / self.num_particles
+        return _with_gradient_of(loss, surrogate_loss)
+
+    @staticmethod
+    def _elbo_terms(model_trace: Any, guide_trace: Any) -> tuple[Any, Any]:
+        """(ELBO estimate, detached; a surrogate with the ELBO's gradient) of one particle."""
+        elbo: Any = 0.0
+        surrogate: Any = 0.0
+        log_ratio = None
+        for site in model_trace.nodes.values():
+            if site["type"] == "sample":
+                elbo = elbo + _detached(site["log_prob_sum"])
+                surrogate = surrogate + site["log_prob_sum"]
+        for site in guide_trace.nodes.values():
+            if site["type"] != "sample":
+                continue
+            elbo = elbo - _detached(site["log_prob_sum"])
+            _, score_function, entropy = site["score_parts"]
+            if not is_identically_zero(entropy):
+                surrogate = surrogate - entropy.sum()
+            if not is_identically_zero(score_function):  # a site without rsample
+                if log_ratio is None:
+                    log_ratio = _compute_log_r(model_trace, guide_trace)
+                downstream = log_ratio.sum_to(site["cond_indep_stack"])
+                surrogate = surrogate + (downstream * score_function).sum()
+        return elbo, surrogate
+
+
+class SyncFreeTraceMeanField_ELBO(TraceMeanField_ELBO):
+    """:class:`pyro.infer.TraceMeanField_ELBO` (analytic KL where torch has it) whose
+    :meth:`differentiable_loss` never waits for the device."""
+
+    def differentiable_loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
+        loss: Any = 0.0
+        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+            loss = loss - self._elbo(model_trace, guide_trace) / self.num_particles
+        return loss
+
+    @staticmethod
+    def _elbo(model_trace: Any, guide_trace: Any) -> Any:
+        elbo: Any = 0.0
+        for name, site in model_trace.nodes.items():
+            if site["type"] != "sample":
+                continue
+            if site["is_observed"]:
+                elbo = elbo + site["log_prob_sum"]
+                continue
+            guide_site = guide_trace.nodes[name]
+            if is_validation_enabled():
+                check_fully_reparametrized(guide_site)
+            try:
+                kl = kl_divergence(guide_site["fn"], site["fn"])
+            except NotImplementedError:  # no closed form: a one-sample estimate
+                entropy = guide_site["score_parts"].entropy_term
+                elbo = elbo + site["log_prob_sum"] - entropy.sum()
+                continue
+            kl = scale_and_mask(kl, scale=guide_site["scale"], mask=guide_site["mask"])
+            if torch.is_tensor(kl):
+                elbo = elbo - kl.sum()
+            else:
+                elbo = elbo - kl * guide_site["fn"].batch_shape.numel()
+        for name, site in guide_trace.nodes.items():  # auxiliary guide sites
+            if site["type"] == "sample" and name not in model_trace.nodes:
+                elbo = elbo - site["score_parts"].entropy_term.sum()
+        return elbo
 
 
 class ImportanceWeightedELBO(ELBO):
@@ -115,8 +221,8 @@ class ImportanceWeightedELBO(ELBO):
 
 #: Objective names accepted by ``bayesvae.fit(..., elbo=NAME)``.
 OBJECTIVES: dict[str, type[ELBO]] = {
-    "trace": Trace_ELBO,
-    "meanfield": TraceMeanField_ELBO,
+    "trace": SyncFreeTrace_ELBO,
+    "meanfield": SyncFreeTraceMeanField_ELBO,
     "jit": JitTrace_ELBO,
     "enum": TraceEnum_ELBO,
     "iwae": ImportanceWeightedELBO,

@@ -679,7 +679,7 @@ def fit(
                     loss.backward()
                     loss = loss.detach()
                     if ddp is not None:  # every rank sees the same averaged loss and gradients
-                        loss = loss.new_tensor(ddp.average_gradients(params, float(loss)))
+                        loss = ddp.average_gradients(params, loss).to(loss.dtype)
                     if not on_cuda:  # on the CPU the check costs nothing; on CUDA: once an epoch
                         _check_loss(loss.reshape(1), epoch, 1, folder, first_step=step)
                     step_losses.append(loss)

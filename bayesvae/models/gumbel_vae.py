@@ -117,7 +117,10 @@ class GumbelSoftmaxVAE(VAE):
         return max(self.min_temperature, decayed)
 
     def _temperature_tensor(self) -> torch.Tensor:
-        return torch.tensor(self.temperature, device=self.device)
+        """:attr:`temperature` computed on the model's device: reading the step count into
+        Python would make every training step wait for a GPU."""
+        decayed = self.initial_temperature * torch.exp(-self.anneal_rate * self.anneal_step)
+        return decayed.clamp(min=self.min_temperature).to(torch.get_default_dtype())
 
     def prior(self, batch_shape: tuple[int, ...], device: torch.device) -> Any:
         """Uniform Concrete prior, batch ``batch_shape``, event ``(num_variables, categories)``."""
