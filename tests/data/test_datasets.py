@@ -129,3 +129,10 @@ def test_dynamic_binarization_resamples_each_draw():
     first, second = DynamicBinarize()(x), DynamicBinarize()(x)
     assert set(first.unique().tolist()) == {0.0, 1.0} and not torch.equal(first, second)
     assert float(first.mean()) == pytest.approx(0.3, abs=0.02)
+    # grey levels 0 and 1 stay exactly 0 and 1; each pixel at its own rate; seeded draws repeat
+    levels = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0]).repeat(20000, 1)
+    rates = DynamicBinarize()(levels).mean(0)
+    assert rates[0] == 0 and rates[-1] == 1
+    torch.testing.assert_close(rates[1:4], torch.tensor([0.1, 0.5, 0.9]), atol=0.012, rtol=0)
+    seeded = [DynamicBinarize()(x, torch.Generator().manual_seed(3)) for _ in range(2)]
+    assert torch.equal(*seeded)
