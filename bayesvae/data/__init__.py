@@ -7,7 +7,7 @@ from bayesvae.data.datasets import (
     load_digits,
     load_mnist,
 )
-from bayesvae.data.loaders import DynamicBinarize, TensorBatchDataset, make_loader
+from bayesvae.data.loaders import DynamicBinarize, TensorBatchDataset, TensorBatches, make_loader
 from bayesvae.data.tabular import aggregate_outcomes, read_features, read_table
 from bayesvae.data.text import (
     Corpus,
@@ -25,6 +25,7 @@ __all__ = [
     "load_mnist",
     "DynamicBinarize",
     "TensorBatchDataset",
+    "TensorBatches",
     "make_loader",
     "aggregate_outcomes",
     "read_features",

@@ -25,7 +25,7 @@ from pyro.infer import TraceEnum_ELBO
 from torch.utils.data import DataLoader
 
 from bayesvae.data.datasets import ImageData
-from bayesvae.data.loaders import DynamicBinarize, make_loader
+from bayesvae.data.loaders import DynamicBinarize, TensorBatches
 from bayesvae.data.validation import check_choice, check_positive_int
 from bayesvae.infer import checkpoint as ckpt
 from bayesvae.infer.callbacks import Callback, EarlyStopping, FitState
@@ -149,6 +149,27 @@ def _fixed(
         return tensors
     generator = torch.Generator().manual_seed(seed)
     return (transform(tensors[0], generator=generator),) + tensors[1:]
+
+
+def _stored_for(
+    tensors: tuple[torch.Tensor, ...], device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    """The training tensors, moved to a CUDA ``device`` once when they take less than half of
+    its free memory (minibatches are then gathered and binarized there, as a hand-written GPU
+    loop does); else left on the CPU, from which each minibatch is copied through pinned
+    memory."""
+    if device.type != "cuda":
+        return tensors
+    needed = sum(t.numel() * t.element_size() for t in tensors)
+    free, _ = torch.cuda.mem_get_info(device)
+    if needed < free // 2:
+        return tuple(t.to(device) for t in tensors)
+    logger.info(
+        "the training data (%.0f MiB) stay on the CPU: more than half of %s's free memory",
+        needed / 2**20,
+        device,
+    )
+    return tensors
 
 
 def _loader_size(loader: DataLoader) -> int:
@@ -512,21 +533,21 @@ def fit(
         step_batch = min(batch_size, num_train)
         # A full batch is never shuffled: row order then carries no information, and models with
         # per-row parameters (indexed by position in the batch) stay aligned with their rows.
-        train_loader = make_loader(
-            *tensors,
+        train_loader = TensorBatches(
+            *_stored_for(tensors, target),
             batch_size=step_batch,
             shuffle=step_batch < num_train,
             drop_last=True,
             generator=generator,
             transform=transform,
-            pin_memory=on_cuda,
+            device=target,
         )
         eval_tensors = _fixed(tuple(t[:eval_size] for t in tensors), transform, seed)
     if val is None:
         val_loader, num_val = None, 0
         if eval_tensors is not None:
-            eval_loader: Any = make_loader(
-                *eval_tensors, batch_size=max(batch_size, 512), shuffle=False
+            eval_loader: Any = TensorBatches(
+                *eval_tensors, batch_size=max(batch_size, 512), shuffle=False, device=target
             )
             num_eval = len(eval_tensors[0])
         else:
@@ -538,7 +559,9 @@ def fit(
         val_tensors, val_transform = _prepare_data(model, val, "val")
         val_tensors = _fixed(val_tensors, val_transform, seed)
         num_val = len(val_tensors[0])
-        val_loader = make_loader(*val_tensors, batch_size=max(batch_size, 512), shuffle=False)
+        val_loader = TensorBatches(
+            *val_tensors, batch_size=max(batch_size, 512), shuffle=False, device=target
+        )
         eval_loader, num_eval = val_loader, num_val
     monitor = "val_elbo" if val_loader is not None else "train_elbo"
     all_callbacks = list(callbacks)

@@ -7,6 +7,7 @@ import torch
 
 from bayesvae.data import (
     DynamicBinarize,
+    TensorBatches,
     load_array,
     load_binarized_mnist,
     load_digits,
@@ -122,6 +123,55 @@ def test_loader_batches_whole_minibatches_reproducibly():
     assert [b[0].shape[0] for b in full] == [4, 4, 2]
     with pytest.raises(ValueError, match="same number of rows"):
         make_loader(x, torch.arange(3), batch_size=2, shuffle=False)
+
+
+def test_tensor_batches_cover_every_row_once_per_pass_in_a_seeded_order():
+    x, y = torch.arange(10.0)[:, None], torch.arange(10)
+    generator = torch.Generator().manual_seed(0)
+    loader = TensorBatches(x, y, batch_size=3, shuffle=True, generator=generator)
+    assert len(loader) == 4
+    first = [b[1].tolist() for b in loader]
+    assert [len(b) for b in first] == [3, 3, 3, 1]
+    assert sorted(sum(first, [])) == list(range(10))
+    second = [b[1].tolist() for b in loader]  # a fresh order each pass
+    assert sorted(sum(second, [])) == list(range(10)) and second != first
+    for xb, yb in loader:  # rows stay paired across tensors
+        assert torch.equal(xb[:, 0].long(), yb)
+    again = TensorBatches(
+        x, y, batch_size=3, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
+    assert [b[1].tolist() for b in again] == first
+    # resuming: the generator's state gives the same next order
+    state = generator.get_state()
+    expected = [b[1].tolist() for b in loader]
+    generator.set_state(state)
+    assert [b[1].tolist() for b in loader] == expected
+
+
+def test_tensor_batches_drop_last_keep_order_and_transform():
+    x = torch.rand(10, 4)
+    dropped = TensorBatches(x, batch_size=4, shuffle=True, drop_last=True)
+    assert len(dropped) == 2 and [len(b[0]) for b in dropped] == [4, 4]
+    ordered = list(TensorBatches(x, batch_size=4, shuffle=False))
+    assert torch.equal(torch.cat([b[0] for b in ordered]), x)
+    binarized = next(
+        iter(TensorBatches(x, batch_size=10, shuffle=False, transform=DynamicBinarize()))
+    )
+    assert set(binarized[0].unique().tolist()) <= {0.0, 1.0}
+    assert binarized[0].device == x.device
+
+
+@pytest.mark.parametrize(
+    ("tensors", "options", "words"),
+    [
+        ((), {"batch_size": 2}, "at least one tensor"),
+        ((torch.zeros(4), torch.zeros(3)), {"batch_size": 2}, "tensor 1 has 3"),
+        ((torch.zeros(4),), {"batch_size": 0}, "batch_size must be a positive integer"),
+    ],
+)
+def test_tensor_batches_refuse_bad_input(tensors, options, words):
+    with pytest.raises(ValueError, match=words):
+        TensorBatches(*tensors, shuffle=False, **options)
 
 
 def test_dynamic_binarization_resamples_each_draw():
