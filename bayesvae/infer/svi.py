@@ -151,25 +151,23 @@ def _fixed(
     return (transform(tensors[0], generator=generator),) + tensors[1:]
 
 
-def _stored_for(
-    tensors: tuple[torch.Tensor, ...], device: torch.device
-) -> tuple[torch.Tensor, ...]:
-    """The training tensors, moved to a CUDA ``device`` once when they take less than half of
-    its free memory (minibatches are then gathered and binarized there, as a hand-written GPU
-    loop does); else left on the CPU, from which each minibatch is copied through pinned
+def _storage_device(tensors: tuple[torch.Tensor, ...], device: torch.device) -> torch.device:
+    """Where the training tensors are kept: on a CUDA ``device`` when they take less than half
+    of its free memory (minibatches are then gathered and binarized there, as a hand-written
+    GPU loop does); else on the CPU, from which each minibatch is copied through pinned
     memory."""
     if device.type != "cuda":
-        return tensors
+        return torch.device("cpu")
     needed = sum(t.numel() * t.element_size() for t in tensors)
     free, _ = torch.cuda.mem_get_info(device)
     if needed < free // 2:
-        return tuple(t.to(device) for t in tensors)
+        return device
     logger.info(
         "the training data (%.0f MiB) stay on the CPU: more than half of %s's free memory",
         needed / 2**20,
         device,
     )
-    return tensors
+    return torch.device("cpu")
 
 
 def _loader_size(loader: DataLoader) -> int:
@@ -533,8 +531,9 @@ def fit(
         step_batch = min(batch_size, num_train)
         # A full batch is never shuffled: row order then carries no information, and models with
         # per-row parameters (indexed by position in the batch) stay aligned with their rows.
+        storage = _storage_device(tensors, target)
         train_loader = TensorBatches(
-            *_stored_for(tensors, target),
+            *(t.to(storage) for t in tensors),
             batch_size=step_batch,
             shuffle=step_batch < num_train,
             drop_last=True,

@@ -253,6 +253,20 @@ def test_device_auto_resolves():
     assert resolve_device(torch.device("cpu")).type == "cpu"
 
 
+def test_training_data_stay_on_the_gpu_only_when_they_fit(monkeypatch, caplog):
+    from bayesvae.infer.svi import _storage_device
+
+    tensors = (torch.zeros(1000, 250), torch.zeros(1000, dtype=torch.long))  # 1.008 MB
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (10_000_000, 80_000_000))
+    assert _storage_device(tensors, cuda) == cuda
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2_000_000, 80_000_000))
+    with caplog.at_level("INFO", logger="bayesvae"):
+        assert _storage_device(tensors, cuda) == torch.device("cpu")
+    assert "stay on the CPU" in caplog.text
+    assert _storage_device(tensors, torch.device("cpu")) == torch.device("cpu")
+
+
 class _Explodes(PyroModel):
     """A tiny model whose guide produces NaN from a chosen step on."""
 
