@@ -122,8 +122,8 @@ class TensorBatches:
             yield batch
 
     def _gather(self, tensor: torch.Tensor, index: torch.Tensor, pinned: bool) -> torch.Tensor:
-        if not pinned:
-            return tensor[index].to(self.device, non_blocking=True)
+        if not pinned:  # non-blocking only towards a GPU: a copy to the host must be waited for
+            return tensor[index].to(self.device, non_blocking=self.device.type == "cuda")
         # torch's pinned-memory cache keeps a buffer until the copy from it has finished
         buffer = torch.empty((len(index), *tensor.shape[1:]), dtype=tensor.dtype, pin_memory=True)
         torch.index_select(tensor, 0, index, out=buffer)
