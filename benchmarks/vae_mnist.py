@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             "hand-written PyTorch": "hand-written PyTorch loop (analytic KL)",
             "trace": "bayesvae.fit, elbo='trace' (SyncFreeTrace_ELBO, default)",
             "meanfield": "bayesvae.fit, elbo='meanfield' (SyncFreeTraceMeanField_ELBO)",
-            "jit": "bayesvae.fit, elbo='jit' (JitTrace_ELBO)",
+            "jit": "bayesvae.fit, elbo='jit' (SyncFreeJitTrace_ELBO)",
             "numpyro": "bayesvae.fit, backend='numpyro' (jitted epoch loop, Trace_ELBO)",
             "hand-written JAX": "hand-written JAX loop (jitted epoch loop, analytic KL)",
         }

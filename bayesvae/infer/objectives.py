@@ -29,6 +29,7 @@ __all__ = [
     "ImportanceWeightedELBO",
     "SyncFreeTrace_ELBO",
     "SyncFreeTraceMeanField_ELBO",
+    "SyncFreeJitTrace_ELBO",
 ]
 
 
@@ -38,7 +39,8 @@ __all__ = [
 # six waits per step for a VAE, which leave a small-batch step mostly idle. The two objectives
 # below compute the same loss and gradients with tensors only; ``bayesvae.fit`` checks the loss
 # for NaN itself (every step on the CPU, once an epoch on CUDA). Their ``loss`` and
-# ``loss_and_grads`` (used by ``pyro.infer.SVI``) are Pyro's. TraceEnum_ELBO is left as it is:
+# ``loss_and_grads`` (used by ``pyro.infer.SVI``) are Pyro's. The JIT objective gets the same
+# treatment (and a gradient fix, see below). TraceEnum_ELBO is left as it is:
 # its Dice estimator itself asks the device whether any probability is zero.
 
 
@@ -90,6 +92,20 @@ class SyncFreeTrace_ELBO(Trace_ELBO):
                 downstream = log_ratio.sum_to(site["cond_indep_stack"])
                 surrogate = surrogate + (downstream * score_function).sum()
         return elbo, surrogate
+
+
+class SyncFreeJitTrace_ELBO(JitTrace_ELBO):
+    """:class:`pyro.infer.JitTrace_ELBO` whose :meth:`differentiable_loss` never waits for the
+    device and has the ELBO's gradient.
+
+    Pyro's (1.9) returns ``loss + (surrogate - surrogate.detach())`` with ``loss`` still
+    attached to the graph, so its gradient is the loss's plus the surrogate's: twice the ELBO's
+    for a reparameterized model (Adam hardly notices; gradient clipping and logged norms do).
+    ``loss_and_grads``, which ``pyro.infer.SVI`` calls, was right and is kept."""
+
+    def differentiable_loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
+        loss, surrogate_loss = self.loss_and_surrogate_loss(model, guide, *args, **kwargs)
+        return _with_gradient_of(_detached(loss), surrogate_loss)
 
 
 class SyncFreeTraceMeanField_ELBO(TraceMeanField_ELBO):
@@ -223,7 +239,7 @@ class ImportanceWeightedELBO(ELBO):
 OBJECTIVES: dict[str, type[ELBO]] = {
     "trace": SyncFreeTrace_ELBO,
     "meanfield": SyncFreeTraceMeanField_ELBO,
-    "jit": JitTrace_ELBO,
+    "jit": SyncFreeJitTrace_ELBO,
     "enum": TraceEnum_ELBO,
     "iwae": ImportanceWeightedELBO,
 }

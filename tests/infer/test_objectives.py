@@ -5,15 +5,17 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import JitTrace_ELBO, Trace_ELBO, TraceMeanField_ELBO
 from torch.distributions import constraints
 
 from bayesvae.infer import fit
 from bayesvae.infer.objectives import (
     OBJECTIVES,
+    SyncFreeJitTrace_ELBO,
     SyncFreeTrace_ELBO,
     SyncFreeTraceMeanField_ELBO,
     make_elbo,
+    quiet_jit_deprecation,
 )
 from bayesvae.models import (
     VAE,
@@ -77,6 +79,7 @@ def assert_same(pyro_objective, ours, model, guide, *args, **kwargs):
 def test_fit_trains_with_the_sync_free_objectives():
     assert OBJECTIVES["trace"] is SyncFreeTrace_ELBO
     assert OBJECTIVES["meanfield"] is SyncFreeTraceMeanField_ELBO
+    assert OBJECTIVES["jit"] is SyncFreeJitTrace_ELBO
     # still Pyro's classes for anything that checks
     assert isinstance(make_elbo("trace"), Trace_ELBO)
     assert isinstance(make_elbo("meanfield"), TraceMeanField_ELBO)
@@ -114,6 +117,40 @@ def test_mean_field_elbo_matches_pyro(which):
     assert_same(TraceMeanField_ELBO(), SyncFreeTraceMeanField_ELBO(), model, guide, *args)
 
 
+@pytest.mark.parametrize("which", ["vae", "score function"])
+def test_jit_elbo_has_the_elbo_gradient_not_twice_it(which):
+    if which == "vae":
+        vae = VAE(64, latent_dim=3, hidden_dims=(16,), seed=0)
+        model, guide = vae.model, vae.guide
+        args = (torch.bernoulli(torch.full((6, 64), 0.3)),)
+    else:
+        model, guide = score_function_model, score_function_guide
+        args = (torch.tensor([0.1, 1.2, -0.3, 0.8]),)
+    ours = SyncFreeJitTrace_ELBO(ignore_jit_warnings=True)
+    pyros = JitTrace_ELBO(ignore_jit_warnings=True)
+    with pyro.validation_enabled(False), quiet_jit_deprecation():
+        for objective in (ours, pyros):  # compile both
+            objective.differentiable_loss(model, guide, *args)
+        params = [pyro.param(name).unconstrained() for name in pyro.get_param_store()]
+
+        def value_and_grads(fn):
+            pyro.set_rng_seed(0)  # the same draws in each compiled function
+            value = fn()
+            return value.detach(), torch.autograd.grad(value, params, allow_unused=True)
+
+        loss, _ = value_and_grads(lambda: ours.loss_and_surrogate_loss(model, guide, *args)[0])
+        _, expected = value_and_grads(lambda: ours.loss_and_surrogate_loss(model, guide, *args)[1])
+        value, grads = value_and_grads(lambda: ours.differentiable_loss(model, guide, *args))
+        _, pyro_grads = value_and_grads(lambda: pyros.differentiable_loss(model, guide, *args))
+    torch.testing.assert_close(value, loss)
+    for got, want, theirs in zip(grads, expected, pyro_grads, strict=True):
+        if want is None:
+            continue
+        torch.testing.assert_close(got, want)
+        if which == "vae":  # Pyro's adds the loss's own gradient: twice the ELBO's
+            torch.testing.assert_close(theirs, 2 * want)
+
+
 def _families():
     """The VAE family's training steps. Not here: TraceEnum_ELBO (mixture-prior VAE, anomaly
     mixtures), whose Dice estimator asks the device whether a probability is zero, and
@@ -125,6 +162,7 @@ def _families():
         "vae/trace": (VAE(64, latent_dim=3, **small), "trace", (x,)),
         "vae/meanfield": (VAE(64, latent_dim=3, **small), "meanfield", (x,)),
         "vae/iwae": (VAE(64, latent_dim=3, **small), "iwae", (x,)),
+        "vae/jit": (VAE(64, latent_dim=3, **small), "jit", (x,)),
         "iaf/trace": (VAE(64, latent_dim=3, flows=1, **small), "trace", (x,)),
         "cvae/trace": (
             ConditionalVAE(64, num_classes=10, latent_dim=3, **small),
@@ -160,7 +198,7 @@ def test_a_training_step_never_waits_for_the_device(case, no_host_syncs):
     nesting = getattr(model, "max_plate_nesting", None)
     objective = make_elbo(elbo, **({"max_plate_nesting": nesting} if nesting else {}))
     step_model, step_guide = model.model, model.guide
-    with pyro.validation_enabled(False):
+    with pyro.validation_enabled(False), quiet_jit_deprecation(elbo == "jit"):
         objective.differentiable_loss(step_model, step_guide, *args, num_data=80)  # warm-up
         no_host_syncs()
         loss = objective.differentiable_loss(step_model, step_guide, *args, num_data=80)
