@@ -7,8 +7,8 @@ and its CUDA-graph version, all in the same run.
     python benchmarks/gpu.py --batch-sizes 128   # a subset
 
 Without CUDA it prints a skip and exits 0. Appends a "GPU" section to ``benchmarks/RESULTS.md``
-with the device name and versions, and exits 1 when a target is missed: Pyro's path at least
-0.7x the CUDA-graph loop at batch 128 and within 10 % of it at 8192. The NumPyro rows need a
+with the device name and versions, and exits 1 when a target is missed: Pyro's path (the better of the default
+and the JIT objective) at least 0.7x the CUDA-graph loop at batch 128 and within 10 % of it at 8192. The NumPyro rows need a
 JAX with CUDA support (``jax[cuda12]``); without one they are reported as not run.
 """
 
@@ -83,7 +83,9 @@ def cuda_graph_samples_per_s(x: torch.Tensor, epochs: int, batch: int, seed: int
     return seen / seconds
 
 
-def fit_rate(model: Any, data: Any, batch: int, epochs: int, backend: str) -> tuple[float, float]:
+def fit_rate(
+    model: Any, data: Any, batch: int, epochs: int, backend: str, elbo: str | None = None
+) -> tuple[float, float]:
     """(samples/s over the epochs after the first, peak GPU memory in MiB) of bayesvae.fit."""
     torch.cuda.reset_peak_memory_stats()
     result = bayesvae.fit(
@@ -96,6 +98,7 @@ def fit_rate(model: Any, data: Any, batch: int, epochs: int, backend: str) -> tu
         device="cuda",
         progress=False,
         backend=backend,
+        elbo=elbo,
         **({"eval_size": 256} if backend == "pyro" else {}),
     )
     rate = float(result.history["samples_per_s"].iloc[1:].mean())
@@ -155,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         row["cuda graph"] = cuda_graph_samples_per_s(x, epochs, batch)
         vae = bayesvae.VAE(784, latent_dim=20, hidden_dims=(400,), seed=0)
         row["pyro"], row["pyro MiB"] = fit_rate(vae, train, batch, epochs, "pyro")
+        vae = bayesvae.VAE(784, latent_dim=20, hidden_dims=(400,), seed=0)
+        row["pyro jit"], _ = fit_rate(vae, train, batch, epochs, "pyro", elbo="jit")
         if numpyro_on_gpu:
             vae = bayesvae.VAE(784, latent_dim=20, hidden_dims=(400,), seed=0)
             row["numpyro"], _ = fit_rate(vae, train, batch, epochs, "numpyro")
@@ -174,15 +179,23 @@ def main(argv: list[str] | None = None) -> int:
         print(row, flush=True)
     syncs = host_syncs_in_one_epoch(train, 128)
     failed = []
-    for row in rows:
-        ratio = row["pyro"] / row["cuda graph"]
+    for row in rows:  # Pyro's path: the better of its default and JIT objectives
+        ratio = max(row["pyro"], row["pyro jit"]) / row["cuda graph"]
         if row["batch"] == 128 and ratio < SMALL_BATCH_TARGET:
             failed.append(
                 f"batch 128: Pyro {ratio:.2f}x the CUDA-graph loop < {SMALL_BATCH_TARGET}"
             )
         if row["batch"] == 8192 and ratio < 1 - LARGE_BATCH_TOLERANCE:
             failed.append(f"batch 8192: Pyro {ratio:.2f}x the CUDA-graph loop")
-    columns = ["hand-written", "cuda graph", "pyro", "numpyro", "prodlda pyro", "prodlda numpyro"]
+    columns = [
+        "hand-written",
+        "cuda graph",
+        "pyro",
+        "pyro jit",
+        "numpyro",
+        "prodlda pyro",
+        "prodlda numpyro",
+    ]
     lines = [
         f"Device: {torch.cuda.get_device_name()}. Host: {machine()}. "
         f"Date: {time.strftime('%Y-%m-%d')}. Samples (documents for ProdLDA) per second over "
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Synchronizing CUDA calls in one bayesvae.fit epoch of 50 steps at batch 128 "
         f"(torch's sync debug mode, end-of-epoch evaluation included): {syncs}.",
         "",
-        "| batch | " + " | ".join(columns) + " | Pyro / CUDA graph | Pyro MiB |",
+        "| batch | " + " | ".join(columns) + " | best Pyro / CUDA graph | Pyro MiB |",
         "|---" * (len(columns) + 3) + "|",
     ]
     for row in rows:
@@ -198,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {row['batch']} | "
             + " | ".join(cells)
-            + f" | {row['pyro'] / row['cuda graph']:.2f}x | {row['pyro MiB']:.0f} |"
+            + f" | {max(row['pyro'], row['pyro jit']) / row['cuda graph']:.2f}x"
+            + f" | {row['pyro MiB']:.0f} |"
         )
     lines.append(
         f"\nTargets (Pyro >= {SMALL_BATCH_TARGET}x the CUDA-graph loop at 128, within "
