@@ -7,9 +7,10 @@ and its CUDA-graph version, all in the same run.
     python benchmarks/gpu.py --batch-sizes 128   # a subset
 
 Without CUDA it prints a skip and exits 0. Appends a "GPU" section to ``benchmarks/RESULTS.md``
-with the device name and versions, and exits 1 when a target is missed: Pyro's path (the better of the default
-and the JIT objective) at least 0.7x the CUDA-graph loop at batch 128 and within 10 % of it at 8192. The NumPyro rows need a
-JAX with CUDA support (``jax[cuda12]``); without one they are reported as not run.
+with the device name and versions, and exits 1 when a target is missed: Pyro's path (the better
+of the default and the JIT objective) at least 0.7x the CUDA-graph loop at batch 128 and within
+10 % of it at 8192. The NumPyro rows need a JAX with CUDA support (``jax[cuda12]``); without one
+they are reported as not run.
 """
 
 from __future__ import annotations
