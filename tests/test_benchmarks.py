@@ -32,3 +32,53 @@ def test_benchmark_quick_run(script, monkeypatch, capsys):
     assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == before
     captured = capsys.readouterr()
     assert captured.out.strip() or "skipped" in captured.err  # no shared data: a clean skip
+
+
+@pytest.mark.parametrize(
+    ("small", "small_jit", "large", "passes"),
+    [
+        (8000.0, 4000.0, 9500.0, True),
+        (5000.0, 2500.0, 9500.0, False),
+        (5000.0, 7500.0, 9500.0, True),  # the JIT objective counts as Pyro's path
+        (8000.0, 4000.0, 8000.0, False),
+    ],
+)
+def test_gpu_report_and_targets_without_a_gpu(
+    small, small_jit, large, passes, monkeypatch, tmp_path
+):
+    """gpu.py's table and pass/fail decision, with the CUDA measurements replaced by fixed
+    rates (no GPU here): Pyro at ``small`` (``small_jit`` with JIT) samples/s at batch 128 and
+    ``large`` at 8192, against 10000 for the CUDA-graph loop; targets 0.7x at 128, 0.9x at 8192
+    for the better Pyro objective."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    gpu = runpy.run_path(str(ROOT / "benchmarks" / "gpu.py"))
+    main = gpu["main"]
+    namespace = main.__globals__
+    data_root = tmp_path / "data"
+    (data_root / "mnist").mkdir(parents=True)
+    rates = {"hand-written": 6000.0, "cuda graph": 10000.0}
+    monkeypatch.setattr(namespace["torch"].cuda, "is_available", lambda: True)
+    monkeypatch.setattr(namespace["torch"].cuda, "get_device_name", lambda: "Fake GPU")
+    monkeypatch.setitem(namespace, "load_mnist", lambda *a, **k: type("D", (), {"x": [[0.0]]}))
+    monkeypatch.setitem(namespace, "hand_written_samples_per_s", lambda *a: rates["hand-written"])
+    monkeypatch.setitem(namespace, "cuda_graph_samples_per_s", lambda *a: rates["cuda graph"])
+    monkeypatch.setitem(namespace, "jax_has_gpu", lambda: False)
+    monkeypatch.setitem(namespace, "host_syncs_in_one_epoch", lambda *a: 3)
+    monkeypatch.setitem(
+        namespace,
+        "fit_rate",
+        lambda model, data, batch, epochs, backend, elbo=None: (
+            (small if elbo is None else small_jit) if batch == 128 else large,
+            123.0,
+        ),
+    )
+    results = tmp_path / "RESULTS.md"
+    code = main(
+        ["--data-root", str(data_root), "--batch-sizes", "128", "8192", "--results", str(results)]
+    )
+    report = results.read_text()
+    assert "Device: Fake GPU" in report and "in one bayesvae.fit epoch" in report
+    assert "| 128 | 6000 | 10000 | " in report and "not run" in report  # no JAX GPU: NumPyro
+    assert f"| {max(small, small_jit) / 10000:.2f}x | 123 |" in report
+    assert (code == 0) == passes
+    assert ("MISSED" not in report) == passes
