@@ -113,14 +113,17 @@ class GumbelSoftmaxVAE(VAE):
     @property
     def temperature(self) -> float:
         """The current temperature ``max(τ_min, τ_0 exp(-rate t))`` after ``t`` training steps."""
-        decayed = self.initial_temperature * math.exp(-self.anneal_rate * float(self.anneal_step))
-        return max(self.min_temperature, decayed)
+        return float(self._annealed_temperature())
+
+    def _annealed_temperature(self) -> torch.Tensor:
+        """:attr:`temperature` as a float64 tensor on the model's device: the model and guide
+        use it there, since reading the step count into Python would make every training step
+        wait for a GPU."""
+        decayed = self.initial_temperature * torch.exp(-self.anneal_rate * self.anneal_step)
+        return decayed.clamp(min=self.min_temperature)
 
     def _temperature_tensor(self) -> torch.Tensor:
-        """:attr:`temperature` computed on the model's device: reading the step count into
-        Python would make every training step wait for a GPU."""
-        decayed = self.initial_temperature * torch.exp(-self.anneal_rate * self.anneal_step)
-        return decayed.clamp(min=self.min_temperature).to(torch.get_default_dtype())
+        return self._annealed_temperature().to(torch.get_default_dtype())
 
     def prior(self, batch_shape: tuple[int, ...], device: torch.device) -> Any:
         """Uniform Concrete prior, batch ``batch_shape``, event ``(num_variables, categories)``."""
