@@ -265,7 +265,7 @@ def _run_vae(args: argparse.Namespace) -> int:
 
 
 def _parse_arm(text: str) -> tuple[str, int, int]:
-    name, sep, counts = text.partition("=")
+    name, sep, counts = text.rpartition("=")  # a name may itself contain "="
     successes, slash, trials = counts.partition("/")
     if not (sep and slash and name):
         raise UsageError(f"--arm {text!r}: expected NAME=SUCCESSES/TRIALS, e.g. A=200/1000")

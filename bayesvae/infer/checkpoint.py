@@ -29,10 +29,105 @@ __all__ = [
     "load_model_state",
     "save_checkpoint",
     "load_checkpoint",
+    "safe_torch_load",
+    "UnsafeFileError",
 ]
 
 CONFIG_FILE, MODEL_FILE, METRICS_FILE = "config.yaml", "model.pt", "metrics.csv"
-_FORMAT = 1
+#: 2: parameter constraints stored as names (loadable with ``weights_only=True``); 1: pickled
+_FORMAT = 2
+
+
+class UnsafeFileError(ValueError):
+    """A run folder's or checkpoint's file holds something other than tensors and plain values
+    (e.g. a pickled object that would run code on load); it was refused, not loaded."""
+
+
+def _constraint_spec(constraint: Any, name: str) -> dict[str, Any]:
+    """A Pyro/torch constraint as plain values: ``{"name": "positive"}``,
+    ``{"name": "interval", "lower_bound": 0.0, "upper_bound": 1.0}``, ..."""
+    from pyro.distributions import constraints
+
+    for key in _SINGLETON_CONSTRAINTS:
+        if constraint is getattr(constraints, key):
+            return {"name": key}
+    for key, attributes in _PARAMETERIZED_CONSTRAINTS.items():
+        cls = type(getattr(constraints, key)(*([0.0] * len(attributes))))
+        if type(constraint) is cls:
+            values = {}
+            for attribute in attributes:
+                value = getattr(constraint, attribute)
+                values[attribute] = (
+                    value.detach().cpu() if isinstance(value, torch.Tensor) else float(value)
+                )
+            return {"name": key, **values}
+    raise ValueError(
+        f"parameter {name!r} has constraint {constraint!r}, which a run folder cannot record; "
+        f"supported: {sorted(_SINGLETON_CONSTRAINTS) + sorted(_PARAMETERIZED_CONSTRAINTS)}."
+    )
+
+
+def _constraint_from_spec(spec: dict[str, Any]) -> Any:
+    from pyro.distributions import constraints
+
+    name = spec.get("name")
+    if name in _SINGLETON_CONSTRAINTS:
+        return getattr(constraints, name)
+    if name in _PARAMETERIZED_CONSTRAINTS:
+        return getattr(constraints, name)(
+            *(spec[attribute] for attribute in _PARAMETERIZED_CONSTRAINTS[name])
+        )
+    raise UnsafeFileError(f"unknown parameter constraint {spec!r} in a saved model state.")
+
+
+_SINGLETON_CONSTRAINTS = (
+    "real",
+    "real_vector",
+    "positive",
+    "nonnegative",
+    "unit_interval",
+    "simplex",
+    "lower_cholesky",
+    "corr_cholesky",
+    "positive_definite",
+    "positive_semidefinite",
+    "lower_triangular",
+    "ordered_vector",
+    "positive_ordered_vector",
+    "softplus_positive",
+    "softplus_lower_cholesky",
+    "unit_lower_cholesky",
+    "sphere",
+    "boolean",
+    "nonnegative_integer",
+    "positive_integer",
+)
+_PARAMETERIZED_CONSTRAINTS = {
+    "interval": ("lower_bound", "upper_bound"),
+    "half_open_interval": ("lower_bound", "upper_bound"),
+    "greater_than": ("lower_bound",),
+    "greater_than_eq": ("lower_bound",),
+    "less_than": ("upper_bound",),
+}
+
+
+def safe_torch_load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)``: tensors and plain values only, never an
+    arbitrary pickled object; anything else raises :class:`UnsafeFileError` naming the file."""
+    import pickle
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UnsafeFileError(
+            f"{path} holds objects other than tensors and plain values and was not loaded "
+            f"(bayesvae never unpickles arbitrary objects): {first}"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path} is not a readable bayesvae file: {first}") from None
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], Any]) -> Path:
@@ -91,7 +186,11 @@ def model_state(model: Any) -> dict[str, Any]:
         if name.startswith(prefix):
             unconstrained = store._params[name]
             if id(unconstrained) not in module_params:
-                params[name[len(prefix) :]] = (store[name].detach().cpu(), store._constraints[name])
+                short = name[len(prefix) :]
+                params[short] = (
+                    store[name].detach().cpu(),
+                    _constraint_spec(store._constraints[name], name),
+                )
     return {
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "param_store": {k: v[0] for k, v in params.items()},
@@ -108,7 +207,8 @@ def load_model_state(model: Any, state: dict[str, Any]) -> None:
         full = f"{model.pyro_name}.{name}"
         if full in store:
             del store[full]
-        pyro.param(full, value.to(device), constraint=state["param_constraints"][name])
+        constraint = _constraint_from_spec(state["param_constraints"][name])
+        pyro.param(full, value.to(device), constraint=constraint)
 
 
 def save_model(
@@ -154,8 +254,10 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Any:
     """Rebuild the model saved in run folder ``path`` on ``device`` (a GPU-saved run loads on CPU).
 
-    The model comes back in eval mode; call ``.train()`` before fitting it further. Like
-    ``torch.load``, this unpickles (parameter constraints): load only run folders you trust.
+    The model comes back in eval mode; call ``.train()`` before fitting it further. ``model.pt``
+    is read with ``torch.load(weights_only=True)``: tensors and plain values only, so a crafted
+    file cannot run code (it is refused with :class:`UnsafeFileError`). ``config.yaml`` is read
+    with ``yaml.safe_load`` and only names a registered family.
     """
     import bayesvae.models  # noqa: F401  (registers the families)
     from bayesvae.models.base import get_model_class
@@ -163,7 +265,14 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     config = read_config(path)
     model = get_model_class(config["family"]).from_config(config["model"])
     model.to(device)
-    state = torch.load(Path(path) / MODEL_FILE, map_location=device, weights_only=False)
+    state = safe_torch_load(Path(path) / MODEL_FILE, device=device)
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(
+            f"{Path(path) / MODEL_FILE} has format {found!r}; this version of bayesvae reads "
+            f"format {_FORMAT} (format 1 run folders, which pickled their parameter constraints, "
+            "cannot be loaded safely: refit and save them again)."
+        )
     load_model_state(model, state)
     model.eval()
     return model
@@ -177,8 +286,9 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: dict[str, Any]) ->
 def load_checkpoint(
     path: str | os.PathLike[str], *, device: str | torch.device = "cpu"
 ) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`."""
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: a file that
+    holds anything but tensors and plain values raises :class:`UnsafeFileError`)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path} to resume from.")
-    return torch.load(path, map_location=device, weights_only=False)
+    return safe_torch_load(path, device=device)

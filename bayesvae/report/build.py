@@ -41,11 +41,14 @@ class Section:
 
     def add_table(self, caption: str, frame: Any, *, index: bool = False, digits: int = 4) -> None:
         rounded = frame.round(digits)
+        from markupsafe import Markup
+
         self.tables.append(
             {
                 "caption": caption,
-                "html": rounded.to_html(index=index, border=0),
-                "markdown": _markdown_table(rounded, index=index),
+                # both are generated here with every value escaped: safe to insert as markup
+                "html": Markup(rounded.to_html(index=index, border=0, escape=True)),
+                "markdown": Markup(_markdown_table(rounded, index=index)),
             }
         )
 
@@ -85,12 +88,32 @@ def register_section(family: str) -> Callable[[SectionBuilder], SectionBuilder]:
     return decorate
 
 
+def _markdown_cell(value: Any) -> str:
+    """A table cell's text for Markdown: HTML escaped (a user's word is data, never markup),
+    pipes and line breaks neutralised so one value stays in one cell."""
+    import html
+
+    text = html.escape(str(value), quote=True)
+    return text.replace("|", "&#124;").replace("\r", " ").replace("\n", " ")
+
+
 def _markdown_table(frame: Any, *, index: bool) -> str:
     table = frame.reset_index() if index else frame
-    header = "| " + " | ".join(str(c) for c in table.columns) + " |"
+    header = "| " + " | ".join(_markdown_cell(c) for c in table.columns) + " |"
     rule = "|" + "---|" * len(table.columns)
-    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    rows = [
+        "| " + " | ".join(_markdown_cell(v) for v in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *rows])
+
+
+def _code_fence(text: str) -> str:
+    """A backtick fence longer than any run of backticks in ``text`` (so it cannot close early)."""
+    import re
+
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def _interval(bounds: list[float], fmt: str) -> str:
@@ -417,7 +440,7 @@ def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
     fit = config.get("fit") or config.get("analysis") or {}
     rows = [
         ("family", config["family"]),
-        ("run folder", str(run.resolve())),
+        ("run folder", run.resolve().name),
         ("bayesvae", config.get("bayesvae_version", bayesvae.__version__)),
         (
             "versions now",
@@ -444,7 +467,8 @@ def build(run_dir: str | Path, *, title: str | None = None) -> Report:
     The HTML is one self-contained file: inline CSS, figures embedded as ``data:`` URIs, no
     script and nothing fetched from anywhere.
     """
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from jinja2 import Environment, PackageLoader
+    from markupsafe import Markup
 
     run = Path(run_dir)
     config = read_config(run)
@@ -460,13 +484,23 @@ def build(run_dir: str | Path, *, title: str | None = None) -> Report:
         "sections": sections,
         "config_text": yaml.safe_dump(config, sort_keys=False),
     }
+    config_fence = _code_fence(context["config_text"])
+    # Autoescape is on for both templates: every user string (arm names, columns, words, the
+    # title, the folder name, config values) is data. In Markdown an escaped "&lt;" renders as
+    # "<", never as a tag. Only markup generated here with its values escaped is passed as is.
     env = Environment(
         loader=PackageLoader("bayesvae.report", "templates"),
-        autoescape=select_autoescape(["html"]),
+        autoescape=True,
         keep_trailing_newline=True,
     )
+    # inside a Markdown code fence nothing is markup, so the YAML goes in verbatim
+    context_md = {
+        **context,
+        "config_text": Markup(context["config_text"].replace("\r", "")),
+        "config_fence": Markup(config_fence),
+    }
     html = env.get_template("report.html.j2").render(**context)
-    markdown = env.get_template("report.md.j2").render(**context)
+    markdown = env.get_template("report.md.j2").render(**context_md)
     return Report(
         html=write_text(run / "report.html", html), markdown=write_text(run / "report.md", markdown)
     )

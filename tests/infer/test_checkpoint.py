@@ -99,3 +99,85 @@ def test_param_store_state_survives_save_and_load(tmp_path):
         torch.testing.assert_close(
             store[f"{loaded.pyro_name}.{name}"], store[f"{model.pyro_name}.{name}"]
         )
+
+
+class _Payload:
+    """Unpickling this runs ``Path.touch`` on the marker file: code execution on load."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+@pytest.mark.parametrize("victim", ["model.pt", "last.pt", "best.pt"])
+def test_a_pickle_payload_is_refused_and_never_runs(tmp_path, digits, victim):
+    import torch
+
+    import bayesvae
+    from bayesvae.infer.checkpoint import UnsafeFileError
+
+    run = tmp_path / "run"
+    vae = bayesvae.VAE(64, latent_dim=2, hidden_dims=(16,), seed=0)
+    result = bayesvae.fit(
+        vae, digits.x[:128], epochs=1, batch_size=64, progress=False, checkpoint_dir=run
+    )
+    result.save(run)
+    marker = tmp_path / "pwned"
+    torch.save({"format": 2, "state_dict": _Payload(marker)}, run / victim)
+    with pytest.raises(UnsafeFileError, match=victim):
+        if victim == "model.pt":
+            bayesvae.load(run)
+        else:
+            from bayesvae.infer.checkpoint import load_checkpoint
+
+            load_checkpoint(run / victim)
+    if victim == "last.pt":
+        with pytest.raises(UnsafeFileError, match=victim):
+            bayesvae.fit(
+                bayesvae.VAE(64, latent_dim=2, hidden_dims=(16,), seed=0),
+                digits.x[:128],
+                epochs=2,
+                batch_size=64,
+                progress=False,
+                checkpoint_dir=run,
+                resume=True,
+            )
+    assert not marker.exists()
+
+
+def test_format_1_run_folders_are_refused_with_the_reason(tmp_path, digits):
+    import torch
+
+    import bayesvae
+
+    vae = bayesvae.VAE(64, latent_dim=2, hidden_dims=(16,), seed=0)
+    run = bayesvae.fit(vae, digits.x[:64], epochs=1, progress=False).save(tmp_path / "run")
+    state = torch.load(run / "model.pt", weights_only=True)
+    torch.save({**state, "format": 1}, run / "model.pt")
+    with pytest.raises(ValueError, match="format 1 run folders"):
+        bayesvae.load(run)
+
+
+def test_constraints_round_trip_as_names():
+    from torch.distributions import constraints
+
+    from bayesvae.infer.checkpoint import _constraint_from_spec, _constraint_spec
+
+    for constraint in (
+        constraints.positive,
+        constraints.simplex,
+        constraints.lower_cholesky,
+        constraints.corr_cholesky,
+        constraints.real,
+    ):
+        assert _constraint_from_spec(_constraint_spec(constraint, "p")) is constraint
+    rebuilt = _constraint_from_spec(_constraint_spec(constraints.interval(0.5, 2.0), "p"))
+    assert (rebuilt.lower_bound, rebuilt.upper_bound) == (0.5, 2.0)
+    rebuilt = _constraint_from_spec(_constraint_spec(constraints.greater_than(-1.0), "p"))
+    assert rebuilt.lower_bound == -1.0
+    with pytest.raises(ValueError, match="cannot record"):
+        _constraint_spec(constraints.integer_interval(0, 3), "p")

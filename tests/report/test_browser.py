@@ -145,3 +145,66 @@ def test_report_opens_cleanly_in_chromium(browser, tmp_path, family):
     assert all(img["src"].startswith("data:image/png") and img["width"] > 0 for img in images)
     assert _not_blank(screenshot)
     (tmp_path / f"{family}.png").write_bytes(screenshot)
+
+
+HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>"]
+
+
+def _hostile_run(tmp_path, family):
+    """A run whose user-controlled fields (arm names, vocabulary, folder name) are markup."""
+    out = tmp_path / f"{family}<img src=x onerror=alert(3)>"
+    if family == "abtest":
+        args = ["abtest", "--arm", f"{HOSTILE[0]}=200/1000", "--arm", f"{HOSTILE[1]}=220/1000"]
+        args += ["--out", str(out), "--report"]
+    elif family == "topics":
+        bow = tmp_path / "bow.npz"
+        rng = np.random.default_rng(0)
+        counts = np.zeros((60, 6), dtype=np.int64)
+        counts[:30, :3] = rng.poisson(3.0, size=(30, 3))
+        counts[30:, 3:] = rng.poisson(3.0, size=(30, 3))
+        vocab = np.array(HOSTILE + ["<b>bold</b>", "a&b", "'quote'", '"dq"'])
+        import scipy.sparse as sp
+
+        sparse = sp.csr_matrix(counts)
+        np.savez(
+            bow,
+            train_indptr=sparse.indptr,
+            train_indices=sparse.indices,
+            train_counts=sparse.data,
+            vocab=vocab,
+        )
+        args = ["topics", str(bow), "--topics", "2", "--epochs", "3", "--min-df", "1"]
+        args += ["--max-df", "1.0", "--no-progress", "--out", str(out), "--report"]
+    else:
+        args = _anomaly_args(tmp_path, out)
+    assert main(args) == 0, args
+    return out
+
+
+@pytest.mark.parametrize("family", ["abtest", "topics", "anomaly"])
+def test_hostile_strings_in_a_report_never_run(browser, tmp_path, family):
+    out = _hostile_run(tmp_path, family)
+    # the title is a user field too: rebuild the report with a hostile one
+    assert main(["report", str(out), "--title", HOSTILE[0] + " <svg onload=alert(4)>"]) == 0
+    page = browser.new_page()
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto((out / "report.html").resolve().as_uri(), wait_until="load")
+    page.wait_for_timeout(300)
+    text = page.inner_text("body")
+    scripts = page.evaluate("() => document.scripts.length")
+    handlers = page.evaluate(
+        "() => Array.from(document.querySelectorAll('*')).filter("
+        "e => Array.from(e.attributes).some(a => a.name.startsWith('on'))).length"
+    )
+    page.close()
+    assert dialogs == [] and scripts == 0 and handlers == 0
+    assert HOSTILE[0] in text  # shown as text, escaped
+    if family in ("abtest", "topics"):
+        assert HOSTILE[1] in text
+    # outside the configuration's code fence (where nothing is markup) no raw HTML passes
+    markdown, _, config_block = (out / "report.md").read_text().partition("## Configuration")
+    fence = config_block.strip().split("yaml", 1)[0]
+    assert fence.startswith("```") and config_block.rstrip().endswith(fence)
+    assert "<script" not in markdown and "<img" not in markdown and "<svg" not in markdown
+    assert "&lt;script&gt;" in markdown
