@@ -109,8 +109,11 @@ class AnomalyRun:
         from bayesvae.report import plots
 
         model, result = self.model, self.model.result_
-        history = getattr(result, "history", None)
-        fit_config = dict(getattr(result, "settings", {}) or {})
+        from bayesvae.infer.svi import FitResult
+
+        svi = isinstance(result, FitResult)
+        history = result.history if svi else None
+        fit_config = dict(result.settings) if svi else {}
         fit_config.setdefault("method", model.method)
         fit_config.setdefault("seed", model.seed)
         folder = save_model(model, out, history=history, fit_config=fit_config)

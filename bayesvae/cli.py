@@ -163,7 +163,7 @@ def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], out: P
     from bayesvae import latent
     from bayesvae.report import plots
 
-    if not getattr(model, "continuous_latent", False):
+    if not model.continuous_latent:
         return
     y = None if model.family != "ConditionalVAE" else int(shown.y[0])
     x = torch.as_tensor(shown.x[:2])
@@ -236,7 +236,7 @@ def _run_vae(args: argparse.Namespace) -> int:
     else:
         samples, title = model.sample(40, seed=args.seed), "samples (decoder means)"
     plots.image_grid(samples, train.image_shape, out / "samples.png", title=title)
-    if shown.y is not None and getattr(model, "continuous_latent", False):
+    if shown.y is not None and model.continuous_latent:
         labels_shown = shown.y[:2000] if conditional else None
         loc, _ = model.encode(torch.as_tensor(shown.x[:2000]), labels_shown)
         plots.latent_scatter(loc, shown.y[:2000], out / "latent.png")

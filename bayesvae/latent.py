@@ -30,7 +30,7 @@ TRAVERSAL_VALUES = tuple(float(v) for v in np.linspace(-3, 3, 9))
 
 
 def _check_continuous(model: Any) -> None:
-    if not getattr(model, "continuous_latent", False):
+    if not model.continuous_latent:
         raise TypeError(
             f"the latent-space tools need a VAE with a Gaussian latent; {type(model).__name__} "
             "has none (a discrete-latent model is explored with encode/decode of one-hot codes)."

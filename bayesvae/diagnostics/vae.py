@@ -54,7 +54,7 @@ def vae_diagnostics(
     """All of the above; warns (``UserWarning``) on posterior collapse (fewer than half of the
     latent dimensions active). A discrete-latent model gets the ELBO-IWAE gap only."""
     gap = elbo_iwae_gap(vae, x, y, num_samples=num_samples, seed=seed)
-    if not getattr(vae, "continuous_latent", True):
+    if not vae.continuous_latent:
         return gap
     count, variances = active_units(vae, x, y)
     per_dim = kl_per_dimension(vae, x, y)

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 RHAT_THRESHOLD = 1.01
 ESS_THRESHOLD = 400
+BFMI_THRESHOLD = 0.3
 BACKENDS = ("numpyro", "pyro")
 
 
@@ -69,7 +70,8 @@ class MCMCResult:
 
 
 def convergence_problems(idata: Any) -> list[str]:
-    """R-hat > 1.01 (with 2+ chains), bulk or tail ESS < 400, and divergences, as sentences."""
+    """R-hat > 1.01 (with 2+ chains), bulk or tail ESS < 400, divergences and (where the sampler
+    records energy) E-BFMI < 0.3, as sentences."""
     import arviz as az
 
     problems = []
@@ -99,74 +101,192 @@ def convergence_problems(idata: Any) -> list[str]:
                 f"{divergent} divergent transitions: raise target_accept_prob or "
                 "reparameterize; the posterior may be biased."
             )
+    if "sample_stats" in idata.groups() and "energy" in idata.sample_stats:
+        bfmi = np.atleast_1d(az.bfmi(idata))
+        low = [round(float(v), 3) for v in bfmi if v < BFMI_THRESHOLD]
+        if low:
+            problems.append(
+                f"energy BFMI below {BFMI_THRESHOLD} in {len(low)} chain(s) ({low}): the sampler "
+                "explores the tails poorly; reparameterize (e.g. non-centered)."
+            )
     return problems
+
+
+INIT_STRATEGIES = ("median", "uniform", "feasible")
 
 
 def mcmc(
     model: Any,
     *data: Any,
-    backend: str = "numpyro",
+    backend: str | None = None,
     num_warmup: int = 1000,
     num_samples: int = 1000,
     num_chains: int = 4,
     target_accept_prob: float | None = None,
+    dense_mass: bool = False,
+    max_tree_depth: int = 10,
+    init_strategy: str | dict[str, Any] | None = None,
+    num_prior_draws: int = 500,
     seed: int = 0,
     progress: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> MCMCResult:
     """Sample the posterior of ``model`` given ``data`` with NUTS.
 
     Args:
-        model: a model family with ``model(*data)`` and, for ``backend="numpyro"``,
-            ``numpyro_model()`` returning its NumPyro twin; ``check_data`` validates ``data``;
-            ``arviz_dims()`` (optional) returns ``(coords, dims)`` for named dimensions.
-        data: the model's data arrays.
+        model: a user's program — a Pyro callable (Pyro NUTS) or a NumPyro callable (NumPyro
+            NUTS), told apart by which library's ``sample`` it calls — given its own arguments
+            ``*data, **kwargs`` (an argument named like an option goes in ``model_kwargs``); or a
+            bayesvae family with ``model(*data)``, whose ``check_data`` validates ``data`` and
+            whose ``numpyro_model()`` is its NumPyro twin.
         backend: ``"numpyro"`` (jitted; chains in parallel across devices when there are enough,
-            else vectorized) or ``"pyro"`` (chains run one after another).
+            else vectorized) or ``"pyro"`` (chains one after another). Default: the program's
+            own library; ``"numpyro"`` for a family. A program given the other library's backend
+            is refused (``TypeError``).
         target_accept_prob: NUTS step-size target; default: the model's
-            ``nuts_target_accept_prob`` if it has one (funnel-shaped hierarchical posteriors need
-            0.95-0.99), else 0.8.
+            ``nuts_target_accept_prob`` (0.8; funnels need 0.95-0.99).
+        dense_mass: adapt a dense mass matrix (correlated posteriors) instead of a diagonal one.
+        max_tree_depth: NUTS's maximum tree depth (``2**depth`` leapfrog steps at most).
+        init_strategy: ``"median"`` (the prior median, default for programs), ``"uniform"`` (in
+            (-2, 2) unconstrained, each backend's default for families), ``"feasible"`` or a
+            dict of site values where every chain starts.
+        num_prior_draws: a program's draws for the ``prior``/``prior_predictive`` groups (0: none).
         seed: chains are seeded from it; the same seed gives the same draws on CPU.
 
-    Optional hooks on ``model``: ``nuts_init_values()`` (site -> constrained value: every chain
-    starts there instead of at random), ``max_plate_nesting`` (Pyro enumeration), and
-    ``postprocess_posterior(idata)`` (e.g. mixture relabelling) applied before diagnostics.
-    """
+    NumPyro runs in 64-bit when any array argument is float64 (32-bit would silently truncate
+    it); pass float32 arrays for 32-bit speed.
 
-    check_choice("backend", backend, BACKENDS)
+    Returns:
+        :class:`MCMCResult`; its ``inference_data`` has ``posterior`` (with
+        ``pyro.deterministic`` sites), ``sample_stats`` (divergences; NumPyro also energy, tree
+        depth), ``log_likelihood`` (per observed site, pointwise), ``posterior_predictive``,
+        ``observed_data`` and, for a program, ``constant_data``, ``prior`` and
+        ``prior_predictive``. R-hat, ESS, divergence and BFMI problems are issued as
+        :class:`ConvergenceWarning`.
+
+    Optional hooks of a family (see :mod:`bayesvae.models.contract`): ``nuts_init_values()``,
+    ``max_plate_nesting``, ``postprocess_posterior(idata)``, ``arviz_dims()``.
+    """
+    from bayesvae.models.contract import ModelContract
+    from bayesvae.models.program import PyroProgram
+
+    if backend is not None:
+        check_choice("backend", backend, BACKENDS)
     num_warmup = check_positive_int("num_warmup", num_warmup)
     num_samples = check_positive_int("num_samples", num_samples)
     num_chains = check_positive_int("num_chains", num_chains)
-    if target_accept_prob is None:
-        target_accept_prob = getattr(model, "nuts_target_accept_prob", 0.8)
-    if not 0 < target_accept_prob < 1:
-        raise ValueError(f"target_accept_prob must lie in (0, 1), got {target_accept_prob}.")
-    check = getattr(model, "check_data", None)
-    tensors = tuple(check(*data)) if check is not None else tuple(torch.as_tensor(d) for d in data)
-    coords, dims = model.arviz_dims() if hasattr(model, "arviz_dims") else (None, None)
+    max_tree_depth = check_positive_int("max_tree_depth", max_tree_depth)
+    if not isinstance(dense_mass, bool):
+        raise TypeError(f"dense_mass must be True or False, got {dense_mass!r}.")
+    if (
+        isinstance(num_prior_draws, bool)
+        or not isinstance(num_prior_draws, int)
+        or (num_prior_draws < 0)
+    ):
+        raise ValueError(
+            f"num_prior_draws must be a non-negative integer, got {num_prior_draws!r}."
+        )
+    if isinstance(init_strategy, str):
+        check_choice("init_strategy", init_strategy, INIT_STRATEGIES)
+    elif init_strategy is not None and not isinstance(init_strategy, dict):
+        raise TypeError(
+            f"init_strategy must be one of {list(INIT_STRATEGIES)} or a dict of site values, "
+            f"got {type(init_strategy).__name__}."
+        )
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}.")
+    program_kwargs = {**kwargs, **(model_kwargs or {})}
+    family = isinstance(model, ModelContract) and not isinstance(model, PyroProgram)
+    if not family:
+        fn = model.model_fn if isinstance(model, PyroProgram) else model
+        if not callable(fn):
+            raise TypeError(
+                f"model must be a Pyro or NumPyro program (a callable) or a bayesvae model, got "
+                f"{type(model).__name__}."
+            )
+        return _warned(
+            _program_mcmc(
+                fn,
+                data,
+                program_kwargs,
+                backend=backend,
+                run=_NUTSRun(
+                    num_warmup,
+                    num_samples,
+                    num_chains,
+                    _check_accept(0.8 if target_accept_prob is None else target_accept_prob),
+                    seed,
+                    progress,
+                    None,
+                    None,
+                    dense_mass,
+                    max_tree_depth,
+                ),
+                init_strategy="median" if init_strategy is None else init_strategy,
+                num_prior_draws=num_prior_draws,
+            )
+        )
+    if program_kwargs:
+        raise TypeError(
+            f"{type(model).__name__} takes data arrays only, got {sorted(program_kwargs)}."
+        )
+    backend = "numpyro" if backend is None else backend
+    target_accept_prob = _check_accept(
+        model.nuts_target_accept_prob if target_accept_prob is None else target_accept_prob
+    )
+    tensors = tuple(model.check_data(*data))
+    coords, dims = model.arviz_dims()
     started = time.perf_counter()
     run = _NUTSRun(
-        num_warmup, num_samples, num_chains, target_accept_prob, seed, progress, coords, dims
+        num_warmup,
+        num_samples,
+        num_chains,
+        target_accept_prob,
+        seed,
+        progress,
+        coords or None,
+        dims or None,
+        dense_mass,
+        max_tree_depth,
     )
-    sampler = _numpyro_nuts if backend == "numpyro" else _pyro_nuts
-    idata = sampler(model, tensors, run)
-    postprocess = getattr(model, "postprocess_posterior", None)
-    if postprocess is not None:  # e.g. relabel mixture components before any diagnostic
-        idata = postprocess(idata)
-    seconds = time.perf_counter() - started
+    init_values = init_strategy if isinstance(init_strategy, dict) else model.nuts_init_values()
+    strategy_name = init_strategy if isinstance(init_strategy, str) else "uniform"
+    if backend == "numpyro":
+        numpyro_model = model.numpyro_model()
+        if numpyro_model is None:
+            raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
+        idata = _numpyro_nuts(numpyro_model, tensors, {}, run, init_values, strategy_name)
+    else:
+        idata = _pyro_family_nuts(model, tensors, run, init_values, strategy_name)
+    idata = model.postprocess_posterior(idata)  # e.g. relabel mixture components first
+    return _warned(_result(idata, backend, run, time.perf_counter() - started))
+
+
+def _check_accept(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"target_accept_prob must lie in (0, 1), got {value!r}.")
+    return float(value)
+
+
+def _result(idata: Any, backend: str, run: _NUTSRun, seconds: float) -> MCMCResult:
     samples = {name: idata.posterior[name].to_numpy() for name in idata.posterior.data_vars}
-    problems = convergence_problems(idata)
-    for problem in problems:
-        warnings.warn(problem, ConvergenceWarning, stacklevel=2)
     return MCMCResult(
         samples=samples,
         inference_data=idata,
         backend=backend,
-        num_chains=num_chains,
-        num_samples=num_samples,
-        num_warmup=num_warmup,
+        num_chains=run.num_chains,
+        num_samples=run.num_samples,
+        num_warmup=run.num_warmup,
         seconds=seconds,
-        problems=problems,
+        problems=convergence_problems(idata),
     )
+
+
+def _warned(result: MCMCResult) -> MCMCResult:
+    for problem in result.problems:
+        warnings.warn(problem, ConvergenceWarning, stacklevel=3)
+    return result
 
 
 @dataclass(frozen=True)
@@ -181,35 +301,63 @@ class _NUTSRun:
     progress: bool
     coords: Any
     dims: Any
+    dense_mass: bool = False
+    max_tree_depth: int = 10
 
 
-def _init_values(model: Any) -> dict[str, Any] | None:
-    hook = getattr(model, "nuts_init_values", None)
-    return None if hook is None else hook()
-
-
-def _numpyro_nuts(model: Any, tensors: tuple[torch.Tensor, ...], run: _NUTSRun) -> Any:
-    import arviz as az
-    import jax
+def _numpyro_init(init_values: dict[str, Any] | None, strategy: str) -> Any:
     import jax.numpy as jnp
+    from numpyro.infer import init_to_feasible, init_to_median, init_to_uniform, init_to_value
+
+    if init_values is not None:
+        return init_to_value(values={k: jnp.asarray(v) for k, v in init_values.items()})
+    return {"median": init_to_median, "uniform": init_to_uniform, "feasible": init_to_feasible}[
+        strategy
+    ]
+
+
+def _pyro_init(init_values: dict[str, Any] | None, strategy: str) -> Any:
+    from pyro.infer.autoguide.initialization import (
+        init_to_feasible,
+        init_to_median,
+        init_to_uniform,
+        init_to_value,
+    )
+
+    if init_values is not None:
+        return init_to_value(values={k: torch.as_tensor(v) for k, v in init_values.items()})
+    return {"median": init_to_median, "uniform": init_to_uniform, "feasible": init_to_feasible}[
+        strategy
+    ]
+
+
+def _jax_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple, dict]:
+    import jax.numpy as jnp
+
+    def convert(value: Any) -> Any:
+        if torch.is_tensor(value):
+            value = value.detach().cpu().numpy()
+        if hasattr(value, "to_numpy"):  # pandas
+            value = value.to_numpy()
+        return jnp.asarray(value) if isinstance(value, np.ndarray) else value
+
+    return tuple(convert(a) for a in args), {k: convert(v) for k, v in kwargs.items()}
+
+
+def _numpyro_sampler(
+    fn: Any, args: tuple, kwargs: dict, run: _NUTSRun, init_values: Any, strategy: str
+) -> Any:
+    import jax
     from numpyro.infer import MCMC, NUTS
 
-    if not hasattr(model, "numpyro_model"):
-        raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
-    from numpyro.infer import init_to_uniform, init_to_value
-
     chain_method = "parallel" if jax.local_device_count() >= run.num_chains else "vectorized"
-    init_values = _init_values(model)
-    init_strategy = (
-        init_to_uniform  # each backend's default
-        if init_values is None
-        else init_to_value(values={k: jnp.asarray(v) for k, v in init_values.items()})
-    )
     sampler = MCMC(
         NUTS(
-            model.numpyro_model(),
+            fn,
             target_accept_prob=run.target_accept_prob,
-            init_strategy=init_strategy,
+            init_strategy=_numpyro_init(init_values, strategy),
+            dense_mass=run.dense_mass,
+            max_tree_depth=run.max_tree_depth,
         ),
         num_warmup=run.num_warmup,
         num_samples=run.num_samples,
@@ -219,40 +367,295 @@ def _numpyro_nuts(model: Any, tensors: tuple[torch.Tensor, ...], run: _NUTSRun) 
     )
     sampler.run(
         jax.random.PRNGKey(run.seed),
-        *(jnp.asarray(t.numpy()) for t in tensors),
+        *args,
         extra_fields=("diverging", "energy", "num_steps"),
+        **kwargs,
     )
+    return sampler
+
+
+def _numpyro_nuts(
+    fn: Any,
+    tensors: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    run: _NUTSRun,
+    init_values: Any,
+    strategy: str,
+) -> Any:
+    """A family's NumPyro twin through NUTS, as ArviZ data."""
+    import arviz as az
+
+    args, kwargs = _jax_args(tensors, kwargs)
+    sampler = _numpyro_sampler(fn, args, kwargs, run, init_values, strategy)
     return az.from_numpyro(sampler, coords=run.coords, dims=run.dims)
 
 
-def _pyro_nuts(model: Any, tensors: tuple[torch.Tensor, ...], run: _NUTSRun) -> Any:
+def _pyro_family_nuts(
+    model: Any, tensors: tuple[torch.Tensor, ...], run: _NUTSRun, init_values: Any, strategy: str
+) -> Any:
     import arviz as az
+
+    chains = []
+    samplers = _pyro_chains(
+        model.model, tensors, {}, run, init_values, strategy, model.max_plate_nesting
+    )
+    for sampler in samplers:
+        with warnings.catch_warnings():  # arviz notes that one chain cannot give R-hat
+            warnings.simplefilter("ignore", UserWarning)
+            chains.append(az.from_pyro(sampler, coords=run.coords, dims=run.dims))
+    return chains[0] if run.num_chains == 1 else az.concat(*chains, dim="chain")
+
+
+def _pyro_chains(
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    run: _NUTSRun,
+    init_values: Any,
+    strategy: str,
+    max_plate_nesting: int | None,
+) -> Any:
+    """One Pyro ``MCMC`` per chain, run one after another, seeded ``seed + chain``."""
     import pyro
     from pyro.infer import MCMC, NUTS
-    from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
 
-    init_values = _init_values(model)
-    init_strategy = (
-        init_to_uniform  # each backend's default
-        if init_values is None
-        else init_to_value(values={k: torch.as_tensor(v) for k, v in init_values.items()})
-    )
-    chains = []
     for chain in range(run.num_chains):
         pyro.set_rng_seed(run.seed + chain)
         sampler = MCMC(
             NUTS(
-                model.model,
+                fn,
                 target_accept_prob=run.target_accept_prob,
-                init_strategy=init_strategy,
-                max_plate_nesting=getattr(model, "max_plate_nesting", None),
+                init_strategy=_pyro_init(init_values, strategy),
+                max_plate_nesting=max_plate_nesting,
+                full_mass=run.dense_mass,
+                max_tree_depth=run.max_tree_depth,
             ),
             num_samples=run.num_samples,
             warmup_steps=run.num_warmup,
             disable_progbar=not run.progress,
         )
-        sampler.run(*tensors)
-        with warnings.catch_warnings():  # arviz notes that one chain cannot give R-hat
+        sampler.run(*args, **kwargs)
+        yield sampler
+
+
+# ------------------------------------------------------------------------- user programs
+def _program_mcmc(
+    fn: Any,
+    data: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    backend: str | None,
+    run: _NUTSRun,
+    init_strategy: str | dict[str, Any],
+    num_prior_draws: int,
+) -> MCMCResult:
+    from bayesvae.models.program import is_numpyro_program, program_inputs
+
+    init_values = init_strategy if isinstance(init_strategy, dict) else None
+    strategy = init_strategy if isinstance(init_strategy, str) else "median"
+    numpyro_program = is_numpyro_program(fn, data, kwargs)
+    if numpyro_program and backend == "pyro":
+        raise TypeError(
+            "this is a NumPyro program (numpyro.sample); it runs on backend='numpyro', not 'pyro'."
+        )
+    started = time.perf_counter()
+    if numpyro_program:
+        idata = _numpyro_program_nuts(fn, data, kwargs, run, init_values, strategy, num_prior_draws)
+        return _result(idata, "numpyro", run, time.perf_counter() - started)
+    if backend == "numpyro":
+        raise TypeError(
+            "this is a Pyro program (pyro.sample); backend='numpyro' runs NumPyro programs. Use "
+            "backend='pyro' (the default for a Pyro program) or write the model in NumPyro."
+        )
+    args, kwargs = program_inputs(fn, data, kwargs)
+    idata = _pyro_program_nuts(fn, args, kwargs, run, init_values, strategy, num_prior_draws)
+    return _result(idata, "pyro", run, time.perf_counter() - started)
+
+
+def _wants_x64(data: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    for value in (*data, *kwargs.values()):
+        if hasattr(value, "to_numpy") and not torch.is_tensor(value):
+            value = value.to_numpy()
+        dtype = getattr(value, "dtype", None)  # noqa: B009 (arrays of any library)
+        if dtype is not None and str(dtype) in ("float64", "torch.float64"):
+            return True
+    return False
+
+
+def _numpyro_program_nuts(
+    fn: Any,
+    data: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    run: _NUTSRun,
+    init_values: Any,
+    strategy: str,
+    num_prior_draws: int,
+) -> Any:
+    import contextlib
+
+    import arviz as az
+    import jax
+    from numpyro.infer import Predictive
+
+    from bayesvae.models.program import named_inputs
+
+    x64 = _wants_x64(data, kwargs)
+    if x64:
+        logger.info("float64 data: NumPyro NUTS runs in 64-bit (pass float32 arrays for 32-bit)")
+    with jax.enable_x64(True) if x64 else contextlib.nullcontext():
+        args, jkwargs = _jax_args(data, kwargs)
+        sampler = _numpyro_sampler(fn, args, jkwargs, run, init_values, strategy)
+        observed, deterministic = _numpyro_sites(fn, args, jkwargs)
+        samples = sampler.get_samples()
+        key = jax.random.PRNGKey(run.seed + 1)
+        predictive = Predictive(fn, samples, return_sites=observed)(key, *args, **jkwargs)
+        prior: dict[str, Any] = {}
+        if num_prior_draws:
+            prior = Predictive(fn, num_samples=num_prior_draws)(
+                jax.random.PRNGKey(run.seed + 2), *args, **jkwargs
+            )
+        constant = {
+            name: np.asarray(value)
+            for name, value in named_inputs(fn, args, jkwargs).items()
+            if hasattr(value, "shape") and name not in observed
+        }
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            chains.append(az.from_pyro(sampler, coords=run.coords, dims=run.dims))
-    return chains[0] if run.num_chains == 1 else az.concat(*chains, dim="chain")
+            idata = az.from_numpyro(
+                sampler,
+                posterior_predictive={k: np.asarray(v) for k, v in predictive.items()},
+                prior={k: np.asarray(v) for k, v in prior.items() if k not in observed} or None,
+                constant_data=constant or None,
+                coords=run.coords,
+                dims=run.dims,
+            )
+            if prior:
+                idata.add_groups(
+                    prior_predictive=az.from_dict(
+                        posterior={
+                            k: np.asarray(v)[None] for k, v in prior.items() if k in observed
+                        }
+                    ).posterior
+                )
+    del deterministic  # NumPyro's samples already hold the deterministic sites
+    return idata
+
+
+def _numpyro_sites(fn: Any, args: tuple, kwargs: dict) -> tuple[list[str], list[str]]:
+    from numpyro import handlers
+
+    trace = handlers.trace(handlers.seed(fn, 0)).get_trace(*args, **kwargs)
+    observed = [n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"]]
+    deterministic = [n for n, s in trace.items() if s["type"] == "deterministic"]
+    return observed, deterministic
+
+
+def _pyro_program_nuts(
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    run: _NUTSRun,
+    init_values: Any,
+    strategy: str,
+    num_prior_draws: int,
+) -> Any:
+    """NUTS on a Pyro program, as ArviZ data built here: posterior (and deterministic sites),
+    pointwise log-likelihood, posterior predictive, observed and constant data, prior groups,
+    divergences. Draws are replayed through the program one at a time, so any program works."""
+    import arviz as az
+    import pyro
+
+    from bayesvae.models.program import inspect_sites, named_inputs, site_dims
+
+    with pyro.validation_enabled(True):
+        sites = inspect_sites(fn, args, kwargs)
+    if not sites.observed:
+        raise ValueError(
+            "the model samples no observed site (no pyro.sample with obs= given data); "
+            "there is nothing to condition on."
+        )
+    chains, diverging = [], []
+    for sampler in _pyro_chains(fn, args, kwargs, run, init_values, strategy, sites.nesting):
+        chains.append({k: v.detach().cpu() for k, v in sampler.get_samples().items()})
+        flags = np.zeros(run.num_samples, dtype=bool)
+        for index in sampler.diagnostics().get("divergences", {}).get("chain 0", []):
+            flags[index] = True
+        diverging.append(flags)
+    pyro.set_rng_seed(run.seed + run.num_chains)
+    replayed = [_replay(fn, args, kwargs, draws, sites) for draws in chains]
+    names = list(chains[0])
+    posterior = {n: np.stack([c[n].numpy() for c in chains]) for n in names}
+    for name in sites.deterministic:
+        posterior[name] = np.stack([r["deterministic"][name] for r in replayed])
+    log_lik = {n: np.stack([r["log_lik"][n] for r in replayed]) for n in sites.observed}
+    predictive = {n: np.stack([r["predictive"][n] for r in replayed]) for n in sites.observed}
+    trace = sites.trace
+    dims = {
+        n: site_dims(n, trace.nodes[n], tuple(trace.nodes[n]["value"].shape))
+        for n in [*names, *sites.deterministic, *sites.observed]
+    }
+    log_lik_dims = {
+        n: site_dims(n, trace.nodes[n], tuple(log_lik[n].shape[2:]), event_dim=0)
+        for n in sites.observed
+    }
+    observed = {n: trace.nodes[n]["value"].detach().cpu().numpy() for n in sites.observed}
+    constant = {
+        name: value.detach().cpu().numpy()
+        for name, value in named_inputs(fn, args, kwargs).items()
+        if torch.is_tensor(value) and name not in sites.observed
+    }
+    prior, prior_predictive = {}, {}
+    if num_prior_draws:
+        from pyro.infer import Predictive
+
+        with torch.no_grad():
+            draws = Predictive(fn, num_samples=num_prior_draws, parallel=False)(*args, **kwargs)
+        prior = {n: v[None].numpy() for n, v in draws.items() if n not in sites.observed}
+        prior_predictive = {n: v[None].numpy() for n, v in draws.items() if n in sites.observed}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        idata = az.from_dict(
+            posterior=posterior,
+            posterior_predictive=predictive,
+            sample_stats={"diverging": np.stack(diverging)},
+            observed_data=observed,
+            constant_data=constant or None,
+            prior=prior or None,
+            prior_predictive=prior_predictive or None,
+            dims=dims,
+        )
+        # the pointwise log-likelihood has the observed site's batch dims only
+        idata.add_groups(
+            log_likelihood=az.from_dict(posterior=log_lik, dims=log_lik_dims).posterior
+        )
+    return idata
+
+
+def _replay(
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    draws: dict[str, torch.Tensor],
+    sites: Any,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Run the program once per posterior draw, conditioned on it: deterministic values, the
+    observed sites' pointwise log densities and a posterior predictive draw of each."""
+    from pyro import poutine
+
+    count = len(next(iter(draws.values())))
+    out: dict[str, dict[str, list[np.ndarray]]] = {
+        "deterministic": {n: [] for n in sites.deterministic},
+        "log_lik": {n: [] for n in sites.observed},
+        "predictive": {n: [] for n in sites.observed},
+    }
+    with torch.no_grad():
+        for i in range(count):
+            conditioned = poutine.condition(fn, data={k: v[i] for k, v in draws.items()})
+            trace = poutine.trace(conditioned).get_trace(*args, **kwargs)
+            for name in sites.deterministic:
+                out["deterministic"][name].append(trace.nodes[name]["value"].numpy())
+            for name in sites.observed:
+                site = trace.nodes[name]
+                out["log_lik"][name].append(site["fn"].log_prob(site["value"]).numpy())
+                out["predictive"][name].append(site["fn"].sample().numpy())
+    return {group: {n: np.stack(v) for n, v in values.items()} for group, values in out.items()}

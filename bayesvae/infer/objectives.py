@@ -30,6 +30,8 @@ __all__ = [
     "SyncFreeTrace_ELBO",
     "SyncFreeTraceMeanField_ELBO",
     "SyncFreeJitTrace_ELBO",
+    "ELBO_NAMES",
+    "backward_loss",
 ]
 
 
@@ -243,6 +245,24 @@ OBJECTIVES: dict[str, type[ELBO]] = {
     "enum": TraceEnum_ELBO,
     "iwae": ImportanceWeightedELBO,
 }
+
+
+#: the names ``make_elbo`` and ``fit(elbo=...)`` accept
+ELBO_NAMES = tuple(OBJECTIVES)
+
+
+def backward_loss(objective: ELBO, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
+    """One step's loss (a detached tensor), its gradient accumulated into the parameters.
+
+    Objectives with ``differentiable_loss`` (bayesvae's, Trace/TraceEnum/TraceMeanField ELBOs)
+    stay on the device; others (e.g. Pyro's ``RenyiELBO``, ``TraceGraph_ELBO``) through their
+    ``loss_and_grads``, which reads the loss as a float.
+    """
+    if hasattr(type(objective), "differentiable_loss"):  # a Pyro objective, not the model
+        loss = objective.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return loss.detach()
+    return torch.as_tensor(float(objective.loss_and_grads(model, guide, *args, **kwargs)))
 
 
 def make_elbo(

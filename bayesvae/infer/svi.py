@@ -1,7 +1,11 @@
-"""One SVI fit loop for every model family: :func:`fit` and its :class:`FitResult`.
+"""One SVI fit loop for every model: :func:`fit` and its :class:`FitResult`.
 
-The loop only relies on the model-family contract (``model``/``guide`` taking the data tensors of a
-minibatch positionally plus ``num_data=``, an optional ``check_data``), never on a concrete family.
+The loop relies only on the contract written in :mod:`bayesvae.models.contract`, never on a
+concrete family. A user's Pyro program (any ``model(*args, **kwargs)`` with an AutoGuide or its own
+guide) is the general case: each step gets the program's own arguments (full data; a subsampled
+``pyro.plate`` inside the program draws minibatches), and history rows come every ``eval_every``
+steps. A built-in family is the case whose ``model``/``guide`` take minibatch tensors and
+``num_data=``: each step gets one minibatch, and rows come once an epoch.
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ from bayesvae.data.validation import check_choice, check_positive_int
 from bayesvae.infer import checkpoint as ckpt
 from bayesvae.infer.callbacks import Callback, EarlyStopping, FitState
 from bayesvae.infer.distributed import setup_ddp
-from bayesvae.infer.objectives import make_elbo, quiet_jit_deprecation, scale_latents
+from bayesvae.infer.objectives import (
+    ELBO_NAMES,
+    backward_loss,
+    make_elbo,
+    quiet_jit_deprecation,
+    scale_latents,
+)
+from bayesvae.models.contract import ModelContract
+from bayesvae.models.program import PyroProgram, as_model, check_program, program_inputs
 
 __all__ = ["fit", "FitResult", "evaluate", "resolve_device", "TrainingDivergedError"]
 
@@ -74,14 +86,23 @@ class FitResult:
     best_epoch: int | None = None
     stop_reason: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    #: a program's ``(args, kwargs)`` as fitted (tensors on ``device``); ``None`` for a family
+    data: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
-    def to_inference_data(self, *data: Any, num_samples: int = 500, seed: int = 0) -> Any:
-        """ArviZ ``InferenceData`` from the fitted guide on ``data`` (posterior,
-        posterior_predictive, observed_data, pointwise log_likelihood; one chain of independent
-        draws). See :func:`bayesvae.diagnostics.svi_to_inference_data`."""
+    def to_inference_data(
+        self, *data: Any, num_samples: int = 500, seed: int = 0, **kwargs: Any
+    ) -> Any:
+        """ArviZ ``InferenceData`` from the fitted guide (posterior, posterior_predictive,
+        observed_data, pointwise log_likelihood; for a program also constant_data; one chain of
+        independent draws) on ``data`` — by default, a program's own fitted arguments. See
+        :func:`bayesvae.diagnostics.svi_to_inference_data`."""
         from bayesvae.diagnostics import svi_to_inference_data
 
-        return svi_to_inference_data(self.model, *data, num_samples=num_samples, seed=seed)
+        if not data and not kwargs and self.data is not None:
+            data, kwargs = self.data
+        return svi_to_inference_data(
+            self.model, *data, num_samples=num_samples, seed=seed, **kwargs
+        )
 
     def save(self, path: str | Path) -> Path:
         """Write a run folder (config.yaml, model.pt, metrics.csv); load with ``bayesvae.load``."""
@@ -116,7 +137,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 # ------------------------------------------------------------------------------------ data
-def _prepare_data(model: Any, data: Any, name: str) -> tuple[tuple[torch.Tensor, ...], Any]:
+def _prepare_data(
+    model: ModelContract, data: Any, name: str
+) -> tuple[tuple[torch.Tensor, ...], Any]:
     """``data`` -> (validated tensors, batch transform). Accepts an array/tensor, a tuple of them,
     or :class:`~bayesvae.data.ImageData`."""
     transform = None
@@ -127,11 +150,9 @@ def _prepare_data(model: Any, data: Any, name: str) -> tuple[tuple[torch.Tensor,
         tensors = tuple(data)
     else:
         tensors = (data,)
-    check = getattr(model, "check_data", None)
     try:
-        if check is not None:
-            converted = check(*tensors)
-            tensors = tuple(converted) if converted is not None else tensors
+        converted = model.check_data(*tensors)
+        tensors = tuple(converted) if converted is not None else tensors
         tensors = tuple(torch.as_tensor(t) for t in tensors)
     except (ValueError, TypeError) as err:
         raise type(err)(f"{name}: {err}") from None
@@ -203,9 +224,9 @@ def _enumerated_sites(trace: Any) -> list[str]:
     ]
 
 
-@torch.no_grad()
 def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
-    """Unweighted ELBO of ``model.model``/``model.guide`` per data point, and its two terms.
+    """Unweighted ELBO of a family's ``model``/``guide`` per data point, and its two terms, over
+    minibatches ``batches`` (tuples of tensors) of a data set of ``num_data`` rows.
 
     One draw of the guide per minibatch; ``recon`` sums the observed sites' log-likelihoods,
     ``kl`` the latent sites' ``log q - log p``; ``elbo = recon - kl`` (nats per data point).
@@ -213,18 +234,27 @@ def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
     returned as ``kl_<site>``. Discrete sites marked for enumeration are summed out of ``recon``
     (with TraceEnum_ELBO).
     """
+    inputs = (
+        (tuple(batch), {"num_data": num_data}, batch[0].shape[0] / num_data) for batch in batches
+    )
+    return evaluate_inputs(model, inputs, num_data)
+
+
+@torch.no_grad()
+def evaluate_inputs(model: Any, inputs: Any, num_data: int) -> dict[str, float]:
+    """:func:`evaluate` over ``inputs``: ``(args, kwargs, weight)`` triples, each one call of
+    model and guide whose (subsampling-scaled) terms count with ``weight`` (a minibatch's share
+    of the data; 1 for a program given all of it); the sums are divided by ``num_data``."""
     recon = kl = 0.0
     kl_sites: dict[str, float] = {}
     was_training = model.training
     model.eval()
     try:
-        for batch in batches:
-            size = batch[0].shape[0]
-            guide_trace = poutine.trace(model.guide).get_trace(*batch, num_data=num_data)
+        for args, kwargs, weight in inputs:
+            guide_trace = poutine.trace(model.guide).get_trace(*args, **kwargs)
             model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(
-                *batch, num_data=num_data
+                *args, **kwargs
             )
-            weight = size / num_data
             enumerated = _enumerated_sites(model_trace)
             batch_recon = batch_kl = 0.0
             for name, site in model_trace.nodes.items():
@@ -243,10 +273,10 @@ def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
             if enumerated:
                 # Sum the enumerated discrete sites out (same guide draw): recon = ELBO + KL.
                 objective = TraceEnum_ELBO(
-                    max_plate_nesting=getattr(model, "max_plate_nesting", None) or float("inf")
+                    max_plate_nesting=model.max_plate_nesting or float("inf")
                 )
                 replayed_guide = poutine.replay(model.guide, trace=guide_trace)
-                elbo = -objective.loss(model.model, replayed_guide, *batch, num_data=num_data)
+                elbo = -objective.loss(model.model, replayed_guide, *args, **kwargs)
                 batch_recon = elbo + batch_kl
             recon += weight * batch_recon
             kl += weight * batch_kl
@@ -313,13 +343,17 @@ def _make_scheduler(
 
 
 def _capture_params(
-    model_fn: Any, guide_fn: Any, batch: tuple[torch.Tensor, ...], num_data: int
+    model_fn: Any, guide_fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[torch.Tensor]:
     """Run model and guide once (no gradients) and collect the unconstrained Pyro params."""
     with torch.no_grad(), poutine.trace(param_only=True) as capture:
-        guide_trace = poutine.trace(guide_fn).get_trace(*batch, num_data=num_data)
-        poutine.replay(model_fn, trace=guide_trace)(*batch, num_data=num_data)
-    params = [site["value"].unconstrained() for site in capture.trace.nodes.values()]
+        guide_trace = poutine.trace(guide_fn).get_trace(*args, **kwargs)
+        poutine.replay(model_fn, trace=guide_trace)(*args, **kwargs)
+    params = list(
+        {
+            id(p): p for p in (s["value"].unconstrained() for s in capture.trace.nodes.values())
+        }.values()
+    )
     if not params:
         raise ValueError(
             "the model and guide declare no parameters to fit (no pyro.param or "
@@ -339,18 +373,108 @@ def _check_positive_float(name: str, value: Any) -> float:
     return float(value)
 
 
+def _check_lr_decay(lr_decay: Any) -> float:
+    if (
+        isinstance(lr_decay, bool)
+        or not isinstance(lr_decay, (int, float))
+        or not 0 < lr_decay <= 1
+    ):
+        raise ValueError(f"lr_decay must be a number in (0, 1], got {lr_decay!r}.")
+    return float(lr_decay)
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed must be a non-negative integer, got {seed!r}.")
+    return int(seed)
+
+
+def _make_any_optimizer(
+    optimizer: Any,
+    params: list[torch.Tensor],
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+) -> Any:
+    """A torch optimizer from a name, a ``torch.optim.Optimizer`` subclass (built with ``lr``),
+    or a Pyro optimizer (``pyro.optim.Adam({...})``, stepped by :class:`_PyroOptimStep`)."""
+    from pyro.optim import PyroOptim
+
+    if isinstance(optimizer, str):
+        return _make_optimizer(optimizer, params, lr, weight_decay, betas)
+    if isinstance(optimizer, PyroOptim):
+        return _PyroOptimStep(optimizer, params)
+    return optimizer(params, lr=lr)
+
+
+class _PyroOptimStep:
+    """A Pyro optimizer (one torch optimizer per parameter, made lazily) behind the two calls the
+    loop makes: ``step()`` and ``zero_grad()``; its state saves with ``state_dict()``."""
+
+    def __init__(self, optim: Any, params: list[torch.Tensor]) -> None:
+        self.optim, self.params = optim, params
+        self.param_groups = [{"lr": math.nan, "params": params}]
+
+    def step(self) -> None:
+        self.optim([p for p in self.params if p.grad is not None])
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for param in self.params:
+            param.grad = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.optim.get_state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optim.set_state(state)
+
+
+class _ProgramSteps:
+    """``length`` steps of a program, each with its own (full) arguments."""
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any], length: int) -> None:
+        self.args, self.kwargs, self.length = args, kwargs, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Any:
+        for _ in range(self.length):
+            yield self.args, self.kwargs
+
+
+class _FamilySteps:
+    """A family's minibatches as step arguments: ``(batch tensors, {"num_data": N})``."""
+
+    def __init__(self, loader: Any, num_data: int, to_device: Any) -> None:
+        self.loader, self.num_data, self.to_device = loader, num_data, to_device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Any:
+        for batch in self.loader:
+            yield self.to_device(batch), {"num_data": self.num_data}
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    return value.to(device) if torch.is_tensor(value) else value
+
+
 def fit(
     model: Any,
-    train: Any,
+    *data: Any,
+    guide: str | Any = None,
     val: Any = None,
-    *,
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    elbo: str | None = None,
+    epochs: int | None = None,
+    num_steps: int | None = None,
+    eval_every: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    elbo: str | Any = None,
     num_particles: int = 1,
     vectorize_particles: bool = True,
-    optimizer: str = "adam",
+    optimizer: str | Any = "adam",
     weight_decay: float = 0.0,
     betas: tuple[float, float] = (0.9, 0.999),
     lr_schedule: str = "constant",
@@ -368,87 +492,182 @@ def fit(
     validate_args: bool = False,
     strategy: str | None = None,
     backend: str = "pyro",
+    init_loc_fn: Any = None,
+    model_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> FitResult:
-    """Fit ``model.model``/``model.guide`` to ``train`` by stochastic variational inference.
+    """Fit a model by stochastic variational inference: a user's Pyro program or a built-in
+    family.
+
+    **A Pyro program** (any callable): ``fit(model, *args, guide="normal", **kwargs)`` passes
+    ``args``/``kwargs`` to ``model`` and ``guide`` every step, exactly as
+    ``pyro.infer.SVI.step(*args, **kwargs)`` would (arrays become tensors, floating ones in
+    torch's default dtype; NaN/inf refused). Steps are full-batch; a program that subsamples
+    (``pyro.plate("data", N, subsample_size=B)``) gets its minibatches and their ``N / B`` scale
+    from Pyro. Any keyword that is not an option of ``fit`` goes to the program; an argument
+    named like an option goes in ``model_kwargs={...}``. An ``nn.Module`` with ``model`` and
+    ``guide`` methods that is not a bayesvae family is fitted the same way.
+
+    **A family** (:class:`bayesvae.VAE`, ...): ``fit(family, train, val=...)`` with ``train`` an
+    array/tensor ``(N, ...)``, a tuple of them (passed to the model positionally),
+    :class:`~bayesvae.data.ImageData` or a ``DataLoader``; each step is one minibatch.
 
     Args:
-        model: a model family (e.g. :class:`bayesvae.models.VAE`): an ``nn.Module`` with
-            ``model(*batch, num_data=N)`` and ``guide(*batch, num_data=N)``.
-        train: training data: an array/tensor ``(N, ...)``, a tuple of them (passed to the model
-            positionally), :class:`~bayesvae.data.ImageData`, or a ``DataLoader`` yielding tuples.
-        val: validation data in the same forms; its ELBO is computed after every epoch.
-        epochs: number of passes over ``train`` (the total, counting resumed epochs).
-        batch_size: minibatch size ``B``; the model's plate scales each minibatch by ``N / B``.
-            The last incomplete minibatch of an epoch is dropped (the order is reshuffled).
-        lr: learning rate.
-        elbo: ``"trace"`` (Trace_ELBO), ``"meanfield"`` (TraceMeanField_ELBO, analytic KL where
-            available), ``"jit"`` (JitTrace_ELBO), ``"enum"`` (TraceEnum_ELBO: discrete sites
-            marked for enumeration are summed out) or ``"iwae"`` (the importance-weighted bound
-            with ``K = num_particles``, :class:`~bayesvae.infer.objectives.ImportanceWeightedELBO`;
-            ``train_elbo`` is then that bound). Default: the family's ``default_elbo``
-            (``"enum"`` for :class:`~bayesvae.models.AnomalyMixture`), else ``"trace"``.
-        num_particles: samples per step, vectorized when ``vectorize_particles``.
-        optimizer: ``"adam"`` or ``"clippedadam"`` (Pyro's ClippedAdam); ``weight_decay`` and
-            ``betas`` (Adam's moment decay rates) as in torch.
-        lr_schedule: ``"constant"``, ``"cosine"`` (to 0 over ``epochs``) or ``"exponential"``
-            (multiply by ``lr_decay`` each epoch).
+        guide: for a program: ``"normal"`` (AutoNormal, the default), ``"mvn"``
+            (AutoMultivariateNormal), ``"lowrank"``, ``"iaf"``, ``"delta"`` (MAP),
+            ``"laplace"``, an AutoGuide instance or the user's guide callable (see
+            :class:`~bayesvae.models.program.PyroProgram`); ``init_loc_fn`` is passed to an
+            AutoGuide built by name. A family brings its own guide.
+        val: a family's validation data (its ELBO after every epoch).
+        epochs: a family's passes over ``train`` (default 10; the total, counting resumed ones).
+        num_steps: a program's SVI steps (default 2000; the total, counting resumed ones).
+        eval_every: a program's steps per history row (default 100): the row's ``train_elbo``
+            averages those steps, and its ``recon``/``kl`` come from one evaluation.
+        batch_size: a family's minibatch size ``B`` (default 128); the model's plate scales each
+            minibatch by ``N / B``. The last incomplete minibatch of an epoch is dropped.
+        lr: learning rate (default 1e-3 for a family, 1e-2 for a program).
+        elbo: a name — ``"trace"`` (sync-free Trace_ELBO), ``"meanfield"`` (analytic KL where
+            available), ``"jit"``, ``"enum"`` (TraceEnum_ELBO: sites marked for enumeration are
+            summed out) or ``"iwae"`` (the importance-weighted bound, ``K = num_particles``) —
+            or any Pyro ELBO instance (``TraceGraph_ELBO()``, ``RenyiELBO(alpha=0.5)``, ...).
+            Default: the model's ``default_elbo``.
+        num_particles: samples per step, vectorized when ``vectorize_particles`` (names only).
+        optimizer: ``"adam"``, ``"clippedadam"``, a ``torch.optim.Optimizer`` subclass (built
+            with ``lr``) or a Pyro optimizer instance (``pyro.optim.Adam({"lr": 0.01})``, which
+            carries its own settings). ``weight_decay`` and ``betas`` apply to the names.
+        lr_schedule: ``"constant"``, ``"cosine"`` (to 0 over the rows) or ``"exponential"``
+            (multiply by ``lr_decay`` in (0, 1] each row).
         clip_norm: clip the global gradient norm to this value each step.
-        kl_warmup: epochs over which the weight of latent sites rises linearly from ~0 to 1
-            (applied per step to model and guide with a latent-only ``poutine.scale``).
-        early_stopping: patience in epochs on ``val_elbo`` (``train_elbo`` without ``val``).
+        kl_warmup: rows (epochs; for a program, evaluations) over which the weight of latent sites
+            rises linearly from ~0 to 1 (a latent-only ``poutine.scale``).
+        early_stopping: patience in rows on ``val_elbo`` (``train_elbo`` without ``val``).
         callbacks: :class:`~bayesvae.infer.callbacks.Callback` objects.
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a
+            program's tensor arguments move there.
         seed: seeds torch, numpy, random and the minibatch order; same seed, same history on CPU.
         progress: show a progress bar (only when stderr is a terminal).
-        checkpoint_dir: write ``last.pt`` after every epoch and ``best.pt`` when the monitored
+        checkpoint_dir: write ``last.pt`` after every row and ``best.pt`` when the monitored
             ELBO improves (atomically); a NaN loss leaves them as they were.
-        resume: continue from ``checkpoint_dir/last.pt`` (same model config) up to ``epochs``.
-        eval_size: without ``val``, ``recon``/``kl`` are evaluated on this many training points.
+        resume: continue from ``checkpoint_dir/last.pt`` (same model) up to ``epochs`` /
+            ``num_steps``.
+        eval_size: a family without ``val`` evaluates ``recon``/``kl`` on this many points.
         validate_args: keep Pyro's distribution checks on inside the training loop (off by
-            default for speed; model and guide are checked once, with validation, before training).
-        backend: ``"pyro"`` (this loop) or ``"numpyro"``: the family's NumPyro twin
-            (``model.numpyro_twin()``) trains with jitted SVI, each epoch in one compiled loop,
-            and its weights are copied back into ``model``; options beyond epochs, batch size,
-            Adam's lr/betas, ``elbo`` ("trace"/"meanfield"), seed, val and progress are refused.
-        strategy: ``None`` (one process) or ``"ddp"``: data-parallel SVI over the processes of a
-            ``torchrun`` launch (see :mod:`bayesvae.infer.distributed`); ``batch_size`` is the
-            global minibatch, each rank fits its shard, gradients are averaged every step and
-            rank 0 writes the checkpoints.
+            default for speed; model and guide are checked once, with validation, before).
+        strategy: ``None`` or ``"ddp"`` (a family's data-parallel SVI under ``torchrun``; see
+            :mod:`bayesvae.infer.distributed`).
+        backend: ``"pyro"`` (this loop) or ``"numpyro"``: a family's NumPyro twin trains with
+            jitted SVI and its weights are copied back; options beyond epochs, batch size, Adam's
+            lr/betas, ``elbo`` ("trace"/"meanfield"), seed, val and progress are refused.
 
     Returns:
-        :class:`FitResult` with the fitted model and per-epoch history.
+        :class:`FitResult` with the fitted model (for a program, its
+        :class:`~bayesvae.models.program.PyroProgram`) and the history.
 
     Raises:
         ValueError, TypeError: bad data or options, before any training.
-        TrainingDivergedError: the loss became NaN/inf (names epoch and step).
+        TrainingDivergedError: the loss became NaN/inf (names the row and step).
     """
     import pandas as pd
 
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
+    # -- which kind of model, and its arguments
+    contract = as_model(model, guide, **({"init_loc_fn": init_loc_fn} if init_loc_fn else {}))
+    is_program = not contract.takes_num_data
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}.")
+    program_kwargs = {**kwargs, **(model_kwargs or {})}
+    if is_program:
+        given = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "val": val,
+            "strategy": strategy,
+        }
+        wrong = [name for name, value in given.items() if value is not None]
+        if wrong:
+            raise ValueError(
+                f"{wrong} apply to model families; a Pyro program takes its data as arguments "
+                "and runs num_steps full-data steps (subsample inside it with "
+                "pyro.plate(name, N, subsample_size=B))."
+            )
+        if backend != "pyro":
+            check_choice("backend", backend, BACKENDS)
+            raise ValueError(
+                "backend='numpyro' trains a family's NumPyro twin; a Pyro program trains on "
+                "backend='pyro' (for NumPyro NUTS on a NumPyro program use bayesvae.mcmc)."
+            )
+        num_steps = check_positive_int("num_steps", 2000 if num_steps is None else num_steps)
+        eval_every = check_positive_int("eval_every", 100 if eval_every is None else eval_every)
+        eval_every = min(eval_every, num_steps)
+        epochs = math.ceil(num_steps / eval_every)
+        lr = 1e-2 if lr is None else lr
+    else:
+        if program_kwargs:
+            raise TypeError(
+                f"fit() got unexpected keyword arguments {sorted(program_kwargs)}; keywords pass "
+                f"to the model only for Pyro programs, not for {type(contract).__name__}."
+            )
+        if len(data) != 1:
+            raise TypeError(
+                f"fit({type(contract).__name__}, train, val=...) takes one training data "
+                f"argument (a tuple for several arrays), got {len(data)}."
+            )
+        for name, value in (("num_steps", num_steps), ("eval_every", eval_every)):
+            if value is not None:
+                raise ValueError(f"{name} applies to Pyro programs; a family trains for epochs.")
+        epochs = check_positive_int("epochs", 10 if epochs is None else epochs)
+        batch_size = check_positive_int("batch_size", 128 if batch_size is None else batch_size)
+        lr = 1e-3 if lr is None else lr
     lr = _check_positive_float("lr", lr)
-    check_choice("optimizer", optimizer, OPTIMIZERS)
+    seed = _check_seed(seed)
+    from pyro.optim import PyroOptim
+
+    if isinstance(optimizer, str):
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+    elif not isinstance(optimizer, PyroOptim) and not (
+        isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
+    ):
+        raise TypeError(
+            f"optimizer must be one of {list(OPTIMIZERS)}, a torch.optim.Optimizer class or a "
+            f"pyro.optim optimizer, got {optimizer!r}."
+        )
     if len(tuple(betas)) != 2 or not all(0 <= float(b) < 1 for b in betas):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}.")
     betas = (float(betas[0]), float(betas[1]))
     check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+    lr_decay = _check_lr_decay(lr_decay)
+    if isinstance(optimizer, PyroOptim) and lr_schedule != "constant":
+        raise ValueError("lr_schedule applies to optimizers by name; a Pyro optimizer has its own.")
     if clip_norm is not None:
         clip_norm = _check_positive_float("clip_norm", clip_norm)
     if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, int) or kl_warmup < 0:
         raise ValueError(f"kl_warmup must be a non-negative integer (epochs), got {kl_warmup!r}.")
-    if elbo is None:
-        elbo = getattr(model, "default_elbo", "trace")
-    supported = getattr(model, "supported_elbos", None)
-    if supported is not None and elbo not in supported:
+    if early_stopping is not None:
+        early_stopping = check_positive_int("early_stopping", early_stopping)
+    eval_size = check_positive_int("eval_size", eval_size)
+    from pyro.infer import ELBO
+
+    elbo_object = elbo if isinstance(elbo, ELBO) else None
+    if elbo_object is None:
+        elbo = contract.default_elbo if elbo is None else elbo
+        if not isinstance(elbo, str):
+            raise TypeError(
+                f"elbo must be one of {list(ELBO_NAMES)} or a pyro.infer ELBO instance, "
+                f"got {elbo!r}."
+            )
+        check_choice("elbo", elbo, ELBO_NAMES)
+    elbo_name = elbo if elbo_object is None else type(elbo_object).__name__
+    supported = contract.supported_elbos
+    if supported is not None and elbo_name not in supported:
         raise ValueError(
-            f"{type(model).__name__} needs elbo in {list(supported)}, got {elbo!r}: "
-            + getattr(model, "supported_elbos_reason", "other objectives do not fit this model.")
+            f"{type(contract).__name__} needs elbo in {list(supported)}, got {elbo_name!r}: "
+            + contract.supported_elbos_reason
         )
     check_choice("backend", backend, BACKENDS)
+    target = resolve_device(device)  # a misspelt device fails here, before any backend
     if backend == "numpyro":
-        if getattr(model, "numpyro_twin", None) is None:
-            raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
-        twin = model.numpyro_twin()  # first: a model without a twin says so before anything else
+        twin = contract.numpyro_twin()  # first: a model without a twin says so before the rest
+        if twin is None:
+            raise ValueError(f"{type(contract).__name__} has no NumPyro twin; use backend='pyro'.")
         refused = {
             "optimizer": optimizer != "adam",
             "weight_decay": weight_decay != 0.0,
@@ -461,7 +680,7 @@ def fit(
             "resume": resume,
             "strategy": strategy is not None,
             "num_particles": num_particles != 1,
-            "elbo": elbo not in ("trace", "meanfield"),
+            "elbo": elbo_name not in ("trace", "meanfield"),
         }
         bad = [name for name, is_set in refused.items() if is_set]
         if bad:
@@ -469,36 +688,27 @@ def fit(
                 f"backend='numpyro' does not support {bad}; use backend='pyro' for them."
             )
         return _fit_numpyro(
-            model,
+            contract,
             twin,
-            train,
+            data[0],
             val,
             epochs=epochs,
             batch_size=batch_size,
             lr=lr,
             betas=betas,
-            elbo=elbo,
+            elbo=elbo_name,
             seed=seed,
             progress=progress,
-            device=device,
+            device=target,
         )
-    objective = make_elbo(
-        elbo,
-        num_particles=num_particles,
-        vectorize_particles=vectorize_particles,
-        max_plate_nesting=getattr(model, "max_plate_nesting", None),
-    )
-    jit_pending = elbo == "jit"
-
-    def make_fallback() -> Any:
-        return make_elbo(
-            "trace",
-            num_particles=num_particles,
-            vectorize_particles=vectorize_particles,
-            max_plate_nesting=getattr(model, "max_plate_nesting", None),
-        )
-
-    if elbo == "jit" and kl_warmup:
+    if elbo_object is not None:
+        if num_particles != 1:
+            raise ValueError("num_particles applies to objectives by name; set it on the ELBO.")
+        objective: Any = elbo_object
+        if contract.max_plate_nesting is not None:
+            objective.max_plate_nesting = contract.max_plate_nesting
+    jit_pending = elbo_name == "jit"
+    if elbo_name == "jit" and kl_warmup:
         raise ValueError(
             "kl_warmup cannot be combined with elbo='jit': the traced graph would "
             "freeze the warm-up weight. Use elbo='trace' for warm-up."
@@ -508,14 +718,11 @@ def fit(
     for callback in callbacks:
         if not isinstance(callback, Callback):
             raise TypeError(f"callbacks must be Callback instances, got {type(callback).__name__}.")
-    if not (hasattr(model, "model") and hasattr(model, "guide")):
-        raise TypeError(f"model must have .model and .guide methods, got {type(model).__name__}.")
-    target = resolve_device(device)
     if strategy is not None:
         check_choice("strategy", strategy, STRATEGIES)
     ddp = None
     if strategy == "ddp":
-        if isinstance(train, DataLoader):
+        if isinstance(data[0], DataLoader):
             raise ValueError("strategy='ddp' shards array data; pass arrays, not a DataLoader.")
         ddp = setup_ddp(target)
         ddp.check_batch_size(batch_size)
@@ -525,10 +732,38 @@ def fit(
     generator = torch.Generator()
     generator.manual_seed(seed)
     on_cuda = target.type == "cuda"
-    if isinstance(train, DataLoader):
-        train_loader, num_train, eval_tensors = train, _loader_size(train), None
+
+    def to_device(batch: Any) -> tuple[torch.Tensor, ...]:
+        batch = batch if isinstance(batch, (tuple, list)) else (batch,)
+        return tuple(t.to(target, non_blocking=on_cuda) for t in batch)
+
+    val_loader: Any = None
+    eval_inputs: Any = None  # () -> iterable of (args, kwargs, weight)
+    num_val = 0
+    if is_program:
+        assert isinstance(contract, PyroProgram)
+        program_args, program_kwargs = program_inputs(contract.model_fn, data, program_kwargs)
+        contract.to(target)
+        program_args = tuple(_to_device(a, target) for a in program_args)
+        program_kwargs = {k: _to_device(v, target) for k, v in program_kwargs.items()}
+        _seed_everything(seed)
+        with pyro.validation_enabled(True):
+            num_train = check_program(contract, program_args, program_kwargs)
+        train_steps: Any = _ProgramSteps(program_args, program_kwargs, eval_every)
+        rows_per_step = num_train
+
+        def eval_inputs() -> Any:
+            return [(program_args, program_kwargs, 1.0)]
+
+        num_eval = num_train
+    elif isinstance(data[0], DataLoader):
+        train_loader = data[0]
+        num_train = _loader_size(train_loader)
+        train_steps = _FamilySteps(train_loader, num_train, to_device)
+        rows_per_step = None
+        eval_tensors = None
     else:
-        tensors, transform = _prepare_data(model, train, "train")
+        tensors, transform = _prepare_data(contract, data[0], "train")
         num_train = len(tensors[0])
         step_batch = min(batch_size, num_train)
         # A full batch is never shuffled: row order then carries no information, and models with
@@ -543,37 +778,58 @@ def fit(
             transform=transform,
             device=target,
         )
+        train_steps = _FamilySteps(train_loader, num_train, to_device)
+        rows_per_step = None
         eval_tensors = _fixed(tuple(t[:eval_size] for t in tensors), transform, seed)
-    if val is None:
-        val_loader, num_val = None, 0
-        if eval_tensors is not None:
-            eval_loader: Any = TensorBatches(
-                *eval_tensors, batch_size=max(batch_size, 512), shuffle=False, device=target
-            )
-            num_eval = len(eval_tensors[0])
+    if not is_program:
+        if val is None:
+            if eval_tensors is not None:
+                eval_loader: Any = TensorBatches(
+                    *eval_tensors, batch_size=max(batch_size, 512), shuffle=False, device=target
+                )
+                num_eval = len(eval_tensors[0])
+            else:
+                eval_loader, num_eval = None, 0
+        elif isinstance(val, DataLoader):
+            val_loader, num_val = val, _loader_size(val)
+            eval_loader, num_eval = val_loader, num_val
         else:
-            eval_loader, num_eval = None, 0
-    elif isinstance(val, DataLoader):
-        val_loader, num_val = val, _loader_size(val)
-        eval_loader, num_eval = val_loader, num_val
-    else:
-        val_tensors, val_transform = _prepare_data(model, val, "val")
-        val_tensors = _fixed(val_tensors, val_transform, seed)
-        num_val = len(val_tensors[0])
-        val_loader = TensorBatches(
-            *val_tensors, batch_size=max(batch_size, 512), shuffle=False, device=target
-        )
-        eval_loader, num_eval = val_loader, num_val
+            val_tensors, val_transform = _prepare_data(contract, val, "val")
+            val_tensors = _fixed(val_tensors, val_transform, seed)
+            num_val = len(val_tensors[0])
+            val_loader = TensorBatches(
+                *val_tensors, batch_size=max(batch_size, 512), shuffle=False, device=target
+            )
+            eval_loader, num_eval = val_loader, num_val
+        if eval_loader is not None:
+
+            def eval_inputs() -> Any:
+                return (
+                    (b, {"num_data": num_eval}, b[0].shape[0] / num_eval)
+                    for b in map(to_device, eval_loader)
+                )
+
     monitor = "val_elbo" if val_loader is not None else "train_elbo"
     all_callbacks = list(callbacks)
     if early_stopping is not None:
         all_callbacks.append(EarlyStopping(early_stopping, monitor=monitor))
 
-    # -- model, warm-up, parameters, optimizer
+    # -- objective, warm-up, parameters, optimizer
+    if elbo_object is None:
+
+        def make_objective(name: str) -> Any:
+            return make_elbo(
+                name,
+                num_particles=num_particles,
+                vectorize_particles=vectorize_particles,
+                max_plate_nesting=contract.max_plate_nesting,
+            )
+
+        objective = make_objective(elbo_name)
     _seed_everything(seed + (ddp.rank if ddp is not None else 0))  # own noise on each rank
-    model.to(target)
-    model.train()
-    steps_per_epoch = len(train_loader)
+    contract.to(target)
+    contract.train()
+    steps_per_epoch = len(train_steps)
     warmup_steps = kl_warmup * steps_per_epoch
     step_counter = [0]
 
@@ -584,35 +840,35 @@ def fit(
     def current_kl_weight() -> float:
         return kl_weight(step_counter[0])
 
-    model_fn = scale_latents(model.model, current_kl_weight) if warmup_steps else model.model
-    guide_fn = scale_latents(model.guide, current_kl_weight) if warmup_steps else model.guide
+    model_fn = scale_latents(contract.model, current_kl_weight) if warmup_steps else contract.model
+    guide_fn = scale_latents(contract.guide, current_kl_weight) if warmup_steps else contract.guide
 
-    def to_device(batch: Any) -> tuple[torch.Tensor, ...]:
-        batch = batch if isinstance(batch, (tuple, list)) else (batch,)
-        return tuple(t.to(target, non_blocking=on_cuda) for t in batch)
-
-    first_batch = to_device(next(iter(train_loader)))
+    first_args, first_kwargs = next(iter(train_steps))
     with pyro.validation_enabled(True):  # one checked pass: shapes, supports, model/guide match
         params = _capture_params(
             model_fn,
             guide_fn,
-            ddp.local_rows(first_batch) if ddp is not None else first_batch,
-            num_train,
+            ddp.local_rows(first_args) if ddp is not None else first_args,
+            first_kwargs,
         )
     if ddp is not None:
         ddp.broadcast(params)
-    optim = _make_optimizer(optimizer, params, lr, weight_decay, betas)
-    scheduler = _make_scheduler(lr_schedule, optim, epochs, lr_decay)
-    state = FitState(model=model, optimizer=optim)
+    optim = _make_any_optimizer(optimizer, params, lr, weight_decay, betas)
+    scheduler = (
+        _make_scheduler(lr_schedule, optim, epochs, lr_decay)
+        if isinstance(optimizer, str)
+        else None
+    )
+    state = FitState(model=contract, optimizer=optim)
     best_value, best_epoch, start_epoch = -math.inf, None, 0
 
-    settings = dict(
+    settings: dict[str, Any] = dict(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
-        elbo=elbo,
+        elbo=elbo_name,
         num_particles=num_particles,
-        optimizer=optimizer,
+        optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
         weight_decay=weight_decay,
         betas=list(betas),
         lr_schedule=lr_schedule,
@@ -626,13 +882,17 @@ def fit(
         num_train=num_train,
         num_val=num_val,
     )
+    if is_program:
+        for key in ("epochs", "batch_size", "strategy", "num_val"):
+            del settings[key]
+        settings.update(num_steps=num_steps, eval_every=eval_every, guide=contract.config["guide"])
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
     def checkpoint_payload(epoch: int) -> dict[str, Any]:
         return {
-            "family": getattr(model, "family", type(model).__name__),
-            "model_config": getattr(model, "config", None),
-            "model_state": ckpt.model_state(model),
+            "family": contract.family,
+            "model_config": contract.config,
+            "model_state": ckpt.model_state(contract),
             "optimizer": optim.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "epoch": epoch,
@@ -649,12 +909,19 @@ def fit(
     if resume:
         assert folder is not None
         saved = ckpt.load_checkpoint(folder / LAST_CHECKPOINT, device=target)
-        if saved["model_config"] != getattr(model, "config", None):
+        if saved["model_config"] != contract.config:
             raise ValueError(
                 f"cannot resume: the checkpoint in {folder} is for a model with config "
-                f"{saved['model_config']}, not {getattr(model, 'config', None)}."
+                f"{saved['model_config']}, not {contract.config}."
             )
-        ckpt.load_model_state(model, saved["model_state"])
+        if saved["epoch"] > epochs:
+            unit = "steps" if is_program else "epochs"
+            done = saved["step"] if is_program else saved["epoch"]
+            raise ValueError(
+                f"cannot resume: the checkpoint in {folder} has already run {done} {unit}, more "
+                f"than the {num_steps if is_program else epochs} asked for; ask for more."
+            )
+        ckpt.load_model_state(contract, saved["model_state"])
         optim.load_state_dict(saved["optimizer"])
         if scheduler is not None and saved["scheduler"] is not None:
             scheduler.load_state_dict(saved["scheduler"])
@@ -668,50 +935,53 @@ def fit(
         generator.set_state(saved["loader_rng"])
         for callback, cb_state in zip(all_callbacks, saved["callbacks"], strict=False):
             callback.load_state_dict(cb_state)
-        logger.info("resuming from %s at epoch %d", folder / LAST_CHECKPOINT, start_epoch)
+        logger.info("resuming from %s at row %d", folder / LAST_CHECKPOINT, start_epoch)
 
-    bar = _progress_bar(
-        progress, total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch
-    )
+    total_steps = num_steps if is_program else epochs * steps_per_epoch
+    unit = "evaluation block" if is_program else "epoch"  # what one history row covers
+    bar = _progress_bar(progress, total=total_steps, initial=step_counter[0])
     for callback in all_callbacks:
         callback.on_fit_start(state)
     try:
         with (
             pyro.validation_enabled(validate_args),
-            quiet_jit_deprecation(elbo == "jit"),
+            quiet_jit_deprecation(elbo_name == "jit"),
             warnings.catch_warnings(),
         ):
             # a NaN loss raises TrainingDivergedError below; Pyro's own warning would only repeat it
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             for epoch in range(start_epoch + 1, epochs + 1):
                 state.epoch = epoch
+                if is_program:  # the last block may be shorter
+                    train_steps.length = min(eval_every, num_steps - step_counter[0])
                 started = time.perf_counter()
                 step_losses: list[torch.Tensor] = []
-                seen, grad_norms = 0, []
-                for step, batch in enumerate(train_loader, start=1):
-                    batch = to_device(batch)
-                    rows = batch[0].shape[0]
+                seen, grad_norms, step = 0, [], 0
+                for step, (args, step_kwargs) in enumerate(train_steps, start=1):
+                    rows = rows_per_step if rows_per_step is not None else args[0].shape[0]
                     if ddp is not None:
-                        batch = ddp.local_rows(batch)
+                        args = ddp.local_rows(args)
                     if jit_pending:  # the first step compiles: fall back if the model cannot trace
                         objective, jit_pending = _first_jit_step(
-                            objective, model_fn, guide_fn, batch, num_train, make_fallback
+                            objective,
+                            model_fn,
+                            guide_fn,
+                            args,
+                            step_kwargs,
+                            lambda: make_objective("trace"),
                         )
-                    loss = objective.differentiable_loss(
-                        model_fn, guide_fn, *batch, num_data=num_train
-                    )
-                    loss.backward()
-                    loss = loss.detach()
+                    loss = backward_loss(objective, model_fn, guide_fn, *args, **step_kwargs)
                     if ddp is not None:  # every rank sees the same averaged loss and gradients
                         loss = ddp.average_gradients(params, loss).to(loss.dtype)
-                    if not on_cuda:  # on the CPU the check costs nothing; on CUDA: once an epoch
-                        _check_loss(loss.reshape(1), epoch, 1, folder, first_step=step)
+                    if not on_cuda:  # on the CPU the check costs nothing; on CUDA: once a row
+                        _check_loss(loss.reshape(1), epoch, 1, folder, first_step=step, unit=unit)
                     step_losses.append(loss)
                     if clip_norm is not None:
                         grad_norms.append(torch.nn.utils.clip_grad_norm_(params, clip_norm))
                     elif step % GRAD_NORM_EVERY == 1:  # a sample of steps keeps the hot path lean
                         grads = [p.grad for p in params if p.grad is not None]
-                        grad_norms.append(torch.nn.utils.get_total_norm(grads))  # no host sync
+                        if grads:
+                            grad_norms.append(torch.nn.utils.get_total_norm(grads))  # no sync
                     optim.step()
                     optim.zero_grad(set_to_none=True)
                     step_counter[0] += 1
@@ -719,17 +989,17 @@ def fit(
                     if bar is not None:
                         bar.update(1)
                 stacked = torch.stack(step_losses) if step_losses else torch.zeros(1)
-                _check_loss(stacked, epoch, 1, folder)  # the one host sync of the epoch
+                _check_loss(stacked, epoch, 1, folder, unit=unit)  # the one host sync of the row
                 loss_sum = float(stacked.sum())
                 seconds = time.perf_counter() - started
-                row: dict[str, float] = {
-                    "epoch": epoch,
-                    # loss is -ELBO scaled to the full data set: per point, averaged over steps.
-                    "train_elbo": -loss_sum / max(step, 1) / num_train,
-                }
-                if eval_loader is not None:
+                row: dict[str, float] = {"epoch": epoch}
+                if is_program:
+                    row["step"] = step_counter[0]
+                # loss is -ELBO scaled to the full data set: per point, averaged over steps.
+                row["train_elbo"] = -loss_sum / max(step, 1) / num_train
+                if eval_inputs is not None:
                     with pyro.validation_enabled(False):
-                        terms = evaluate(model, map(to_device, eval_loader), num_eval)
+                        terms = evaluate_inputs(contract, eval_inputs(), num_eval)
                     if val_loader is not None:
                         row["val_elbo"] = terms["elbo"]
                     row.update({k: v for k, v in terms.items() if k.startswith(("recon", "kl"))})
@@ -738,8 +1008,11 @@ def fit(
                     lr=optim.param_groups[0]["lr"],
                     grad_norm=float(torch.stack(grad_norms).mean()) if grad_norms else math.nan,
                     seconds=seconds,
-                    samples_per_s=seen / seconds if seconds else math.nan,
                 )
+                if is_program:
+                    row["steps_per_s"] = step / seconds if seconds else math.nan
+                else:
+                    row["samples_per_s"] = seen / seconds if seconds else math.nan
                 state.history.append(row)
                 if scheduler is not None:
                     scheduler.step()
@@ -750,10 +1023,10 @@ def fit(
                     callback.on_epoch_end(state)
                 if not all(bool(torch.isfinite(p).all()) for p in params):
                     raise TrainingDivergedError(
-                        f"parameters became NaN or infinite by the end of epoch {epoch}; "
+                        f"parameters became NaN or infinite by the end of {unit} {epoch}; "
                         "training stopped"
                         + (
-                            f", and the checkpoints in {folder} are those of the last good epoch"
+                            f", and the checkpoints in {folder} are those of the last good {unit}"
                             if folder
                             else ""
                         )
@@ -765,7 +1038,7 @@ def fit(
                     if improved:
                         ckpt.save_checkpoint(folder / BEST_CHECKPOINT, payload)
                 logger.info(
-                    "epoch %d/%d: %s",
+                    "row %d/%d: %s",
                     epoch,
                     epochs,
                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"),
@@ -773,21 +1046,22 @@ def fit(
                 if bar is not None:
                     bar.set_postfix_str(_postfix(row))
                 if state.stop:
-                    logger.info("stopping after epoch %d: %s", epoch, state.stop_reason)
+                    logger.info("stopping after row %d: %s", epoch, state.stop_reason)
                     break
     finally:
         if bar is not None:
             bar.close()
     for callback in all_callbacks:
         callback.on_fit_end(state)
-    model.eval()
+    contract.eval()
     return FitResult(
-        model=model,
+        model=contract,
         history=pd.DataFrame(state.history),
         device=target,
         best_epoch=best_epoch,
         stop_reason=state.stop_reason,
         settings=settings,
+        data=(program_args, program_kwargs) if is_program else None,
     )
 
 
@@ -804,7 +1078,7 @@ def _fit_numpyro(
     elbo: str,
     seed: int,
     progress: bool,
-    device: str | torch.device,
+    device: torch.device,
 ) -> FitResult:
     """``fit(..., backend="numpyro")``: validate the data as the Pyro loop does, train the
     family's NumPyro ``twin`` (from ``model.numpyro_twin()``), copy its weights into ``model``."""
@@ -832,7 +1106,7 @@ def _fit_numpyro(
         progress=progress,
     )
     twin.export_to(model)
-    target = resolve_device(device)
+    target = device
     model.to(target)
     model.eval()
     settings = dict(
@@ -863,6 +1137,7 @@ def _check_loss(
     folder: Path | None,
     *,
     first_step: int | None = None,
+    unit: str = "epoch",
 ) -> None:
     """Raise :class:`TrainingDivergedError` naming the epoch and the first step whose loss in
     ``losses`` (one per step) is NaN or infinite."""
@@ -872,8 +1147,8 @@ def _check_loss(
     index = int((~finite).nonzero()[0, 0])
     step = first_step if first_step is not None else step_offset + index
     raise TrainingDivergedError(
-        f"the loss became {float(losses[index])} at epoch {epoch}, step {step}; training stopped"
-        + (f" and the checkpoints in {folder} are those of the last good epoch" if folder else "")
+        f"the loss became {float(losses[index])} at {unit} {epoch}, step {step}; training stopped"
+        + (f" and the checkpoints in {folder} are those of the last good {unit}" if folder else "")
         + ". Try a lower lr, clip_norm=, or check the data."
     )
 
@@ -882,14 +1157,14 @@ def _first_jit_step(
     objective: Any,
     model_fn: Any,
     guide_fn: Any,
-    batch: tuple[torch.Tensor, ...],
-    num_train: int,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
     make_fallback: Any,
 ) -> tuple[Any, bool]:
     """Compile the JIT objective on a trial pass; if the model does not trace, log why and
     return a Trace_ELBO instead (the trial's gradients are discarded either way)."""
     try:
-        objective.differentiable_loss(model_fn, guide_fn, *batch, num_data=num_train)
+        objective.differentiable_loss(model_fn, guide_fn, *args, **kwargs)
     except Exception as err:  # noqa: BLE001  (any tracing failure: fall back, say why)
         logger.warning(
             "elbo='jit': the model could not be traced (%s: %s); training with Trace_ELBO instead",
@@ -904,7 +1179,10 @@ def _postfix(row: dict[str, float]) -> str:
     parts = [f"train {row['train_elbo']:.2f}"]
     if "val_elbo" in row:
         parts.append(f"val {row['val_elbo']:.2f}")
-    parts.append(f"{row['samples_per_s']:.0f} samples/s")
+    if "samples_per_s" in row:
+        parts.append(f"{row['samples_per_s']:.0f} samples/s")
+    else:
+        parts.append(f"{row['steps_per_s']:.0f} steps/s")
     return ", ".join(parts)
 
 

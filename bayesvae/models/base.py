@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 import pyro
 import torch
 
+from bayesvae.models.contract import ModelContract
+
 __all__ = ["PyroModel", "MODEL_REGISTRY", "get_model_class", "seeded_init"]
 
 MODEL_REGISTRY: dict[str, type[PyroModel]] = {}
@@ -36,8 +38,9 @@ def seeded_init(seed: int | None) -> Iterator[None]:
         yield
 
 
-class PyroModel(torch.nn.Module):
-    """Base class of bayesvae's model families.
+class PyroModel(ModelContract, torch.nn.Module):
+    """Base class of bayesvae's model families (the optional hooks and their defaults are
+    declared once, in :class:`~bayesvae.models.contract.ModelContract`).
 
     A subclass defines ``model(*data, num_data=None)`` and ``guide(*data, num_data=None)`` with the
     same arguments: plain Pyro callables that anyone can hand to ``pyro.infer.SVI``. It records the
@@ -48,14 +51,15 @@ class PyroModel(torch.nn.Module):
     models never share (and silently overwrite) each other's parameters.
     """
 
-    family: ClassVar[str]
-    #: Deepest nesting of ``pyro.plate`` in model and guide (saves Pyro guessing it).
-    max_plate_nesting: ClassVar[int | None] = None
+    family: ClassVar[str | None]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.family = cls.__name__
-        MODEL_REGISTRY[cls.__name__] = cls
+        # bayesvae's own families are saved by class name; a user's subclass by its qualified
+        # name, so a user class called "VAE" never replaces the built-in one on load
+        own = cls.__module__.startswith("bayesvae.")
+        cls.family = cls.__name__ if own else f"{cls.__module__}.{cls.__qualname__}"
+        MODEL_REGISTRY[cls.family] = cls
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
@@ -86,11 +90,6 @@ class PyroModel(torch.nn.Module):
         return pyro.plate(
             name, size=num_data or size, subsample=torch.arange(size, device=batch.device)
         )
-
-    def check_data(self, *data: Any) -> tuple[torch.Tensor, ...]:
-        """Validate data and return it as tensors; subclasses raise ``ValueError``/``TypeError``
-        naming the argument on bad input."""
-        return tuple(torch.as_tensor(d) for d in data)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{key}={value!r}" for key, value in self.config.items())
