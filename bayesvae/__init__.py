@@ -12,11 +12,12 @@ import logging
 
 __version__ = "0.1.0"
 
-from bayesvae import data, models  # noqa: E402
+from bayesvae import data, diagnostics, models, report  # noqa: E402
 from bayesvae.abtest import ABTestResult, abtest, abtest_from_rows  # noqa: E402
 from bayesvae.anomaly import AnomalyRun, detect_anomalies  # noqa: E402
 from bayesvae.infer import FitResult, fit, load  # noqa: E402
 from bayesvae.infer.checkpoint import save_model as save  # noqa: E402
+from bayesvae.infer.mcmc import MCMCResult, mcmc  # noqa: E402
 from bayesvae.models import (  # noqa: E402
     VAE,
     AnomalyMixture,
@@ -26,6 +27,7 @@ from bayesvae.models import (  # noqa: E402
     MixturePriorVAE,
     ProdLDA,
 )
+from bayesvae.models.program import PyroProgram  # noqa: E402
 from bayesvae.topics import TopicRun, fit_topics  # noqa: E402
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -33,9 +35,14 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 __all__ = [
     "__version__",
     "data",
+    "diagnostics",
     "models",
+    "report",
     "fit",
     "FitResult",
+    "mcmc",
+    "MCMCResult",
+    "PyroProgram",
     "load",
     "save",
     "VAE",

@@ -15,6 +15,16 @@ EXAMPLES = {
     "vae_digits.py": ["--epochs", "2", "--out", "{tmp}/digits"],
     "vae_family.py": ["--epochs", "2", "--out", "{tmp}/family"],
     "own_svi_loop.py": ["--steps", "20"],
+    "pyro_programs.py": [
+        "--model",
+        "poisson_glm",
+        "--steps",
+        "300",
+        "--num-samples",
+        "100",
+        "--out",
+        "{tmp}/programs",
+    ],
     "topics.py": [
         "--corpus",
         "{data}/20news_prodlda/test.txt.gz",

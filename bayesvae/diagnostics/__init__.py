@@ -1,7 +1,13 @@
 """Posterior diagnostics for every fit: ArviZ conversion, MCMC and SVI checks, model comparison,
 VAE-specific checks, and topic-model quality."""
 
-from bayesvae.diagnostics.compare import compare, loo, waic
+from bayesvae.diagnostics.compare import (
+    GUIDE_MEAN_TOLERANCE,
+    compare,
+    compare_posteriors,
+    loo,
+    waic,
+)
 from bayesvae.diagnostics.mcmc import mcmc_checks
 from bayesvae.diagnostics.svi import (
     KHAT_GOOD,
@@ -34,6 +40,8 @@ __all__ = [
     "PSISResult",
     "active_units",
     "compare",
+    "compare_posteriors",
+    "GUIDE_MEAN_TOLERANCE",
     "elbo_convergence",
     "elbo_iwae_gap",
     "kl_per_dimension",

@@ -124,7 +124,7 @@ def _stack_traces(traces: list[Any]) -> _StackedTrace:
         stacked = _StackedSite(site)
         stacked["value"] = (
             site["value"]  # observed data are the same in every draw
-            if site["is_observed"]
+            if site["is_observed"] and not _is_deterministic(site)
             else torch.stack([t.nodes[name]["value"] for t in traces])
         )
         stacked["log_prob"] = torch.stack([t.nodes[name]["log_prob"] for t in traces])
@@ -138,7 +138,14 @@ def _stack_traces(traces: list[Any]) -> _StackedTrace:
 def _draw_traces(
     model: ModelContract, args: tuple[Any, ...], kwargs: dict[str, Any], draws: int, state: dict
 ) -> tuple[Any, Any]:
-    """Vectorized draws where the program allows them, else one at a time (logged once)."""
+    """Vectorized draws where the model takes them, else one at a time (logged once).
+
+    A family's model is written for a batch of draws; a user's program may not be, and ordinary
+    code can run under a batch of draws and still compute the wrong thing (``theta[group]``
+    indexes the draws). So a program's draws are one at a time unless ``state["vectorize"]``.
+    """
+    if isinstance(model, PyroProgram) and not state.get("vectorize"):
+        state["looped"] = True
     if not state.get("looped"):
         try:
             return _vectorized_traces(model, args, kwargs, draws)
@@ -180,13 +187,18 @@ def _site_dims(name: str, site: dict[str, Any], rest: tuple[int, ...], event_dim
 
 
 def _tidy(
-    name: str, site: dict[str, Any], value: torch.Tensor, chunk: int
+    name: str, site: dict[str, Any], value: torch.Tensor, chunk: int, nesting: int = 0
 ) -> tuple[np.ndarray, list[str]]:
     """A site's value under the draws, ``(chunk, *batch, *event)``, with the size-1 batch slots
     that no plate of the site owns removed (the draws plate left of every plate leaves one per
     outer plate a site is not in), and the dim names of what remains (plate names where a plate
-    owns the dim, ``<site>_dim_<i>`` otherwise; a scalar site has none)."""
-    event_dim = site["fn"].event_dim
+    owns the dim, ``<site>_dim_<i>`` otherwise; a scalar site has none). A
+    ``pyro.deterministic`` value's trailing dims beyond the ``nesting`` plate slots are its event
+    dims (Pyro counts all of them as event dims)."""
+    if site["infer"].get("_deterministic"):
+        event_dim = max(0, value.dim() - 1 - nesting)
+    else:
+        event_dim = site["fn"].event_dim
     if value.dim() == 0:
         value = value.expand(chunk)
     elif value.shape[0] != chunk:
@@ -218,6 +230,7 @@ def svi_to_inference_data(
     draw_batch: int = 100,
     posterior_predictive: bool = True,
     seed: int = 0,
+    vectorize: bool | None = None,
     **kwargs: Any,
 ) -> Any:
     """ArviZ ``InferenceData`` from the guide of a fitted SVI model.
@@ -228,8 +241,11 @@ def svi_to_inference_data(
         data, kwargs: the data the model conditions on — a family's arrays, or a program's own
             arguments (all of it is passed in one call; memory grows with ``draw_batch x N``).
         num_samples: guide draws; ``draw_batch`` of them are drawn at a time, vectorized over a
-            plate left of the model's plates, or one by one (logged) for a program that cannot
-            take a batch of draws.
+            plate left of the model's plates, or one by one.
+        vectorize: draw a batch at once (``True``; falls back to one at a time, logged, when the
+            model fails under it) or one at a time (``False``). Default: vectorized for a
+            family, one at a time for a user's program (whose code may not be written for a
+            batch of draws, e.g. ``theta[group]``; pass ``True`` when it is, for speed).
         posterior_predictive: also draw the observed sites from the model given each draw.
 
     Returns:
@@ -252,7 +268,7 @@ def svi_to_inference_data(
     observed: dict[str, np.ndarray] = {}
     dims: dict[str, list[str]] = {}
     log_lik_dims: dict[str, list[str]] = {}
-    draw_state: dict[str, Any] = {}
+    draw_state: dict[str, Any] = {"vectorize": vectorize, "looped": vectorize is False}
     try:
         done = 0
         while done < num_samples:
@@ -270,7 +286,8 @@ def svi_to_inference_data(
                         draw, _ = _tidy(name, site, site["fn"].sample(), chunk)
                         predictive.setdefault(name, []).append(draw)
                 elif name in guide_trace.nodes or _is_deterministic(site):
-                    value, value_dims = _tidy(name, site, site["value"], chunk)
+                    nesting = model.max_plate_nesting or 0
+                    value, value_dims = _tidy(name, site, site["value"], chunk, nesting)
                     posterior.setdefault(name, []).append(value)
                     dims.setdefault(name, value_dims)
             done += chunk
@@ -307,13 +324,13 @@ def svi_to_inference_data(
     return idata
 
 
+class _Event0:
+    event_dim = 0
+
+
 def _as_event0(site: dict[str, Any]) -> dict[str, Any]:
     """The site with event_dim 0 (a log density has no event dims)."""
-
-    class _Event0:
-        event_dim = 0
-
-    return {**site, "fn": _Event0()}
+    return {**site, "fn": _Event0(), "infer": {}}
 
 
 def _constant_data(
@@ -373,12 +390,13 @@ def psis_diagnostic(
     local_plate: str | None = None,
     draw_batch: int = 250,
     seed: int = 0,
+    vectorize: bool | None = None,
     **kwargs: Any,
 ) -> PSISResult:
     """Guide quality by Pareto-smoothed importance sampling.
 
     Draws ``z ~ q`` and fits a generalized Pareto to the tail of ``log p(x, z) - log q(z)``;
-    ``data``/``kwargs`` as in :func:`svi_to_inference_data`.
+    ``data``/``kwargs`` and ``vectorize`` as in :func:`svi_to_inference_data`.
     With ``local_plate`` (the plate of amortized per-data-point latents, e.g. ``"data"``;
     default: the model's ``local_plate`` attribute), the weights are per data point and so is
     k̂; otherwise one k̂ for the joint.
@@ -390,7 +408,7 @@ def psis_diagnostic(
     pyro.set_rng_seed(seed)
     chunks = []
     done = 0
-    draw_state: dict[str, Any] = {}
+    draw_state: dict[str, Any] = {"vectorize": vectorize, "looped": vectorize is False}
     while done < num_samples:
         chunk = min(draw_batch, num_samples - done)
         guide_trace, model_trace = _draw_traces(model, args, kwargs, chunk, draw_state)

@@ -57,6 +57,9 @@ class MCMCResult:
     num_warmup: int
     seconds: float
     problems: list[str] = field(default_factory=list)
+    #: a user's program as sampled (its callable) and its ``(args, kwargs)``; ``None`` for a family
+    model: Any = None
+    data: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
     def to_inference_data(self) -> Any:
         """The ArviZ ``InferenceData`` (chains honestly counted)."""
@@ -461,7 +464,9 @@ def _program_mcmc(
     started = time.perf_counter()
     if numpyro_program:
         idata = _numpyro_program_nuts(fn, data, kwargs, run, init_values, strategy, num_prior_draws)
-        return _result(idata, "numpyro", run, time.perf_counter() - started)
+        result = _result(idata, "numpyro", run, time.perf_counter() - started)
+        result.model, result.data = fn, (data, kwargs)
+        return result
     if backend == "numpyro":
         raise TypeError(
             "this is a Pyro program (pyro.sample); backend='numpyro' runs NumPyro programs. Use "
@@ -469,7 +474,9 @@ def _program_mcmc(
         )
     args, kwargs = program_inputs(fn, data, kwargs)
     idata = _pyro_program_nuts(fn, args, kwargs, run, init_values, strategy, num_prior_draws)
-    return _result(idata, "pyro", run, time.perf_counter() - started)
+    result = _result(idata, "pyro", run, time.perf_counter() - started)
+    result.model, result.data = fn, (args, kwargs)
+    return result
 
 
 def _wants_x64(data: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -591,7 +598,7 @@ def _pyro_program_nuts(
     predictive = {n: np.stack([r["predictive"][n] for r in replayed]) for n in sites.observed}
     trace = sites.trace
     dims = {
-        n: site_dims(n, trace.nodes[n], tuple(trace.nodes[n]["value"].shape))
+        n: site_dims(n, trace.nodes[n], tuple(trace.nodes[n]["value"].shape), None, sites.nesting)
         for n in [*names, *sites.deterministic, *sites.observed]
     }
     log_lik_dims = {

@@ -477,7 +477,7 @@ def fit(
     optimizer: str | Any = "adam",
     weight_decay: float = 0.0,
     betas: tuple[float, float] = (0.9, 0.999),
-    lr_schedule: str = "constant",
+    lr_schedule: str | None = None,
     lr_decay: float = 0.99,
     clip_norm: float | None = None,
     kl_warmup: int = 0,
@@ -525,7 +525,8 @@ def fit(
             averages those steps, and its ``recon``/``kl`` come from one evaluation.
         batch_size: a family's minibatch size ``B`` (default 128); the model's plate scales each
             minibatch by ``N / B``. The last incomplete minibatch of an epoch is dropped.
-        lr: learning rate (default 1e-3 for a family, 1e-2 for a program).
+        lr: learning rate (default 1e-3 for a family, 0.03 for a program, as in Pyro's
+            regression tutorial).
         elbo: a name — ``"trace"`` (sync-free Trace_ELBO), ``"meanfield"`` (analytic KL where
             available), ``"jit"``, ``"enum"`` (TraceEnum_ELBO: sites marked for enumeration are
             summed out) or ``"iwae"`` (the importance-weighted bound, ``K = num_particles``) —
@@ -535,7 +536,10 @@ def fit(
         optimizer: ``"adam"``, ``"clippedadam"``, a ``torch.optim.Optimizer`` subclass (built
             with ``lr``) or a Pyro optimizer instance (``pyro.optim.Adam({"lr": 0.01})``, which
             carries its own settings). ``weight_decay`` and ``betas`` apply to the names.
-        lr_schedule: ``"constant"``, ``"cosine"`` (to 0 over the rows) or ``"exponential"``
+        lr_schedule: ``"constant"`` (a family's default), ``"cosine"`` (to 0 over the rows; a
+            program's default with an optimizer by name, so its last iterate settles instead of
+            jittering by ~lr around the optimum, which matters for tight posteriors) or
+            ``"exponential"``
             (multiply by ``lr_decay`` in (0, 1] each row).
         clip_norm: clip the global gradient norm to this value each step.
         kl_warmup: rows (epochs; for a program, evaluations) over which the weight of latent sites
@@ -599,7 +603,7 @@ def fit(
         eval_every = check_positive_int("eval_every", 100 if eval_every is None else eval_every)
         eval_every = min(eval_every, num_steps)
         epochs = math.ceil(num_steps / eval_every)
-        lr = 1e-2 if lr is None else lr
+        lr = 0.03 if lr is None else lr
     else:
         if program_kwargs:
             raise TypeError(
@@ -633,6 +637,8 @@ def fit(
     if len(tuple(betas)) != 2 or not all(0 <= float(b) < 1 for b in betas):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}.")
     betas = (float(betas[0]), float(betas[1]))
+    if lr_schedule is None:
+        lr_schedule = "cosine" if is_program and isinstance(optimizer, str) else "constant"
     check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
     lr_decay = _check_lr_decay(lr_decay)
     if isinstance(optimizer, PyroOptim) and lr_schedule != "constant":
@@ -868,7 +874,13 @@ def fit(
         lr=lr,
         elbo=elbo_name,
         num_particles=num_particles,
-        optimizer=optimizer if isinstance(optimizer, str) else type(optimizer).__name__,
+        optimizer=(
+            optimizer
+            if isinstance(optimizer, str)
+            else optimizer.__name__
+            if isinstance(optimizer, type)
+            else type(optimizer).__name__
+        ),
         weight_decay=weight_decay,
         betas=list(betas),
         lr_schedule=lr_schedule,

@@ -63,8 +63,9 @@ class PyroProgram(ModelContract, torch.nn.Module):
         guide: ``"normal"`` (AutoNormal, the default), ``"mvn"``, ``"lowrank"``, ``"iaf"``,
             ``"delta"`` (MAP) or ``"laplace"``; an AutoGuide instance; or the user's own guide
             callable taking the same arguments as ``model_fn``.
-        init_loc_fn: an AutoGuide's initialisation (default: Pyro's ``init_to_median`` with
-            15 prior draws; ignored for a guide instance or callable).
+        init_loc_fn: an AutoGuide's initialisation (default: ``init_to_feasible``, zeros in
+            unconstrained space: coefficients 0, scales 1; ignored for a guide instance or
+            callable, and by AutoIAFNormal).
         module: an ``nn.Module`` whose parameters the model or guide uses (moved with the
             program, in train/eval mode with it).
         max_plate_nesting: deepest plate nesting (default: found from a trace of the model).
@@ -109,9 +110,11 @@ class PyroProgram(ModelContract, torch.nn.Module):
                     f"unknown guide {guide!r}; expected one of {sorted(AUTOGUIDES)}, an AutoGuide "
                     "instance or a guide callable."
                 )
-            if init_loc_fn is None:
-                init_loc_fn = autoguide.initialization.init_to_median(num_samples=15)
-            options: dict[str, Any] = {"init_loc_fn": init_loc_fn}
+            options: dict[str, Any] = {}
+            if guide != "iaf":  # AutoIAFNormal ignores (and warns about) init_loc_fn
+                # unconstrained zeros: coefficients at 0, scales at 1, probabilities at 0.5;
+                # a noisy median of a broad prior can start far from any data's scale
+                options["init_loc_fn"] = init_loc_fn or autoguide.initialization.init_to_feasible
             if guide in ("mvn", "lowrank", "normal"):
                 options["init_scale"] = 0.1
             self.autoguide = AUTOGUIDES[guide](model_fn, **options)
@@ -314,11 +317,21 @@ class ProgramSites:
 
 
 def site_dims(
-    name: str, site: dict[str, Any], shape: tuple[int, ...], event_dim: int | None = None
+    name: str,
+    site: dict[str, Any],
+    shape: tuple[int, ...],
+    event_dim: int | None = None,
+    nesting: int = 0,
 ) -> list[str]:
     """ArviZ dim names for a site's value of ``shape`` (no draws dims): the plate's name where a
-    plate owns a batch dim, ``<site>_dim_<i>`` otherwise."""
-    event_dim = site["fn"].event_dim if event_dim is None else event_dim
+    plate owns a batch dim, ``<site>_dim_<i>`` otherwise. A ``pyro.deterministic`` value's dims
+    beyond ``nesting`` plate slots are its event dims."""
+    if event_dim is None:
+        event_dim = (
+            max(0, len(shape) - nesting)
+            if site["infer"].get("_deterministic")
+            else site["fn"].event_dim
+        )
     batch_len = len(shape) - event_dim
     plates = {f.dim: f.name for f in site["cond_indep_stack"] if f.vectorized}
     names = []

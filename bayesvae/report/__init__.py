@@ -1,4 +1,11 @@
-"""Figures and reports built from fitted runs."""
+"""Figures and reports built from fitted runs.
+
+``bayesvae.report(svi_result, mcmc=mcmc_result, out=DIR)`` — this package called as a function —
+is :func:`bayesvae.report.program.report`: the report of a user's own Pyro program.
+"""
+
+import sys
+import types
 
 from bayesvae.report.build import FAMILY_SECTIONS, Report, Section, build, register_section
 from bayesvae.report.plots import (
@@ -13,8 +20,10 @@ from bayesvae.report.plots import (
     mcmc_figures,
     reconstructions,
 )
+from bayesvae.report.program import report
 
 __all__ = [
+    "report",
     "ab_lift",
     "ab_posteriors",
     "ab_prob_best",
@@ -31,3 +40,14 @@ __all__ = [
     "loss_curves",
     "reconstructions",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``bayesvae.report(...)`` call :func:`report` while ``bayesvae.report.build`` and the
+    plots stay importable from the same name."""
+
+    def __call__(self, *args, **kwargs):  # noqa: ANN204
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -137,9 +137,14 @@ def _svi_section(run: Path, config: dict[str, Any]) -> list[Section]:
     history = pd.read_csv(metrics)
     section = Section("Stochastic variational inference")
     last = history.iloc[-1]
+    if "step" in history:  # a program: rows every eval_every steps
+        done = f"{int(history['step'].iloc[-1])} steps"
+        speed = f"{history['steps_per_s'].median():.0f} steps/s median"
+    else:
+        done = f"{len(history)} epochs"
+        speed = f"{history['samples_per_s'].median():.0f} samples/s median"
     section.text.append(
-        f"{len(history)} epochs in {history['seconds'].sum():.1f} s "
-        f"({history['samples_per_s'].median():.0f} samples/s median). Final train ELBO "
+        f"{done} in {history['seconds'].sum():.1f} s ({speed}). Final train ELBO "
         f"{last['train_elbo']:.3f} nats per data point"
         + (f", validation ELBO {last['val_elbo']:.3f}" if "val_elbo" in history else "")
         + "."
@@ -147,6 +152,8 @@ def _svi_section(run: Path, config: dict[str, Any]) -> list[Section]:
     verdict = elbo_convergence(
         history, column="val_elbo" if "val_elbo" in history else "train_elbo"
     )
+    if "step" in history:  # a program's rows are evaluations every eval_every steps
+        verdict["reason"] = verdict["reason"].replace("epochs", "evaluations")
     (section.checks if verdict["converged"] else section.problems).append(
         "ELBO "
         + ("converged: " if verdict["converged"] else "not yet converged: ")
@@ -155,15 +162,16 @@ def _svi_section(run: Path, config: dict[str, Any]) -> list[Section]:
     )
     if not (run / "loss_curves.png").exists():
         plots.loss_curves(history, run / "loss_curves.png")
-    section.add_figure(run, "loss_curves.png", "ELBO per data point by epoch, and its terms")
+    unit = "step" if "step" in history else "epoch"
+    section.add_figure(run, "loss_curves.png", f"ELBO per data point by {unit}, and its terms")
     if "grad_norm" in history and history["grad_norm"].notna().any():
         plots.gradient_norms(history, run / "grad_norm.png")
-        section.add_figure(run, "grad_norm.png", "mean gradient norm per epoch")
+        section.add_figure(run, "grad_norm.png", f"mean gradient norm by {unit}")
     psis = _read_json(run / DIAGNOSTICS_FILE).get("psis")
     if psis:
         text = (
             f"Guide quality by PSIS (Yao et al. 2018), {psis['num_samples']} draws: verdict "
-            f"**{psis['verdict']}** (k̂ < 0.5 good, < 0.7 usable, else untrustworthy)"
+            f"{psis['verdict']} (k̂ < 0.5 good, < 0.7 usable, else untrustworthy)"
         )
         if psis.get("khat") is not None:
             text += f"; k̂ = {psis['khat']:.3f}."
@@ -201,7 +209,11 @@ def _mcmc_section(run: Path, config: dict[str, Any]) -> list[Section]:
     if not checks["problems"]:
         section.checks.append(
             f"no convergence problems; {checks['divergences']} divergences; "
-            f"BFMI {', '.join(f'{b:.2f}' for b in checks['bfmi'])}."
+            + (
+                f"BFMI {', '.join(f'{b:.2f}' for b in checks['bfmi'])}."
+                if len(checks["bfmi"])
+                else "no energy recorded (Pyro's NUTS), so no BFMI."
+            )
         )
     section.add_table("posterior summary (ArviZ)", checks["summary"], index=True)
     plots.mcmc_figures(idata, run)
@@ -441,13 +453,19 @@ def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
     rows = [
         ("family", config["family"]),
         ("run folder", run.resolve().name),
-        ("bayesvae", config.get("bayesvae_version", bayesvae.__version__)),
-        (
-            "versions now",
-            f"Python {platform.python_version()}, torch {torch.__version__}, "
-            f"pyro {pyro.__version__}",
-        ),
     ]
+    recorded = config.get("versions")
+    if recorded:  # the versions the run was fitted with
+        rows.append(("versions at fit time", ", ".join(f"{k} {v}" for k, v in recorded.items())))
+    else:
+        rows += [
+            ("bayesvae", config.get("bayesvae_version", bayesvae.__version__)),
+            (
+                "versions now",
+                f"Python {platform.python_version()}, torch {torch.__version__}, "
+                f"pyro {pyro.__version__}",
+            ),
+        ]
     for key in ("device", "seed", "method", "epochs", "elbo"):
         if key in fit:
             rows.append((key, fit[key]))

@@ -60,17 +60,18 @@ def loss_curves(history: Any, path: str | Path | None = None) -> Any:
     import pandas as pd
 
     frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+    x = "step" if "step" in frame else "epoch"  # a program's rows come every eval_every steps
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-    left.plot(frame["epoch"], frame["train_elbo"], label="train (objective)")
+    left.plot(frame[x], frame["train_elbo"], label="train (objective)")
     if "val_elbo" in frame:
-        left.plot(frame["epoch"], frame["val_elbo"], label="validation")
-    left.set(xlabel="epoch", ylabel="ELBO per data point (nats)", title="ELBO")
+        left.plot(frame[x], frame["val_elbo"], label="validation")
+    left.set(xlabel=x, ylabel="ELBO per data point (nats)", title="ELBO")
     left.legend()
     if "kl" in frame:
-        right.plot(frame["epoch"], frame["kl"], color="tab:red", label="KL")
-        right.plot(frame["epoch"], -frame["recon"], color="tab:green", label="-reconstruction")
-        right.set(xlabel="epoch", ylabel="nats per data point", title="ELBO terms")
+        right.plot(frame[x], frame["kl"], color="tab:red", label="KL")
+        right.plot(frame[x], -frame["recon"], color="tab:green", label="-reconstruction")
+        right.set(xlabel=x, ylabel="nats per data point", title="ELBO terms")
         right.legend()
     figure.tight_layout()
     return save_figure(figure, path)
@@ -306,10 +307,11 @@ def gradient_norms(history: Any, path: str | Path | None = None) -> Any:
     import pandas as pd
 
     frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+    x = "step" if "step" in frame else "epoch"
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 3.2))
-    axis.plot(frame["epoch"], frame["grad_norm"], color="tab:purple")
-    axis.set(xlabel="epoch", ylabel="gradient norm", yscale="log", title="gradient norm")
+    axis.plot(frame[x], frame["grad_norm"], color="tab:purple")
+    axis.set(xlabel=x, ylabel="gradient norm", yscale="log", title="gradient norm")
     return save_figure(figure, path)
 
 
@@ -437,3 +439,125 @@ def mcmc_figures(idata: Any, folder: str | Path) -> None:
         figure = np.asarray(axes).ravel()[0].get_figure()
         save_figure(figure, folder / f"{name}.png")
     plt.close("all")
+
+
+def _is_counts(values: np.ndarray) -> bool:
+    """Non-negative whole numbers (counts, 0/1 outcomes): drawn as bars, not densities."""
+    return bool(values.size and np.all(values >= 0) and np.all(np.equal(np.mod(values, 1), 0)))
+
+
+def posterior_predictive(idata: Any, path: str | Path | None = None, *, max_draws: int = 50) -> Any:
+    """Posterior predictive check of each observed site: for continuous data the observed
+    density against ``max_draws`` replicated densities; for counts (and 0/1 outcomes) a
+    rootogram-style bar chart: observed frequency of each value against the replicated mean
+    with its 90 % band."""
+    plt = _pyplot()
+    names = list(idata.observed_data.data_vars)
+    figure, axes = plt.subplots(1, len(names), figsize=(5.5 * len(names), 3.4), squeeze=False)
+    rng = np.random.default_rng(0)
+    for axis, name in zip(axes[0], names, strict=True):
+        observed = np.asarray(idata.observed_data[name]).ravel()
+        replicated = np.asarray(idata.posterior_predictive[name])
+        replicated = replicated.reshape(-1, observed.size)
+        if _is_counts(observed):
+            top = int(max(observed.max(), np.quantile(replicated, 0.99)))
+            values = np.arange(top + 1)
+            freq = np.stack(
+                [
+                    np.bincount(r.astype(int).clip(0, top), minlength=top + 1)
+                    for r in replicated[: max(200, max_draws)]
+                ]
+            )
+            low, high = np.quantile(freq, [0.05, 0.95], axis=0)
+            axis.bar(
+                values,
+                np.bincount(observed.astype(int), minlength=top + 1),
+                color="0.7",
+                label="observed",
+            )
+            axis.errorbar(
+                values,
+                freq.mean(0),
+                yerr=[freq.mean(0) - low, high - freq.mean(0)],
+                fmt="o",
+                color="tab:blue",
+                ms=3,
+                label="replicated (mean, 90 %)",
+            )
+            axis.set(xlabel=name, ylabel="count of data points")
+        else:
+            grid = np.linspace(
+                min(observed.min(), np.quantile(replicated, 0.005)),
+                max(observed.max(), np.quantile(replicated, 0.995)),
+                200,
+            )
+            picks = rng.choice(len(replicated), size=min(max_draws, len(replicated)), replace=False)
+            for i, row in enumerate(picks):
+                axis.plot(
+                    grid,
+                    _kde(replicated[row], grid),
+                    color="tab:blue",
+                    alpha=0.15,
+                    lw=0.8,
+                    label="replicated" if i == 0 else None,
+                )
+            axis.plot(grid, _kde(observed, grid), color="black", lw=2, label="observed")
+            axis.set(xlabel=name, ylabel="density")
+        axis.set_title(f"posterior predictive check: {name}")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    return save_figure(figure, path)
+
+
+def _kde(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """A Gaussian kernel density (Scott's bandwidth) of ``values`` on ``grid``."""
+    from scipy.stats import gaussian_kde
+
+    values = np.asarray(values, dtype=float)
+    if values.size < 2 or np.ptp(values) == 0:
+        return np.zeros_like(grid)
+    return gaussian_kde(values)(grid)
+
+
+def loo_khat(khat: Any, path: str | Path | None = None) -> Any:
+    """PSIS-LOO Pareto k̂ of each data point, with the 0.7 threshold above which that point's
+    leave-one-out estimate is unreliable."""
+    plt = _pyplot()
+    values = _as_numpy(khat).ravel()
+    figure, axis = plt.subplots(figsize=(6.5, 3.2))
+    bad = values > 0.7
+    axis.scatter(np.flatnonzero(~bad), values[~bad], s=10, color="tab:blue", label="k̂ <= 0.7")
+    axis.scatter(np.flatnonzero(bad), values[bad], s=14, color="tab:red", label="k̂ > 0.7")
+    axis.axhline(0.7, color="tab:red", ls="--", lw=1)
+    axis.set(xlabel="data point", ylabel="Pareto k̂", title="PSIS-LOO k̂ per data point")
+    axis.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
+def marginals_overlay(
+    approximate: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+    path: str | Path | None = None,
+    *,
+    labels: tuple[str, str] = ("SVI guide", "NUTS"),
+    max_panels: int = 12,
+) -> Any:
+    """Each scalar parameter's marginal density under the guide against NUTS (flat draws)."""
+    plt = _pyplot()
+    names = [n for n in reference if n in approximate][:max_panels]
+    columns = min(4, len(names)) or 1
+    rows = int(np.ceil(len(names) / columns)) or 1
+    figure, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 2.6 * rows), squeeze=False)
+    for axis, name in zip(axes.ravel(), names, strict=False):
+        a, r = np.asarray(approximate[name]), np.asarray(reference[name])
+        grid = np.linspace(min(a.min(), r.min()), max(a.max(), r.max()), 200)
+        axis.plot(grid, _kde(r, grid), color="black", lw=1.6, label=labels[1])
+        axis.plot(grid, _kde(a, grid), color="tab:orange", lw=1.6, ls="--", label=labels[0])
+        axis.set_title(name, fontsize=9)
+        axis.set_yticks([])
+    for axis in axes.ravel()[len(names) :]:
+        axis.axis("off")
+    axes.ravel()[0].legend(fontsize=7)
+    figure.suptitle("marginal posteriors: guide against NUTS")
+    figure.tight_layout()
+    return save_figure(figure, path)

@@ -5,6 +5,7 @@ is missing; outside CI the test skips without it."""
 import io
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -208,3 +209,42 @@ def test_hostile_strings_in_a_report_never_run(browser, tmp_path, family):
     assert fence.startswith("```") and config_block.rstrip().endswith(fence)
     assert "<script" not in markdown and "<img" not in markdown and "<svg" not in markdown
     assert "&lt;script&gt;" in markdown
+
+
+def test_a_program_report_shows_graph_ppc_and_guide_against_nuts(browser, tmp_path):
+    import shutil as _shutil
+
+    import pyro
+    import pyro.distributions as dist
+
+    import bayesvae
+
+    def model(sigma, y=None):
+        mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+        tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+        with pyro.plate("school", len(sigma)):
+            eta = pyro.sample("eta", dist.Normal(0.0, 1.0))
+            pyro.sample("obs", dist.Normal(mu + tau * eta, sigma), obs=y)
+
+    sigma = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
+    y = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
+    svi = bayesvae.fit(model, sigma, y, guide="mvn", num_steps=500, progress=False)
+    with warnings.catch_warnings():  # short chains: low ESS, honestly warned
+        warnings.simplefilter("ignore", bayesvae.infer.mcmc.ConvergenceWarning)
+        nuts = bayesvae.mcmc(model, sigma, y, num_warmup=150, num_samples=150, num_chains=2)
+    out = tmp_path / "schools"
+    report = bayesvae.report(svi, mcmc=nuts, out=out)
+    errors, failed, requests, images, screenshot = _open(browser, report.html)
+    assert errors == [] and failed == []
+    assert all(url.startswith(("file:", "data:")) for url in requests)
+    page = browser.new_page()
+    page.goto(report.html.resolve().as_uri(), wait_until="load")
+    alts = page.evaluate("() => Array.from(document.images).map(img => img.alt)")
+    scripts = page.evaluate("() => document.scripts.length")
+    page.close()
+    assert scripts == 0
+    if _shutil.which("dot") is not None or os.environ.get("CI"):
+        assert any("pyro.render_model" in alt for alt in alts)
+    assert any("posterior predictive" in alt for alt in alts)
+    assert any("guide (dashed), NUTS" in alt for alt in alts)
+    assert all(img["width"] > 0 for img in images) and _not_blank(screenshot)
