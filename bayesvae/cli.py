@@ -458,6 +458,170 @@ def _run_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_program(spec: str) -> Any:
+    """``MODEL.py:function`` -> the function, imported from the file."""
+    import importlib.util
+
+    path_text, sep, name = spec.rpartition(":")
+    if not sep or not name or not path_text.endswith(".py"):
+        raise UsageError(f"model {spec!r}: expected FILE.py:FUNCTION, e.g. model.py:regression")
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"model {spec!r}: {path} is not a file")
+    module_spec = importlib.util.spec_from_file_location(f"_bayesvae_user_{path.stem}", path)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"model {spec!r}: {path} cannot be imported")
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as err:  # noqa: BLE001  (the user's file: any failure is bad input)
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise UsageError(
+            f"model {spec!r}: importing {path} failed: {type(err).__name__}: {first}"
+        ) from None
+    function = vars(module).get(name)
+    if not callable(function):
+        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+        raise UsageError(f"model {spec!r}: {path} defines no function {name!r} (it has {found})")
+    return function
+
+
+def _read_program_data(path: Path) -> dict[str, Any]:
+    """Columns of a CSV, arrays of an ``.npz`` or the entries of a JSON object, by name."""
+    if not path.is_file():
+        raise UsageError(f"--data {path}: not a file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            import pandas as pd
+
+            frame = pd.read_csv(path)
+            return {str(c): frame[c].to_numpy() for c in frame.columns}
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return {k: archive[k] for k in archive.files}
+        if suffix == ".json":
+            raw = json.loads(path.read_text())
+            if not isinstance(raw, dict):
+                raise UsageError(f"--data {path}: expected a JSON object of name -> values")
+            return {k: np.asarray(v) if isinstance(v, list) else v for k, v in raw.items()}
+    except UsageError:
+        raise
+    except Exception as err:  # noqa: BLE001  (a malformed file is bad input)
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UsageError(f"--data {path}: cannot be read: {first}") from None
+    raise UsageError(f"--data {path}: expected a .csv, .npz or .json file")
+
+
+def _bind_program_arguments(function: Any, data: dict[str, Any], binds: list[str]) -> dict:
+    """The model's arguments by name: each one from the data entry of its name (or the one
+    ``--bind ARG=NAME`` gives); arguments with defaults may be left out."""
+    import inspect
+
+    renames = {}
+    for bind in binds:
+        argument, sep, column = bind.partition("=")
+        if not sep or not argument or not column:
+            raise UsageError(f"--bind {bind!r}: expected ARGUMENT=COLUMN")
+        if column not in data:
+            raise UsageError(
+                f"--bind {bind!r}: the data have no {column!r} (they have {sorted(data)})"
+            )
+        renames[argument] = column
+    parameters = inspect.signature(function).parameters
+    unknown = sorted(set(renames) - set(parameters))
+    if unknown:
+        raise UsageError(
+            f"--bind: the model has no argument {unknown[0]!r} (it has {list(parameters)})"
+        )
+    bound = {}
+    for name, parameter in parameters.items():
+        key = renames.get(name, name)
+        if key in data:
+            bound[name] = data[key]
+        elif parameter.default is inspect.Parameter.empty and parameter.kind not in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+        ):
+            raise UsageError(
+                f"argument {name!r} of the model has no data: the file has {sorted(data)}; "
+                f"add it or pass --bind {name}=COLUMN"
+            )
+    return bound
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    import warnings
+
+    import bayesvae
+
+    function = _load_program(args.model)
+    bound = _bind_program_arguments(function, _read_program_data(Path(args.data)), args.bind)
+    if args.report and args.out is None:
+        raise UsageError("--report needs --out DIR (the run folder the report goes into)")
+    out = Path(args.out) if args.out is not None else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    svi = nuts = None
+    if args.method in ("svi", "both"):
+        svi = bayesvae.fit(
+            function,
+            guide=args.guide,
+            num_steps=args.steps,
+            lr=args.lr,
+            seed=args.seed,
+            progress=not args.no_progress,
+            model_kwargs=bound,
+        )
+    if args.method in ("mcmc", "both"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", bayesvae.infer.mcmc.ConvergenceWarning)
+            nuts = bayesvae.mcmc(
+                function,
+                num_warmup=args.num_warmup,
+                num_samples=args.num_samples,
+                num_chains=args.chains,
+                seed=args.seed,
+                progress=not args.no_progress,
+                model_kwargs=bound,
+            )
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
+    summary: dict[str, Any] = {"model": args.model, "method": args.method}
+    import arviz as az
+
+    main_idata = nuts.inference_data if nuts is not None else svi.to_inference_data()  # type: ignore[union-attr]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = az.summary(main_idata, kind="stats", hdi_prob=0.95)
+    summary["posterior"] = {
+        str(name): {k: float(v) for k, v in row.items()} for name, row in table.iterrows()
+    }
+    if svi is not None:
+        summary["final_elbo_per_point"] = float(svi.history["train_elbo"].iloc[-1])
+    if nuts is not None:
+        summary["convergence_problems"] = nuts.problems
+    if svi is not None and nuts is not None:
+        from bayesvae.diagnostics import compare_posteriors
+
+        comparison = compare_posteriors(svi.to_inference_data(), nuts)
+        summary["guide_agrees_with_nuts"] = bool(comparison["agrees"].all())
+    if out is not None:
+        paths = bayesvae.report(svi, mcmc=nuts, out=out)
+        summary["report"] = str(paths.html)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{args.model} ({args.method}):")
+        print(table.round(4).to_string())
+        if "guide_agrees_with_nuts" in summary:
+            verdict = "agrees" if summary["guide_agrees_with_nuts"] else "does NOT agree"
+            print(f"the {args.guide} guide {verdict} with NUTS (see the report's comparison)")
+        if out is not None:
+            print(f"run folder and report: {out}")
+    return 0
+
+
 def _run_report(args: argparse.Namespace) -> int:
     from bayesvae.report import build
 
@@ -471,6 +635,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     from bayesvae.infer.objectives import OBJECTIVES
+    from bayesvae.models.program import AUTOGUIDES
     from bayesvae.models.vae import ENCODERS, FLOW_TYPES, LIKELIHOODS
 
     parser = argparse.ArgumentParser(prog="bayesvae", description=__doc__)
@@ -688,6 +853,35 @@ def _build_parser() -> argparse.ArgumentParser:
         "--report", action="store_true", help="also write report.html and report.md into --out"
     )
     topics.set_defaults(run=_run_topics)
+
+    fit = commands.add_parser(
+        "fit",
+        help="fit your own Pyro program (MODEL.py:FUNCTION) by SVI and/or NUTS",
+        description="Fit a Pyro program from a file; its arguments are bound by name to the "
+        "columns of a CSV, the arrays of an .npz or the entries of a JSON object.",
+    )
+    fit.add_argument("model", help="FILE.py:FUNCTION, a plain Pyro model")
+    fit.add_argument("--data", required=True, help="a .csv, .npz or .json file")
+    fit.add_argument(
+        "--bind",
+        action="append",
+        default=[],
+        metavar="ARG=COLUMN",
+        help="take argument ARG from COLUMN (repeatable); otherwise by the same name",
+    )
+    fit.add_argument("--method", default="svi", choices=("svi", "mcmc", "both"))
+    fit.add_argument("--guide", default="normal", choices=sorted(AUTOGUIDES), help="AutoGuide")
+    fit.add_argument("--steps", type=int, default=2000, help="SVI steps")
+    fit.add_argument("--lr", type=float, default=None, help="SVI learning rate (default 0.03)")
+    fit.add_argument("--num-samples", type=int, default=1000, help="NUTS draws per chain")
+    fit.add_argument("--num-warmup", type=int, default=1000, help="NUTS warm-up per chain")
+    fit.add_argument("--chains", type=int, default=4, help="NUTS chains")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--out", help="run folder: fits, figures, report.html and report.md")
+    fit.add_argument("--report", action="store_true", help="write the report (needs --out)")
+    fit.add_argument("--no-progress", action="store_true")
+    fit.add_argument("--json", action="store_true", help="print one JSON object")
+    fit.set_defaults(run=_run_fit)
 
     report = commands.add_parser("report", help="write report.html and report.md for a run")
     report.add_argument("run_dir", help="a run folder (with config.yaml)")

@@ -3,7 +3,7 @@ AutoMultivariateNormal guide and NUTS through bayesvae.fit / bayesvae.mcmc, chec
 exact posterior where one exists and against each other elsewhere.
 
 Tolerances are in posterior standard deviations. The Monte Carlo error of a NUTS mean from
-2 x 500 draws is about 0.05 sd; a guide's mean counts as right within GUIDE_MEAN_TOLERANCE
+2 x 400 draws is about 0.05 sd; a guide's mean counts as right within GUIDE_MEAN_TOLERANCE
 (0.25 sd) of the reference, and its sd within a factor of 2."""
 
 import importlib.util
@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 
-def _fit_both(name, steps=3000, draws=500):
+def _fit_both(name, steps=3000, draws=400):
     model, make_data = gallery.GALLERY[name]
     data = make_data()
     svi = bayesvae.fit(model, **data, guide="mvn", num_steps=steps, progress=False, seed=0)

@@ -90,7 +90,12 @@ class FitResult:
     data: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
     def to_inference_data(
-        self, *data: Any, num_samples: int = 500, seed: int = 0, **kwargs: Any
+        self,
+        *data: Any,
+        num_samples: int = 500,
+        seed: int = 0,
+        vectorize: bool | None = None,
+        **kwargs: Any,
     ) -> Any:
         """ArviZ ``InferenceData`` from the fitted guide (posterior, posterior_predictive,
         observed_data, pointwise log_likelihood; for a program also constant_data; one chain of
@@ -101,7 +106,7 @@ class FitResult:
         if not data and not kwargs and self.data is not None:
             data, kwargs = self.data
         return svi_to_inference_data(
-            self.model, *data, num_samples=num_samples, seed=seed, **kwargs
+            self.model, *data, num_samples=num_samples, seed=seed, vectorize=vectorize, **kwargs
         )
 
     def save(self, path: str | Path) -> Path:
@@ -333,10 +338,16 @@ def _make_optimizer(
 
 
 def _make_scheduler(
-    name: str, optimizer: torch.optim.Optimizer, epochs: int, lr_decay: float
+    name: str, optimizer: Any, horizon: list[int], lr_decay: float
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule, stepped once a history row. ``"cosine"`` is written in closed
+    form over ``horizon[0]`` rows, read at every step, so a resumed fit that asks for more rows
+    decays towards its new end (the horizon is set again on resume)."""
     if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda row: 0.5 * (1.0 + math.cos(math.pi * min(row, horizon[0]) / horizon[0])),
+        )
     if name == "exponential":
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
     return None
@@ -860,8 +871,9 @@ def fit(
     if ddp is not None:
         ddp.broadcast(params)
     optim = _make_any_optimizer(optimizer, params, lr, weight_decay, betas)
+    horizon = [epochs]  # the cosine schedule's rows: this fit's, also after a resume
     scheduler = (
-        _make_scheduler(lr_schedule, optim, epochs, lr_decay)
+        _make_scheduler(lr_schedule, optim, horizon, lr_decay)
         if isinstance(optimizer, str)
         else None
     )
@@ -937,6 +949,11 @@ def fit(
         optim.load_state_dict(saved["optimizer"])
         if scheduler is not None and saved["scheduler"] is not None:
             scheduler.load_state_dict(saved["scheduler"])
+            if lr_schedule == "cosine":  # this fit's horizon: the rate at the row reached
+                row = scheduler.last_epoch
+                factor = 0.5 * (1.0 + math.cos(math.pi * min(row, epochs) / epochs))
+                for group, base in zip(optim.param_groups, scheduler.base_lrs, strict=True):
+                    group["lr"] = base * factor
         start_epoch, state.history = saved["epoch"], list(saved["history"])
         best_value, best_epoch, step_counter[0] = (
             saved["best_value"],

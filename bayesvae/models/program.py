@@ -207,6 +207,8 @@ def _to_tensor(name: str, value: Any) -> Any:
     if hasattr(value, "to_numpy") and not torch.is_tensor(value):  # pandas Series / DataFrame
         value = value.to_numpy()
     if isinstance(value, np.ndarray):
+        if not value.flags.writeable:  # e.g. a pandas column's view: torch wants its own copy
+            value = value.copy()
         if value.dtype == object:
             raise TypeError(f"{name}: an array of Python objects cannot be data; got dtype object.")
         if value.dtype.kind == "f":

@@ -144,22 +144,35 @@ def test_early_stopping_counts_evaluations(data):
 
 
 def test_resume_continues_a_program_exactly(tmp_path, data):
+    """With a constant rate a resumed fit is the uninterrupted one (a cosine schedule's horizon
+    is each fit's own num_steps, so asking for more steps changes the rates)."""
     X, y = data
-    whole = bayesvae.fit(regression, X, y, num_steps=400, progress=False, checkpoint_dir=tmp_path)
+    options = dict(progress=False, lr_schedule="constant")
+    whole = bayesvae.fit(regression, X, y, num_steps=400, checkpoint_dir=tmp_path, **options)
     pyro.clear_param_store()
     first = tmp_path / "first"
-    bayesvae.fit(regression, X, y, num_steps=200, progress=False, checkpoint_dir=first)
+    bayesvae.fit(regression, X, y, num_steps=200, checkpoint_dir=first, **options)
     pyro.clear_param_store()
     resumed = bayesvae.fit(
-        regression, X, y, num_steps=400, progress=False, checkpoint_dir=first, resume=True
+        regression, X, y, num_steps=400, checkpoint_dir=first, resume=True, **options
     )
     assert resumed.history["train_elbo"].tolist() == pytest.approx(
         whole.history["train_elbo"].tolist(), rel=1e-6
     )
     with pytest.raises(ValueError, match="already run 400 steps"):
-        bayesvae.fit(
-            regression, X, y, num_steps=100, progress=False, checkpoint_dir=first, resume=True
-        )
+        bayesvae.fit(regression, X, y, num_steps=100, checkpoint_dir=first, resume=True, **options)
+
+
+def test_a_resumed_cosine_schedule_decays_to_its_new_end(tmp_path, data):
+    X, y = data
+    bayesvae.fit(regression, X, y, num_steps=200, progress=False, checkpoint_dir=tmp_path)
+    pyro.clear_param_store()
+    more = bayesvae.fit(
+        regression, X, y, num_steps=800, progress=False, checkpoint_dir=tmp_path, resume=True
+    )
+    rates = more.history["lr"].to_numpy()
+    assert rates[2] > rates[1]  # picked up on the longer horizon
+    assert np.all(np.diff(rates[2:]) < 0) and rates[-1] < 0.1 * rates[2]
 
 
 def test_keywords_pass_to_the_program_and_options_clash_through_model_kwargs(data):
