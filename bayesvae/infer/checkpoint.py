@@ -30,6 +30,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "safe_torch_load",
+    "save_program",
     "UnsafeFileError",
 ]
 
@@ -251,8 +252,155 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return yaml.safe_load(config_path.read_text())
 
 
-def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> Any:
+PROGRAM_FAMILY, DATA_FILE = "PyroProgram", "data.pt"
+
+
+def _program_param_names(program: Any, args: tuple, kwargs: dict) -> list[str]:
+    """Names of the param-store entries a program's guide and model use (AutoGuide parameters,
+    a user guide's ``pyro.param``s, modules registered with ``pyro.module``)."""
+    with torch.no_grad(), pyro.poutine.trace(param_only=True) as capture:
+        guide_trace = pyro.poutine.trace(program.guide).get_trace(*args, **kwargs)
+        pyro.poutine.replay(program.model, trace=guide_trace)(*args, **kwargs)
+    return list(dict.fromkeys(capture.trace.nodes))
+
+
+def _plain(value: Any, name: str) -> Any:
+    """A program argument as something ``weights_only`` loading reads: tensors (on the CPU),
+    numbers, strings, ``None``, and lists/dicts of them."""
+    if torch.is_tensor(value):
+        return value.detach().cpu()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, name) for v in value]
+    raise ValueError(
+        f"argument {name!r} of the program is a {type(value).__name__}; a run folder records "
+        "tensors, arrays, numbers, strings and lists of them."
+    )
+
+
+def save_program(
+    program: Any,
+    data: tuple[tuple[Any, ...], dict[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    history: Any = None,
+    fit_config: dict[str, Any] | None = None,
+) -> Path:
+    """Write a run folder for a fitted :class:`~bayesvae.models.program.PyroProgram`: config.yaml
+    (the program's name, guide and source), model.pt (its parameters, constraints by name),
+    data.pt (the arguments it was fitted on, so ``load`` can build a lazy AutoGuide again) and
+    metrics.csv. Load it with ``bayesvae.load(path, model=the_function)``."""
+    import inspect
+
+    import bayesvae
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"path {folder} exists and is not a folder.")
+    folder.mkdir(parents=True, exist_ok=True)
+    args, kwargs = data
+    store = pyro.get_param_store()
+    prefix = program.pyro_name + "."
+    params, constraints, prefixed = {}, {}, {}
+    for name in _program_param_names(program, args, kwargs):
+        own = name.startswith(prefix)
+        key = name[len(prefix) :] if own else name
+        params[key] = store[name].detach().cpu()
+        constraints[key] = _constraint_spec(store._constraints[name], name)
+        prefixed[key] = own
+    try:
+        source = inspect.getsource(program.model_fn)
+    except (OSError, TypeError):
+        source = None
+    config = {
+        "bayesvae_version": bayesvae.__version__,
+        "family": PROGRAM_FAMILY,
+        "model": dict(program.config),
+        "program": {"source": source},
+    }
+    if fit_config:
+        config["fit"] = fit_config
+    _write_torch(
+        folder / MODEL_FILE,
+        {"format": _FORMAT, "params": params, "constraints": constraints, "prefixed": prefixed},
+    )
+    _write_torch(
+        folder / DATA_FILE,
+        {
+            "args": [_plain(a, f"args[{i}]") for i, a in enumerate(args)],
+            "kwargs": {k: _plain(v, k) for k, v in kwargs.items()},
+        },
+    )
+    if history is not None:
+        import pandas as pd
+
+        frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+        write_text(folder / METRICS_FILE, frame.to_csv(index=False))
+    write_text(folder / CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+def _load_program(path: Path, config: dict[str, Any], model: Any, guide: Any, device: Any) -> Any:
+    from torch.distributions import transform_to  # what the param store uses
+
+    from bayesvae.models.program import AUTOGUIDES, PyroProgram
+
+    name, guide_name = config["model"]["model"], config["model"]["guide"]
+    if model is None:
+        raise ValueError(
+            f"{path} holds a fit of the Pyro program {name!r}; pass the function: "
+            f"bayesvae.load(path, model={name.split('.')[-1]}) (its source is in config.yaml)."
+        )
+    if guide is None:
+        if guide_name not in AUTOGUIDES:
+            raise ValueError(
+                f"{path} was fitted with the guide {guide_name!r}; pass it: "
+                "bayesvae.load(path, model=..., guide=...)."
+            )
+        guide = guide_name
+    program = PyroProgram(model, guide)
+    state = safe_torch_load(path / MODEL_FILE, device=device)
+    data = safe_torch_load(path / DATA_FILE, device=device)
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        raise ValueError(f"{path / MODEL_FILE} is not a program state of format {_FORMAT}.")
+    args, kwargs = tuple(data["args"]), dict(data["kwargs"])
+    program.to(device)
+    pyro.set_rng_seed(0)
+    with torch.no_grad():  # builds a lazy AutoGuide's parameters, then overwrites them
+        names = _program_param_names(program, args, kwargs)
+    store = pyro.get_param_store()
+    expected = {
+        key: (f"{program.pyro_name}.{key}" if own else key)
+        for key, own in state["prefixed"].items()
+    }
+    missing = sorted(set(expected.values()) - set(names))
+    if missing:
+        raise ValueError(
+            f"the program given does not create the saved parameters {missing}; is it the "
+            f"function {name!r} that was fitted?"
+        )
+    with torch.no_grad():
+        for key, full in expected.items():
+            constraint = _constraint_from_spec(state["constraints"][key])
+            store._params[full].copy_(transform_to(constraint).inv(state["params"][key].to(device)))
+    program.eval()
+    program.fitted_data = (args, kwargs)
+    return program
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    model: Any = None,
+    guide: Any = None,
+) -> Any:
     """Rebuild the model saved in run folder ``path`` on ``device`` (a GPU-saved run loads on CPU).
+
+    A run folder of a user's Pyro program needs the program itself, ``model=`` (and ``guide=``
+    unless it was an AutoGuide by name); its fitted arguments come back as
+    ``program.fitted_data``.
 
     The model comes back in eval mode; call ``.train()`` before fitting it further. ``model.pt``
     is read with ``torch.load(weights_only=True)``: tensors and plain values only, so a crafted
@@ -263,6 +411,12 @@ def load(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") ->
     from bayesvae.models.base import get_model_class
 
     config = read_config(path)
+    if not isinstance(config, dict) or "family" not in config:
+        raise ValueError(f"{Path(path) / CONFIG_FILE} names no model family.")
+    if config["family"] == PROGRAM_FAMILY:
+        return _load_program(Path(path), config, model, guide, device)
+    if model is not None or guide is not None:
+        raise ValueError(f"{path} holds a {config['family']}; model= and guide= are for programs.")
     model = get_model_class(config["family"]).from_config(config["model"])
     model.to(device)
     state = safe_torch_load(Path(path) / MODEL_FILE, device=device)

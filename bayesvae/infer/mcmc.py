@@ -142,7 +142,7 @@ def mcmc(
             NUTS), told apart by which library's ``sample`` it calls — given its own arguments
             ``*data, **kwargs`` (an argument named like an option goes in ``model_kwargs``); or a
             bayesvae family with ``model(*data)``, whose ``check_data`` validates ``data`` and
-            whose ``numpyro_model()`` is its NumPyro twin.
+            whose NumPyro twin :func:`bayesvae.backends.numpyro.nuts_model` finds.
         backend: ``"numpyro"`` (jitted; chains in parallel across devices when there are enough,
             else vectorized) or ``"pyro"`` (chains one after another). Default: the program's
             own library; ``"numpyro"`` for a family. A program given the other library's backend
@@ -256,7 +256,9 @@ def mcmc(
     init_values = init_strategy if isinstance(init_strategy, dict) else model.nuts_init_values()
     strategy_name = init_strategy if isinstance(init_strategy, str) else "uniform"
     if backend == "numpyro":
-        numpyro_model = model.numpyro_model()
+        from bayesvae.backends.numpyro import nuts_model
+
+        numpyro_model = nuts_model(model)
         if numpyro_model is None:
             raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
         idata = _numpyro_nuts(numpyro_model, tensors, {}, run, init_values, strategy_name)

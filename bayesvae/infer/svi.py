@@ -100,8 +100,8 @@ class FitResult:
         """ArviZ ``InferenceData`` from the fitted guide (posterior, posterior_predictive,
         observed_data, pointwise log_likelihood; for a program also constant_data; one chain of
         independent draws) on ``data`` — by default, a program's own fitted arguments. See
-        :func:`bayesvae.diagnostics.svi_to_inference_data`."""
-        from bayesvae.diagnostics import svi_to_inference_data
+        :func:`bayesvae.infer.posterior.svi_to_inference_data`."""
+        from bayesvae.infer.posterior import svi_to_inference_data
 
         if not data and not kwargs and self.data is not None:
             data, kwargs = self.data
@@ -110,7 +110,13 @@ class FitResult:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write a run folder (config.yaml, model.pt, metrics.csv); load with ``bayesvae.load``."""
+        """Write a run folder (config.yaml, model.pt, metrics.csv; for a program also data.pt);
+        load with ``bayesvae.load`` (a program's with ``bayesvae.load(path, model=fn)``)."""
+        if isinstance(self.model, PyroProgram):
+            assert self.data is not None
+            return ckpt.save_program(
+                self.model, self.data, path, history=self.history, fit_config=self.settings
+            )
         return ckpt.save_model(self.model, path, history=self.history, fit_config=self.settings)
 
 
@@ -682,7 +688,9 @@ def fit(
     check_choice("backend", backend, BACKENDS)
     target = resolve_device(device)  # a misspelt device fails here, before any backend
     if backend == "numpyro":
-        twin = contract.numpyro_twin()  # first: a model without a twin says so before the rest
+        from bayesvae.backends.numpyro import svi_twin
+
+        twin = svi_twin(contract)  # first: a model without a twin says so before the rest
         if twin is None:
             raise ValueError(f"{type(contract).__name__} has no NumPyro twin; use backend='pyro'.")
         refused = {
@@ -1110,7 +1118,8 @@ def _fit_numpyro(
     device: torch.device,
 ) -> FitResult:
     """``fit(..., backend="numpyro")``: validate the data as the Pyro loop does, train the
-    family's NumPyro ``twin`` (from ``model.numpyro_twin()``), copy its weights into ``model``."""
+    family's NumPyro ``twin`` (from :func:`bayesvae.backends.numpyro.svi_twin`), copy its
+    weights into ``model``."""
     import pandas as pd
 
     if isinstance(train, DataLoader) or isinstance(val, DataLoader):

@@ -212,14 +212,6 @@ class BetaBinomialABTest(PyroModel):
         """Coordinates and dims for ArviZ: the ``rate`` and ``obs`` sites run over ``arm``."""
         return {"arm": list(self.arms)}, {"rate": ["arm"], "obs": ["arm"]}
 
-    def numpyro_model(self) -> Any:
-        """The NumPyro twin of :meth:`model` with this configuration: ``fn(successes, trials)``."""
-        from functools import partial
-
-        from bayesvae.backends.numpyro.abtest import beta_binomial_model
-
-        return partial(beta_binomial_model, prior=self.prior, hierarchical=self.hierarchical)
-
     # ------------------------------------------------------------------------- exact answers
     def exact_posterior(self, counts: ArmCounts) -> tuple[np.ndarray, np.ndarray]:
         """Conjugate posterior ``Beta(a + s, b + n - s)`` per arm: ``(alpha, beta)``, each (K,).

@@ -472,23 +472,6 @@ class AnomalyMixture(PyroModel):
                 draw["corr_chol"] = pyro.sample("corr_chol", dist.Delta(corr, event_dim=2))
         return draw
 
-    # ------------------------------------------------------------------ NumPyro twin
-    def numpyro_model(self) -> Any:
-        """The NumPyro twin (assignments summed out with ``logsumexp``), for NUTS."""
-        from functools import partial
-
-        from bayesvae.backends.numpyro.anomaly import anomaly_mixture_model
-
-        return partial(
-            anomaly_mixture_model,
-            n_components=self.n_components,
-            covariance=self.covariance,
-            contamination_prior=self._contamination_prior,
-            anomaly_scale=self.anomaly_scale,
-            reg_covar=self.reg_covar,
-            lkj_concentration=self.lkj_concentration,
-        )
-
     def nuts_init_values(self) -> dict[str, np.ndarray]:
         """Every chain starts at the k-means solution (same labelling, no empty components)."""
         values = {

@@ -6,7 +6,8 @@ is the set of optional hooks of :class:`ModelContract`, each with its default be
 the diagnostics read only these (never an undeclared attribute). A built-in family inherits
 :class:`ModelContract` through :class:`~bayesvae.models.base.PyroModel` and overrides the hooks
 it needs; a user's plain Pyro function is wrapped in a
-:class:`~bayesvae.models.program.PyroProgram`, which is a :class:`ModelContract` too.
+:class:`~bayesvae.models.program.PyroProgram`, which is a :class:`ModelContract` too. A family's
+NumPyro twins are not hooks: :mod:`bayesvae.backends.numpyro` finds them by ``family``.
 
 =============================  =================  ==============================================
 hook                           default            meaning
@@ -27,8 +28,6 @@ hook                           default            meaning
 ``nuts_target_accept_prob``    ``0.8``            NUTS step-size target
 ``check_data(*data)``          ``as_tensor``      validate data, return tensors; raise
                                                   ``ValueError``/``TypeError`` naming the argument
-``numpyro_twin()``             ``None``           a NumPyro SVI twin (``fit(backend="numpyro")``)
-``numpyro_model()``            ``None``           a NumPyro model for NUTS
 ``nuts_init_values()``         ``None``           site -> value where every chain starts
 ``postprocess_posterior(id)``  identity           e.g. relabel mixture components
 ``arviz_dims()``               ``({}, {})``       ``(coords, dims)`` for named ArviZ dimensions
@@ -75,14 +74,6 @@ class ModelContract:
         """Validate data and return it as tensors; raise ``ValueError``/``TypeError`` naming the
         argument on bad input."""
         return tuple(torch.as_tensor(d) for d in data)
-
-    def numpyro_twin(self) -> Any:
-        """A NumPyro twin for ``fit(backend="numpyro")``, or ``None`` (no twin)."""
-        return None
-
-    def numpyro_model(self) -> Any:
-        """A NumPyro model callable for NUTS on the NumPyro backend, or ``None``."""
-        return None
 
     def nuts_init_values(self) -> dict[str, Any] | None:
         """Site name -> constrained value where every NUTS chain starts, or ``None``."""

@@ -112,9 +112,6 @@ class ConditionalVAE(VAE):
         """``q(z | x, y)``; same arguments as :meth:`model`."""
         return self._guide(x, y, num_data)
 
-    def numpyro_twin(self) -> Any:  # type: ignore[override]
-        raise ValueError("ConditionalVAE has no NumPyro twin; use backend='pyro'.")
-
     def check_data(self, x: Any, *rest: Any) -> tuple[torch.Tensor, ...]:
         """``(x, y)`` -> ``(x, one-hot y)``: ``x`` as for the VAE, ``y`` integer labels ``(N,)``
         in ``[0, num_classes)`` or one-hot rows, one per row of ``x``."""

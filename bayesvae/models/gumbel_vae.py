@@ -146,9 +146,6 @@ class GumbelSoftmaxVAE(VAE):
             self.anneal_step += 1
         return super()._guide(x, context, num_data)
 
-    def numpyro_twin(self) -> Any:  # type: ignore[override]
-        raise ValueError("GumbelSoftmaxVAE has no NumPyro twin; use backend='pyro'.")
-
     # --------------------------------------------------------------------------------- queries
     @torch.no_grad()
     def encode(self, x: Any, y: Any = None, *, batch_size: int = 1024) -> torch.Tensor:  # type: ignore[override]

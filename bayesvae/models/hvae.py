@@ -97,9 +97,6 @@ class HierarchicalVAE(VAE):
                 z1 = pyro.sample("z1", self.posterior(x))
                 return pyro.sample("z2", dist.Normal(*self.top_encoder(z1)).to_event(1))
 
-    def numpyro_twin(self) -> Any:  # type: ignore[override]
-        raise ValueError("HierarchicalVAE has no NumPyro twin; use backend='pyro'.")
-
     def _layer_log_weights(
         self, x: torch.Tensor, num_samples: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -97,9 +97,6 @@ class MixturePriorVAE(VAE):
                 z = pyro.sample("z", dist.Normal(loc, scale).to_event(1))
             return pyro.sample("x", self.observation_dist(self.decoder(z, context)), obs=x)
 
-    def numpyro_twin(self) -> Any:  # type: ignore[override]
-        raise ValueError("MixturePriorVAE has no NumPyro twin; use backend='pyro'.")
-
     def _draw_latent(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``c ~ Categorical(pi)``, then ``z ~ N(mu_c, sigma_c)``: ``(n, latent_dim)``."""
         probs = self.mixture.logits.softmax(-1)

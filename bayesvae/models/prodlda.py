@@ -359,11 +359,3 @@ class ProdLDA(PyroModel):
             raise ValueError("this model has no vocabulary; use transform(bow) instead.")
         bow = vectorize_with_vocabulary(documents, self.vocabulary, self.config["vectorizer"])
         return self.transform(bow)
-
-    def numpyro_twin(self) -> Any:
-        """A NumPyro/Equinox ProdLDA with the same settings (its own initial weights, drawn
-        from ``seed``); ``bayesvae.fit(..., backend="numpyro")`` trains it and copies the
-        result back into this model."""
-        from bayesvae.backends.numpyro.prodlda import NumPyroProdLDA
-
-        return NumPyroProdLDA(**self.config)

@@ -133,6 +133,8 @@ class PyroProgram(ModelContract, torch.nn.Module):
         if self.autoguide is not None:  # its parameters live under this program's own name
             self.autoguide._pyro_name = f"{self.pyro_name}.guide"
         self.config = {"model": _name_of(model_fn), "guide": self.guide_name}
+        #: the arguments a loaded program was fitted on (set by ``bayesvae.load``)
+        self.fitted_data: tuple[tuple[Any, ...], dict[str, Any]] | None = None
 
     def model(self, *args: Any, **kwargs: Any) -> Any:
         """The user's program, unchanged."""

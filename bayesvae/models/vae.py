@@ -422,18 +422,6 @@ class VAE(PyroModel):
             with poutine.scale(scale=self.beta):
                 return pyro.sample("z", posterior)
 
-    def numpyro_twin(self) -> Any:
-        """The NumPyro twin (:class:`bayesvae.backends.numpyro.vae.NumPyroVAE`), starting from
-        this model's current weights; ``bayesvae.fit(..., backend="numpyro")`` trains it and
-        copies the result back. Not available with ``flows > 0``."""
-        if self.num_flows:
-            raise ValueError(
-                "the NumPyro backend has no flow guides; use backend='pyro' with flows > 0."
-            )
-        from bayesvae.backends.numpyro.vae import NumPyroVAE
-
-        return NumPyroVAE(self)
-
     # ------------------------------------------------------------------------------ validation
     def check_data(self, x: Any, *rest: Any) -> tuple[torch.Tensor, ...]:
         """Return ``x`` as a float tensor, raising ``ValueError``/``TypeError`` unless it fits

@@ -269,3 +269,38 @@ def test_a_family_refuses_program_keywords(digits):
         bayesvae.fit(vae, digits.x[:64], guide="normal", progress=False)
     with pytest.raises(ValueError, match="eval_size must be a positive integer"):
         bayesvae.fit(vae, digits.x[:64], eval_size=0, progress=False)
+
+
+@pytest.mark.parametrize("guide", ["normal", "mvn"])
+def test_a_program_saves_and_loads_with_its_function(tmp_path, data, guide):
+    X, y = data
+    result = bayesvae.fit(regression, X, y, guide=guide, num_steps=300, progress=False)
+    before = result.model.autoguide.median(*result.data[0])
+    folder = result.save(tmp_path / "run")
+    assert (folder / "data.pt").exists()
+    pyro.clear_param_store()
+    loaded = bayesvae.load(folder, model=regression)
+    after = loaded.autoguide.median(*loaded.fitted_data[0])
+    for name, value in before.items():
+        assert torch.allclose(value, after[name], atol=1e-6), name
+    with pytest.raises(ValueError, match="pass the function"):
+        bayesvae.load(folder)
+
+
+def test_a_program_with_its_own_guide_loads_with_both(tmp_path, data):
+    X, y = data
+
+    def guide(X, y=None):
+        loc = pyro.param("w_loc", torch.zeros(X.shape[1]))
+        pyro.sample("weight", dist.Normal(loc, 0.1).to_event(1))
+        pyro.sample("bias", dist.Normal(pyro.param("b_loc", torch.tensor(0.0)), 0.1))
+        pyro.sample("sigma", dist.Delta(torch.tensor(0.5)))
+
+    result = bayesvae.fit(regression, X, y, guide=guide, num_steps=300, progress=False)
+    saved = pyro.param("w_loc").detach().clone()
+    folder = result.save(tmp_path / "own")
+    pyro.clear_param_store()
+    with pytest.raises(ValueError, match="pass it"):
+        bayesvae.load(folder, model=regression)
+    bayesvae.load(folder, model=regression, guide=guide)
+    assert torch.allclose(pyro.param("w_loc"), saved)

@@ -5,6 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bayesvae.backends.numpyro import nuts_model
 from bayesvae.models import BetaBinomialABTest
 from bayesvae.models.abtest import (
     beta_hdi,
@@ -134,7 +135,7 @@ def test_numpyro_twin_has_the_same_sites():
     from numpyro import handlers
 
     model = BetaBinomialABTest(["A", "B"], hierarchical=True)
-    twin = model.numpyro_model()
+    twin = nuts_model(model)
     trace = handlers.trace(handlers.seed(twin, jax.random.PRNGKey(0))).get_trace(
         np.array([3.0, 4.0]), np.array([10.0, 10.0])
     )

@@ -5,6 +5,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import bayesvae
+from bayesvae.backends.numpyro import svi_twin
 from bayesvae.backends.numpyro.prodlda import NumPyroProdLDA
 from bayesvae.models import ProdLDA
 from bayesvae.models.prodlda import dirichlet_laplace_prior
@@ -69,7 +70,7 @@ def test_numpyro_twin_recovers_known_topics_and_agrees(synthetic_corpus):
     assert twin.topics().shape == pyro_model.topics().shape == (5, VOCAB)
     ppl_twin, ppl_pyro = twin.perplexity(bow), pyro_model.perplexity(bow)
     assert abs(ppl_twin - ppl_pyro) / ppl_pyro < 0.1
-    assert pyro_model.numpyro_twin().config == twin.config  # the same settings both ways
+    assert svi_twin(pyro_model).config == twin.config  # the same settings both ways
 
 
 def test_numpyro_weights_convert_exactly():

@@ -1,4 +1,12 @@
-"""NumPyro twins of bayesvae's Pyro models. Importing this package needs jax and numpyro."""
+"""NumPyro twins of bayesvae's Pyro models, found by family: :func:`svi_twin` (trained by
+``bayesvae.fit(..., backend="numpyro")``) and :func:`nuts_model` (sampled by
+``bayesvae.mcmc(..., backend="numpyro")``). Models never import this package; the fit loop and
+MCMC look their twins up here. Importing it needs jax and numpyro."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 try:
     import numpyro  # noqa: F401
@@ -6,3 +14,57 @@ except ImportError as error:  # pragma: no cover - exercised only without the de
     raise ImportError(
         "the NumPyro backend needs jax and numpyro: pip install 'numpyro>=0.15' jax"
     ) from error
+
+__all__ = ["svi_twin", "nuts_model", "SVI_TWINS", "NUTS_MODELS"]
+
+
+def _vae_twin(model: Any) -> Any:
+    if model.num_flows:
+        raise ValueError(
+            "the NumPyro backend has no flow guides; use backend='pyro' with flows > 0."
+        )
+    from bayesvae.backends.numpyro.vae import NumPyroVAE
+
+    return NumPyroVAE(model)
+
+
+def _prodlda_twin(model: Any) -> Any:
+    from bayesvae.backends.numpyro.prodlda import NumPyroProdLDA
+
+    return NumPyroProdLDA(**model.config)
+
+
+def _abtest_model(model: Any) -> Any:
+    from functools import partial
+
+    from bayesvae.backends.numpyro.abtest import beta_binomial_model
+
+    return partial(beta_binomial_model, prior=model.prior, hierarchical=model.hierarchical)
+
+
+def _anomaly_model(model: Any) -> Any:
+    from bayesvae.backends.numpyro.anomaly import twin_of
+
+    return twin_of(model)
+
+
+#: family -> builder of its NumPyro SVI twin (the same configuration and, for the VAE, weights)
+SVI_TWINS: dict[str, Callable[[Any], Any]] = {"VAE": _vae_twin, "ProdLDA": _prodlda_twin}
+#: family -> builder of its NumPyro model callable for NUTS
+NUTS_MODELS: dict[str, Callable[[Any], Any]] = {
+    "BetaBinomialABTest": _abtest_model,
+    "AnomalyMixture": _anomaly_model,
+}
+
+
+def svi_twin(model: Any) -> Any | None:
+    """The NumPyro SVI twin of ``model``'s family, or ``None`` when it has none (subclasses such
+    as the conditional VAE are families of their own, without one)."""
+    builder = SVI_TWINS.get(model.family)
+    return None if builder is None else builder(model)
+
+
+def nuts_model(model: Any) -> Any | None:
+    """The NumPyro model of ``model``'s family with its configuration, or ``None``."""
+    builder = NUTS_MODELS.get(model.family)
+    return None if builder is None else builder(model)

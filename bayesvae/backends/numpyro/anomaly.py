@@ -55,3 +55,19 @@ def anomaly_mixture_model(
     with numpyro.plate("data", x.shape[0]):
         numpyro.factor("obs", logsumexp(joint, axis=-1))
     return joint
+
+
+def twin_of(mixture: Any) -> Any:
+    """The NumPyro twin of an :class:`~bayesvae.models.AnomalyMixture` with its configuration
+    (assignments summed out with ``logsumexp``), for NUTS."""
+    from functools import partial
+
+    return partial(
+        anomaly_mixture_model,
+        n_components=mixture.n_components,
+        covariance=mixture.covariance,
+        contamination_prior=mixture._contamination_prior,
+        anomaly_scale=mixture.anomaly_scale,
+        reg_covar=mixture.reg_covar,
+        lkj_concentration=mixture.lkj_concentration,
+    )
