@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import logging
 
-__version__ = "0.1.0"
-
 from bayesvae import data, diagnostics, models, report  # noqa: E402
+from bayesvae._version import __version__  # noqa: E402
 from bayesvae.abtest import ABTestResult, abtest, abtest_from_rows  # noqa: E402
-from bayesvae.anomaly import AnomalyRun, detect_anomalies  # noqa: E402
+from bayesvae.anomaly import AnomalyMixture, AnomalyRun, detect_anomalies  # noqa: E402
 from bayesvae.infer import FitResult, fit, load  # noqa: E402
 from bayesvae.infer.checkpoint import save_model as save  # noqa: E402
 from bayesvae.infer.mcmc import MCMCResult, mcmc  # noqa: E402
 from bayesvae.models import (  # noqa: E402
     VAE,
-    AnomalyMixture,
     ConditionalVAE,
     GumbelSoftmaxVAE,
     HierarchicalVAE,

@@ -378,15 +378,14 @@ def _mcmc(
 def _svi(
     model: BetaBinomialABTest, data: ArmCounts, steps: int, num_draws: int, seed: int
 ) -> tuple[np.ndarray, dict[str, Any], Any]:
-    import bayesvae
     from bayesvae.diagnostics import svi_to_inference_data
-    from bayesvae.infer import IterateAveraging
+    from bayesvae.infer import IterateAveraging, fit
 
     steps = check_positive_int("svi_steps", steps)
     k = len(data)
     # One epoch is one full-batch step; the guide's parameters are averaged over the last 3/4
     # of the steps (Polyak-Ruppert), which removes most of the optimiser's noise.
-    fitted = bayesvae.fit(
+    fitted = fit(
         model,
         (data.successes, data.trials),
         epochs=steps,

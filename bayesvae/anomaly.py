@@ -1,4 +1,4 @@
-"""Anomaly detection end to end: read a table, fit an :class:`~bayesvae.models.AnomalyMixture`,
+"""Anomaly detection end to end: read a table, fit an :class:`AnomalyMixture`,
 score every row, and (with labels) measure AUCROC and AUCPR; write a run folder. And
 :class:`VAEAnomalyDetector`, which scores points by a VAE's negative ELBO or importance-weighted
 ``-log p(x)``.
@@ -19,13 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyro
+import torch
 from scipy.special import expit
 from sklearn.base import BaseEstimator, OutlierMixin
 
 from bayesvae.data.tabular import check_binary_labels, read_features
-from bayesvae.models.anomaly import AnomalyMixture, check_features
+from bayesvae.infer.mcmc import mcmc
+from bayesvae.infer.svi import fit as svi_fit
+from bayesvae.models.anomaly import SITES, AnomalyMixtureModel, check_features
 
 __all__ = [
+    "AnomalyMixture",
     "detect_anomalies",
     "AnomalyRun",
     "ranking_metrics",
@@ -35,6 +40,67 @@ __all__ = [
 
 #: ``posterior.nc`` keeps the pointwise log-likelihood (draws x rows) only below this many values.
 MAX_SAVED_LOG_LIKELIHOOD = 5_000_000
+
+
+class AnomalyMixture(AnomalyMixtureModel):
+    """A Gaussian mixture for normal data plus a broad anomaly component, as a scikit-learn style
+    estimator: ``fit(X)`` by SVI (``bayesvae.fit``, enumerated assignments) or NUTS
+    (``bayesvae.mcmc`` on the NumPyro twin), then ``predict``, ``anomaly_proba``,
+    ``decision_function``, ``score_samples``. The Pyro model, guide and queries are
+    :class:`~bayesvae.models.anomaly.AnomalyMixtureModel`'s (its arguments are this class's);
+    fitting lives here, in the workflow layer, so the model never imports the fit loop.
+    """
+
+    def fit(self, X: Any, y: Any = None, *, progress: bool = False) -> AnomalyMixture:
+        """Fit to raw features ``X`` (N, D) by ``self.method``; ``y`` is ignored (unsupervised,
+        accepted for scikit-learn pipelines). Returns ``self``; ``result_`` holds the
+        :class:`~bayesvae.infer.FitResult` or :class:`~bayesvae.infer.mcmc.MCMCResult`."""
+        z = self.prepare(X)
+        if self.method == "svi":
+            self.result_ = svi_fit(
+                self,
+                X,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                seed=self.seed,
+                progress=progress,
+                device="cpu",
+                eval_size=min(len(z), 5000),
+            )
+            draws = self._guide_draws()
+            if self.guide_type == "meanfield":
+                store = pyro.get_param_store()
+                mean = store[f"{self.pyro_name}.contamination_mean"].detach()
+                concentration = store[f"{self.pyro_name}.contamination_concentration"].detach()
+                self.contamination_beta.copy_(
+                    torch.stack([mean * concentration, (1 - mean) * concentration])
+                )
+        else:
+            self.result_ = mcmc(
+                self,
+                X,
+                num_warmup=self.num_warmup,
+                num_samples=self.num_samples,
+                num_chains=self.num_chains,
+                seed=self.seed,
+                progress=progress,
+            )
+            posterior = self.result_.inference_data.posterior
+            draws = {}
+            for name in SITES:
+                if name in posterior:
+                    value = posterior[name].to_numpy()
+                    flat = value.reshape((-1,) + value.shape[2:])
+                    draws[name] = torch.as_tensor(np.array(flat))
+        for name, value in draws.items():
+            getattr(self, f"posterior_{name}").copy_(value)
+        self.fitted.fill_(True)
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """``fit(X).predict(X)``."""
+        return self.fit(X).predict(X)
 
 
 def ranking_metrics(labels: Any, anomaly_score: Any) -> dict[str, float]:
@@ -56,7 +122,7 @@ class AnomalyRun:
     """What :func:`detect_anomalies` returns.
 
     Attributes:
-        model: the fitted :class:`~bayesvae.models.AnomalyMixture`.
+        model: the fitted :class:`AnomalyMixture`.
         features: the input features ``(N, D)`` in original units; ``feature_names`` their names.
         scores: one row per input row, in input order: ``row`` (index), ``p_anomaly``
             (posterior P(anomaly | x)), ``score`` (``score_samples``: higher = more normal) and
@@ -155,14 +221,14 @@ def detect_anomalies(
     progress: bool = False,
     **model_options: Any,
 ) -> AnomalyRun:
-    """Fit an :class:`~bayesvae.models.AnomalyMixture` to ``source`` and score every row.
+    """Fit an :class:`AnomalyMixture` to ``source`` and score every row.
 
     Args:
         source: an array ``(N, D)``, a DataFrame, or a path to a ``.csv``, ``.npy`` or ``.npz``
             (see :func:`bayesvae.data.read_features` for ``columns`` and ``label_column``).
         labels: 0/1 labels ``(N,)`` for an array ``source`` (1 = anomaly); used only to report
             AUCROC/AUCPR, never for fitting.
-        model_options: :class:`~bayesvae.models.AnomalyMixture` arguments (``n_components``,
+        model_options: :class:`AnomalyMixture` arguments (``n_components``,
             ``contamination``, ``method``, ...), validated before any work.
     """
     import pandas as pd

@@ -30,9 +30,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from vae_mnist import machine, write_results  # noqa: E402
 
-from bayesvae.anomaly import VAEAnomalyDetector, ranking_metrics  # noqa: E402
+from bayesvae.anomaly import (  # noqa: E402
+    AnomalyMixture,  # noqa: E402
+    VAEAnomalyDetector,
+    ranking_metrics,
+)
 from bayesvae.infer.mcmc import ConvergenceWarning  # noqa: E402
-from bayesvae.models import AnomalyMixture  # noqa: E402
 
 DEFAULT_DIR = HERE.parent.parent / "shared" / "data" / "anomaly"
 BASELINES = ("GaussianMixture", "BayesianGaussianMixture", "IsolationForest")

@@ -174,7 +174,7 @@ def load_bow(path: str | os.PathLike[str], *, split: str = "train") -> Corpus:
     if not path.exists():
         raise FileNotFoundError(f"bag-of-words file {path} does not exist.")
     if path.suffix == ".npy":
-        from bayesvae.models.prodlda import check_bow
+        from bayesvae.data.validation import check_bow
 
         dense = check_bow("bow", np.load(path, allow_pickle=False)).numpy().astype(np.int64)
         bow, vocabulary = sp.csr_matrix(dense), [str(i) for i in range(dense.shape[1])]

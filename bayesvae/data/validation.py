@@ -14,6 +14,7 @@ __all__ = [
     "check_unit_interval",
     "check_positive_int",
     "check_choice",
+    "check_bow",
 ]
 
 
@@ -83,3 +84,34 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) ->
         options = ", ".join(repr(c) for c in choices)
         raise ValueError(f"unknown {name} {value!r}; expected one of {options}.")
     return value
+
+
+def check_bow(name: str, bow: Any, vocab_size: int | None = None) -> torch.Tensor:
+    """A bag-of-words matrix ``(N, V)`` (dense or scipy sparse) as a float32 tensor of
+    non-negative whole counts; refuse empty input, a wrong vocabulary size, negative or
+    fractional counts and NaN."""
+    if hasattr(bow, "toarray"):  # scipy.sparse
+        bow = bow.toarray()
+    if isinstance(bow, torch.Tensor):
+        array = bow.detach().cpu().numpy()
+    else:
+        array = np.asarray(bow)
+    if array.dtype == object or not (
+        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
+    ):
+        raise TypeError(f"{name} must hold numeric word counts, got dtype {array.dtype}.")
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (documents, vocabulary), got shape {array.shape}.")
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} has no documents.")
+    if vocab_size is not None and array.shape[1] != vocab_size:
+        raise ValueError(
+            f"{name} has a vocabulary of {array.shape[1]} words; the model's has {vocab_size}."
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite counts.")
+    if np.any(array < 0):
+        raise ValueError(f"{name} has negative counts (min {array.min()}); counts must be >= 0.")
+    if np.any(array != np.round(array)):
+        raise ValueError(f"{name} has non-integer counts; expected whole word counts.")
+    return torch.as_tensor(array, dtype=torch.float32)

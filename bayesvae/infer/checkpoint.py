@@ -221,14 +221,14 @@ def save_model(
 ) -> Path:
     """Write a run folder for ``model`` at ``path``: config.yaml, model.pt and (with ``history``,
     a DataFrame or list of rows) metrics.csv. Returns the folder."""
-    import bayesvae
+    from bayesvae._version import __version__
 
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"path {folder} exists and is not a folder.")
     folder.mkdir(parents=True, exist_ok=True)
     config = {
-        "bayesvae_version": bayesvae.__version__,
+        "bayesvae_version": __version__,
         "family": model.family,
         "model": model.config,
     }
@@ -293,7 +293,7 @@ def save_program(
     metrics.csv. Load it with ``bayesvae.load(path, model=the_function)``."""
     import inspect
 
-    import bayesvae
+    from bayesvae._version import __version__
 
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
@@ -314,7 +314,7 @@ def save_program(
     except (OSError, TypeError):
         source = None
     config = {
-        "bayesvae_version": bayesvae.__version__,
+        "bayesvae_version": __version__,
         "family": PROGRAM_FAMILY,
         "model": dict(program.config),
         "program": {"source": source},

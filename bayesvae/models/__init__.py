@@ -1,7 +1,7 @@
 """Model families: each a Pyro model/guide pair on a :class:`~bayesvae.models.base.PyroModel`."""
 
 from bayesvae.models.abtest import BetaBinomialABTest
-from bayesvae.models.anomaly import AnomalyMixture
+from bayesvae.models.anomaly import AnomalyMixtureModel
 from bayesvae.models.base import MODEL_REGISTRY, PyroModel, get_model_class
 from bayesvae.models.cvae import ConditionalVAE
 from bayesvae.models.gumbel_vae import GumbelSoftmaxVAE
@@ -11,7 +11,7 @@ from bayesvae.models.prodlda import ProdLDA
 from bayesvae.models.vae import VAE
 
 __all__ = [
-    "AnomalyMixture",
+    "AnomalyMixtureModel",
     "BetaBinomialABTest",
     "ConditionalVAE",
     "GumbelSoftmaxVAE",

@@ -44,7 +44,7 @@ from bayesvae.data.validation import check_choice, check_positive_int
 from bayesvae.models.base import PyroModel
 
 __all__ = [
-    "AnomalyMixture",
+    "AnomalyMixtureModel",
     "LOC_PRIOR_SCALE",
     "SCALE_PRIOR",
     "check_features",
@@ -57,7 +57,7 @@ COVARIANCES = ("diag", "full")
 SITES = ("contamination", "weights", "loc", "scale", "corr_chol")  # the global latent sites
 GUIDES = ("meanfield", "map")
 METHODS = ("svi", "mcmc")
-#: Keyword arguments of :class:`AnomalyMixture` that are hyperparameters (``get_params``).
+#: Keyword arguments of :class:`AnomalyMixtureModel` that are hyperparameters (``get_params``).
 _PARAM_NAMES = (
     "n_components",
     "covariance",
@@ -144,7 +144,7 @@ def relabel_components(
     return relabelled
 
 
-class AnomalyMixture(PyroModel):
+class AnomalyMixtureModel(PyroModel):
     """A Gaussian mixture for normal data plus a broad anomaly component, fitted by SVI
     (enumerated assignments, ``TraceEnum_ELBO``) or NUTS (the NumPyro twin, several chains).
 
@@ -214,7 +214,7 @@ class AnomalyMixture(PyroModel):
         """The hyperparameters (constructor arguments), as scikit-learn's ``get_params``."""
         return {name: self.config[name] for name in _PARAM_NAMES}
 
-    def set_params(self, **params: Any) -> AnomalyMixture:
+    def set_params(self, **params: Any) -> AnomalyMixtureModel:
         """Change hyperparameters (validated); the model must be fitted again afterwards."""
         unknown = sorted(set(params) - set(_PARAM_NAMES))
         if unknown:
@@ -508,62 +508,6 @@ class AnomalyMixture(PyroModel):
             coords["feature_"] = list(range(D))
             dims["corr_chol"] = ["component", "feature", "feature_"]
         return coords, dims
-
-    # ------------------------------------------------------------------ estimator API
-    def fit(self, X: Any, y: Any = None, *, progress: bool = False) -> AnomalyMixture:
-        """Fit to raw features ``X`` (N, D) by ``self.method``; ``y`` is ignored (unsupervised,
-        accepted for scikit-learn pipelines). Returns ``self``; ``result_`` holds the
-        :class:`~bayesvae.infer.FitResult` or :class:`~bayesvae.infer.mcmc.MCMCResult`."""
-        z = self.prepare(X)
-        if self.method == "svi":
-            from bayesvae.infer.svi import fit as svi_fit
-
-            self.result_ = svi_fit(
-                self,
-                X,
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                seed=self.seed,
-                progress=progress,
-                device="cpu",
-                eval_size=min(len(z), 5000),
-            )
-            draws = self._guide_draws()
-            if self.guide_type == "meanfield":
-                store = pyro.get_param_store()
-                mean = store[f"{self.pyro_name}.contamination_mean"].detach()
-                concentration = store[f"{self.pyro_name}.contamination_concentration"].detach()
-                self.contamination_beta.copy_(
-                    torch.stack([mean * concentration, (1 - mean) * concentration])
-                )
-        else:
-            from bayesvae.infer.mcmc import mcmc
-
-            self.result_ = mcmc(
-                self,
-                X,
-                num_warmup=self.num_warmup,
-                num_samples=self.num_samples,
-                num_chains=self.num_chains,
-                seed=self.seed,
-                progress=progress,
-            )
-            posterior = self.result_.inference_data.posterior
-            draws = {}
-            for name in SITES:
-                if name in posterior:
-                    value = posterior[name].to_numpy()
-                    flat = value.reshape((-1,) + value.shape[2:])
-                    draws[name] = torch.as_tensor(np.array(flat))
-        for name, value in draws.items():
-            getattr(self, f"posterior_{name}").copy_(value)
-        self.fitted.fill_(True)
-        return self
-
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
-        """``fit(X).predict(X)``."""
-        return self.fit(X).predict(X)
 
     def _forget_fit(self) -> None:
         self.result_ = None

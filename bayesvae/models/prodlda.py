@@ -26,7 +26,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from bayesvae.data.validation import check_choice, check_positive_int
+from bayesvae.data.validation import check_bow, check_choice, check_positive_int
 from bayesvae.models.base import PyroModel, seeded_init
 
 __all__ = [
@@ -61,37 +61,6 @@ def check_num_topics(num_topics: Any, vocab_size: int) -> int:
             f"num_topics ({num_topics}) must be smaller than the vocabulary size ({vocab_size})."
         )
     return int(num_topics)
-
-
-def check_bow(name: str, bow: Any, vocab_size: int | None = None) -> torch.Tensor:
-    """A bag-of-words matrix ``(N, V)`` (dense or scipy sparse) as a float32 tensor of
-    non-negative whole counts; refuse empty input, a wrong vocabulary size, negative or
-    fractional counts and NaN."""
-    if hasattr(bow, "toarray"):  # scipy.sparse
-        bow = bow.toarray()
-    if isinstance(bow, torch.Tensor):
-        array = bow.detach().cpu().numpy()
-    else:
-        array = np.asarray(bow)
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_
-    ):
-        raise TypeError(f"{name} must hold numeric word counts, got dtype {array.dtype}.")
-    if array.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (documents, vocabulary), got shape {array.shape}.")
-    if array.shape[0] == 0:
-        raise ValueError(f"{name} has no documents.")
-    if vocab_size is not None and array.shape[1] != vocab_size:
-        raise ValueError(
-            f"{name} has a vocabulary of {array.shape[1]} words; the model's has {vocab_size}."
-        )
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite counts.")
-    if np.any(array < 0):
-        raise ValueError(f"{name} has negative counts (min {array.min()}); counts must be >= 0.")
-    if np.any(array != np.round(array)):
-        raise ValueError(f"{name} has non-integer counts; expected whole word counts.")
-    return torch.as_tensor(array, dtype=torch.float32)
 
 
 def top_word_indices(weights: Any, n: int) -> np.ndarray:

@@ -447,7 +447,7 @@ def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
     import pyro
     import torch
 
-    import bayesvae
+    from bayesvae._version import __version__
 
     fit = config.get("fit") or config.get("analysis") or {}
     rows = [
@@ -459,7 +459,7 @@ def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
         rows.append(("versions at fit time", ", ".join(f"{k} {v}" for k, v in recorded.items())))
     else:
         rows += [
-            ("bayesvae", config.get("bayesvae_version", bayesvae.__version__)),
+            ("bayesvae", config.get("bayesvae_version", __version__)),
             (
                 "versions now",
                 f"Python {platform.python_version()}, torch {torch.__version__}, "

@@ -40,7 +40,7 @@ def versions() -> dict[str, str]:
     import pyro
     import torch
 
-    import bayesvae
+    from bayesvae._version import __version__
 
     return {
         "python": platform.python_version(),
@@ -49,7 +49,7 @@ def versions() -> dict[str, str]:
         "numpyro": str(numpyro.__version__),
         "jax": str(jax.__version__),
         "arviz": str(arviz.__version__),
-        "bayesvae": str(bayesvae.__version__),
+        "bayesvae": str(__version__),
     }
 
 

@@ -7,10 +7,10 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 import bayesvae
+from bayesvae.anomaly import AnomalyMixture
 from bayesvae.backends.numpyro import nuts_model
 from bayesvae.infer.mcmc import ConvergenceWarning
 from bayesvae.infer.svi import evaluate
-from bayesvae.models import AnomalyMixture
 from bayesvae.models.anomaly import relabel_components
 
 TRUE_RATE = 50 / 1050

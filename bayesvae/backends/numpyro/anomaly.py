@@ -1,4 +1,4 @@
-"""NumPyro twin of :class:`bayesvae.models.AnomalyMixture`: the same sites and priors, with the
+"""NumPyro twin of :class:`bayesvae.AnomalyMixture`: the same sites and priors, with the
 discrete assignment summed out by ``logsumexp`` (NUTS needs a continuous posterior)."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def anomaly_mixture_model(
 
 
 def twin_of(mixture: Any) -> Any:
-    """The NumPyro twin of an :class:`~bayesvae.models.AnomalyMixture` with its configuration
+    """The NumPyro twin of an :class:`~bayesvae.AnomalyMixture` with its configuration
     (assignments summed out with ``logsumexp``), for NUTS."""
     from functools import partial
 
