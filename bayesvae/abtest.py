@@ -548,6 +548,18 @@ def _decide(
                 f"within the ROPE ±{rope} (widest end {widest:.4f})",
                 **numbers,
             )
+    if len(names) > 1 and bool(np.all(expected_loss <= loss_threshold)):
+        # e.g. 0/1000 against 0/1000: any arm costs less than the threshold, so picking the
+        # first by its index would claim a difference the data do not show
+        return Decision(
+            "equivalent",
+            None,
+            "equivalent",
+            f"every arm's expected loss is <= threshold {loss_threshold} (the largest "
+            f"{float(expected_loss.max()):.5f}): choosing any of them costs less than the "
+            "threshold",
+            **numbers,
+        )
     if expected_loss[best] <= loss_threshold:
         return Decision(
             "choose",

@@ -372,8 +372,15 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             self.__dict__.pop(attribute, None)
         x = self._prepare("X", X)
         if self.likelihood == "gaussian":
-            mean, std = x.mean(0), x.std(0) if len(x) > 1 else torch.ones(x.shape[1:])
-            std = torch.where(std > 1e-12, std, torch.ones_like(std))  # constant columns: as is
+            if len(x) < 2:
+                raise ValueError(f"X needs at least 2 rows to fit, got {len(x)}.")
+            mean, std = x.mean(0), x.std(0)
+            constant = torch.nonzero((std <= 1e-12).reshape(-1)).reshape(-1).tolist()
+            if constant:
+                raise ValueError(
+                    f"X has zero-variance column(s) {constant}: they carry no information "
+                    "and cannot be standardized; drop them first."
+                )
             self.mean_, self.scale_ = mean.numpy(), std.numpy()
             x = (x - mean) / std
         model = VAE(

@@ -24,6 +24,8 @@ def load_data_spec(spec: str, *, seed: int = 0, val_fraction: float = 0.1) -> tu
     ``.npy``/``.npz`` file. Returns ``(train, val)`` as :class:`~bayesvae.data.ImageData`."""
     from bayesvae import data
 
+    if not 0 <= val_fraction < 1:
+        raise UsageError(f"--val-fraction {val_fraction}: expected a number in [0, 1)")
     if spec == "digits":
         return _split(data.load_digits(), seed, val_fraction)
     kind, _, location = spec.partition(":")
@@ -498,7 +500,9 @@ def _read_program_data(path: Path) -> dict[str, Any]:
             frame = pd.read_csv(path)
             return {str(c): frame[c].to_numpy() for c in frame.columns}
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
+            from bayesvae.data.validation import load_numpy
+
+            with load_numpy(path) as archive:
                 return {k: archive[k] for k in archive.files}
         if suffix == ".json":
             raw = json.loads(path.read_text())
@@ -640,6 +644,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="bayesvae", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an error (for bug reports; also BAYESVAE_DEBUG=1)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     vae = commands.add_parser("vae", help="train a variational autoencoder and write a run folder")
     vae.add_argument(
@@ -902,11 +911,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    import os
+
+    debug = args.debug or os.environ.get("BAYESVAE_DEBUG", "") not in ("", "0")
     try:
         return int(args.run(args))
-    except (UsageError, ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
-        print(f"bayesvae {args.command}: error: {err}", file=sys.stderr)
+    except (UsageError, ValueError, TypeError, OSError, EOFError, RuntimeError) as err:
+        if debug:
+            raise
+        print(f"bayesvae {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """An error as one line: its first line, with the file an ``OSError`` names."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    else:
+        lines = str(err).strip().splitlines()
+        text = lines[0] if lines else type(err).__name__
+    return text if isinstance(err, (UsageError, ValueError)) else f"{text} ({type(err).__name__})"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bayesvae.data.validation import load_numpy
+
 __all__ = [
     "ImageData",
     "load_digits",
@@ -165,7 +167,7 @@ def load_binarized_mnist(path: str | os.PathLike[str], *, split: str = "train") 
         path = path / "binarized_mnist.npz"
     if not path.exists():
         raise FileNotFoundError(f"binarized MNIST archive {path} not found.")
-    with np.load(path, allow_pickle=False) as archive:
+    with load_numpy(path) as archive:
         x = archive[split].astype(np.float32)
     return ImageData(x=x, y=None, image_shape=(1, 28, 28))
 
@@ -180,9 +182,9 @@ def load_array(path: str | os.PathLike[str], *, key: str | None = None) -> Image
         raise FileNotFoundError(f"data file {path} does not exist.")
     y = None
     if path.suffix == ".npy":
-        x = np.load(path, allow_pickle=False)
+        x = load_numpy(path)
     elif path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
+        with load_numpy(path) as archive:
             names = list(archive.keys())
             x_key = key or next((k for k in ("x", "X", "data") if k in names), None)
             if x_key is None or x_key not in names:

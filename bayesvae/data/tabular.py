@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from bayesvae.data.validation import load_numpy
+
 __all__ = ["aggregate_outcomes", "check_binary_labels", "read_features", "read_table"]
 
 
@@ -98,7 +100,7 @@ def read_features(
         if not path.exists():
             raise FileNotFoundError(f"data file {path} does not exist.")
         if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
+            with load_numpy(path) as archive:
                 if "X" not in archive:
                     raise ValueError(f"{path} has no array 'X'; it holds {list(archive.keys())}.")
                 array = archive["X"]
@@ -110,7 +112,7 @@ def read_features(
                         )
                     labels = archive[str(label_column)]
         else:
-            array = np.load(path, allow_pickle=False)
+            array = load_numpy(path)
             if label_column is not None:
                 index = _column_index("label_column", label_column, array)
                 labels = array[:, index]

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from bayesvae.data.validation import load_numpy
+
 __all__ = [
     "Corpus",
     "read_documents",
@@ -176,10 +178,10 @@ def load_bow(path: str | os.PathLike[str], *, split: str = "train") -> Corpus:
     if path.suffix == ".npy":
         from bayesvae.data.validation import check_bow
 
-        dense = check_bow("bow", np.load(path, allow_pickle=False)).numpy().astype(np.int64)
+        dense = check_bow("bow", load_numpy(path)).numpy().astype(np.int64)
         bow, vocabulary = sp.csr_matrix(dense), [str(i) for i in range(dense.shape[1])]
     elif path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
+        with load_numpy(path) as archive:
             keys = set(archive.keys())
             if {f"{split}_indptr", f"{split}_indices", f"{split}_counts"} <= keys:
                 vocabulary = [str(w) for w in archive["vocab"]]

@@ -15,6 +15,7 @@ __all__ = [
     "check_positive_int",
     "check_choice",
     "check_bow",
+    "load_numpy",
 ]
 
 
@@ -115,3 +116,29 @@ def check_bow(name: str, bow: Any, vocab_size: int | None = None) -> torch.Tenso
     if np.any(array != np.round(array)):
         raise ValueError(f"{name} has non-integer counts; expected whole word counts.")
     return torch.as_tensor(array, dtype=torch.float32)
+
+
+def load_numpy(path: Any) -> Any:
+    """``np.load(path, allow_pickle=False)`` (an array, or an ``NpzFile`` to use as a context
+    manager), with every way a file can be wrong as a ``ValueError`` naming it: a folder, an
+    empty or truncated file, something that is not ``.npy``/``.npz``, a pickled object."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; expected a .npy or .npz file.")
+    if not path.exists():
+        raise FileNotFoundError(f"data file {path} does not exist.")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as err:
+        import zipfile
+
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if isinstance(err, EOFError) or path.stat().st_size == 0:
+            reason = "the file is empty"
+        elif isinstance(err, zipfile.BadZipFile):
+            reason = "not a valid .npz (zip) archive"
+        elif "allow_pickle" in reason:
+            reason = "it holds pickled Python objects, which are never loaded"
+        raise ValueError(f"{path} is not a readable .npy/.npz file: {reason}.") from None

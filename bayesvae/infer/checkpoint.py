@@ -245,11 +245,21 @@ def save_model(
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parsed ``config.yaml`` of a run folder."""
+    """The parsed ``config.yaml`` of a run folder: a mapping that names its ``family``
+    (``ValueError`` naming the file when it is not valid YAML or not such a mapping)."""
     config_path = Path(path) / CONFIG_FILE
-    if not config_path.exists():
+    if not config_path.is_file():
         raise FileNotFoundError(f"{path} is not a bayesvae run folder: {config_path} is missing.")
-    return yaml.safe_load(config_path.read_text())
+    try:
+        config = yaml.safe_load(config_path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{config_path} is not valid YAML: {first}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("family"), str):
+        raise ValueError(f"{config_path} is not a run configuration: it names no family.")
+    if not isinstance(config.get("model"), dict):
+        raise ValueError(f"{config_path} has no 'model:' settings to rebuild the model from.")
+    return config
 
 
 PROGRAM_FAMILY, DATA_FILE = "PyroProgram", "data.pt"

@@ -110,6 +110,12 @@ def check_features(name: str, X: Any, *, min_rows: int = 1) -> np.ndarray:
             f"{name} contains NaN or infinite values in {len(rows)} row(s) (first: row "
             f"{int(rows[0])}); clean or impute them first."
         )
+    largest = float(np.abs(array).max())
+    if largest > 1e100:  # squares overflow: variances and densities would be inf or 0
+        raise ValueError(
+            f"{name} has values as large as {largest:.3g}; rescale those columns (other units "
+            "or a log transform) first."
+        )
     return array
 
 

@@ -120,13 +120,46 @@ def _interval(bounds: list[float], fmt: str) -> str:
     return "[" + ", ".join(fmt.format(b) for b in bounds) + "]"
 
 
+def _unreadable(path: Path, err: BaseException) -> ValueError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ValueError(f"{path} cannot be read: {first}")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+    """A run folder's JSON file (``{}`` when absent; ``ValueError`` naming it when corrupt)."""
+    if not path.exists():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+    except (ValueError, OSError) as err:
+        raise _unreadable(path, err) from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} is not a JSON object.")
+    return value
+
+
+def read_csv(path: Path) -> Any:
+    """A run folder's CSV file as a DataFrame (``ValueError`` naming it when corrupt)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (ValueError, OSError, UnicodeDecodeError) as err:  # pandas' ParserError is a ValueError
+        raise _unreadable(path, err) from None
+
+
+def read_netcdf(path: Path) -> Any:
+    """A run folder's ArviZ netCDF file (``ValueError`` naming it when corrupt)."""
+    import arviz as az
+
+    try:
+        return az.from_netcdf(path)
+    except (ValueError, OSError, KeyError) as err:
+        raise _unreadable(path, err) from None
 
 
 # -------------------------------------------------------------------------- generic sections
 def _svi_section(run: Path, config: dict[str, Any]) -> list[Section]:
-    import pandas as pd
 
     from bayesvae.diagnostics import elbo_convergence
     from bayesvae.report import plots
@@ -134,7 +167,7 @@ def _svi_section(run: Path, config: dict[str, Any]) -> list[Section]:
     metrics = run / "metrics.csv"
     if not metrics.exists():
         return []
-    history = pd.read_csv(metrics)
+    history = read_csv(metrics)
     section = Section("Stochastic variational inference")
     last = history.iloc[-1]
     if "step" in history:  # a program: rows every eval_every steps
@@ -190,12 +223,11 @@ def _mcmc_section(run: Path, config: dict[str, Any]) -> list[Section]:
     path = run / "posterior.nc"
     if not path.exists():
         return []
-    import arviz as az
 
     from bayesvae.diagnostics import mcmc_checks
     from bayesvae.report import plots
 
-    idata = az.from_netcdf(path)
+    idata = read_netcdf(path)
     if "sample_stats" not in idata.groups():
         return []
     checks = mcmc_checks(idata)
@@ -272,7 +304,7 @@ def _vae_sections(run: Path, config: dict[str, Any]) -> list[Section]:
     )
     section.text.append(_vae_description(config["family"], model))
     if (run / "metrics.csv").exists():
-        history = pd.read_csv(run / "metrics.csv")
+        history = read_csv(run / "metrics.csv")
         layers = sorted(c for c in history.columns if c.startswith("kl_") and c != "kl_weight")
         if layers:
             last = history.iloc[-1]
@@ -376,8 +408,8 @@ def _abtest_sections(run: Path, config: dict[str, Any]) -> list[Section]:
 
 
 @register_section("AnomalyMixture")
+@register_section("AnomalyMixtureModel")
 def _anomaly_sections(run: Path, config: dict[str, Any]) -> list[Section]:
-    import pandas as pd
 
     result = _read_json(run / "result.json")
     if not result:
@@ -400,7 +432,7 @@ def _anomaly_sections(run: Path, config: dict[str, Any]) -> list[Section]:
         )
     scores_path = run / "scores.csv"
     if scores_path.exists():
-        scores = pd.read_csv(scores_path)
+        scores = read_csv(scores_path)
         top = scores.sort_values("p_anomaly", ascending=False).head(10)
         section.add_table("the ten rows most likely anomalous", top, digits=4)
     section.add_figure(run, "scores.png", "distribution of P(anomaly | x)")
@@ -471,9 +503,8 @@ def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
             rows.append((key, fit[key]))
     metrics = run / "metrics.csv"
     if metrics.exists():
-        import pandas as pd
-
-        seconds = float(pd.read_csv(metrics)["seconds"].sum())
+        frame = read_csv(metrics)
+        seconds = float(frame["seconds"].sum()) if "seconds" in frame else math.nan
         if math.isfinite(seconds):
             rows.append(("training time", f"{seconds:.1f} s"))
     return {"summary": f"Run report for a {config['family']} run.", "rows": rows}
@@ -493,7 +524,13 @@ def build(run_dir: str | Path, *, title: str | None = None) -> Report:
     sections: list[Section] = []
     builder = FAMILY_SECTIONS.get(config["family"])
     if builder is not None:
-        sections += builder(run, config)
+        try:
+            sections += builder(run, config)
+        except (KeyError, TypeError) as err:  # a config or file missing what its family writes
+            raise ValueError(
+                f"{run} does not hold what a {config['family']} report needs ({err!r} is "
+                "missing or malformed); was it written by bayesvae?"
+            ) from None
     sections += _svi_section(run, config)
     sections += _mcmc_section(run, config)
     context = {

@@ -24,7 +24,15 @@ from bayesvae.infer.checkpoint import atomic_path, write_text
 from bayesvae.infer.mcmc import MCMCResult
 from bayesvae.infer.svi import FitResult
 from bayesvae.models.program import PyroProgram, named_inputs
-from bayesvae.report.build import DIAGNOSTICS_FILE, Report, Section, build, register_section
+from bayesvae.report.build import (
+    DIAGNOSTICS_FILE,
+    Report,
+    Section,
+    build,
+    read_csv,
+    read_netcdf,
+    register_section,
+)
 
 __all__ = ["report", "versions", "PROGRAM_FAMILY"]
 
@@ -197,7 +205,6 @@ def _render_model(fn: Any, args: tuple, kwargs: dict, folder: Path) -> None:
 @register_section(PROGRAM_FAMILY)
 def _program_sections(run: Path, config: dict[str, Any]) -> list[Section]:
     import arviz as az
-    import pandas as pd
 
     from bayesvae.report import plots
 
@@ -215,8 +222,8 @@ def _program_sections(run: Path, config: dict[str, Any]) -> list[Section]:
         model.problems.append("No model graph: " + (run / "model_graph.txt").read_text())
     sections.append(model)
 
-    svi_idata = az.from_netcdf(run / "svi.nc") if (run / "svi.nc").exists() else None
-    mcmc_idata = az.from_netcdf(run / "posterior.nc") if (run / "posterior.nc").exists() else None
+    svi_idata = read_netcdf(run / "svi.nc") if (run / "svi.nc").exists() else None
+    mcmc_idata = read_netcdf(run / "posterior.nc") if (run / "posterior.nc").exists() else None
     main = mcmc_idata if mcmc_idata is not None else svi_idata
     source = "NUTS" if mcmc_idata is not None else "the SVI guide"
     if main is not None:
@@ -268,7 +275,7 @@ def _program_sections(run: Path, config: dict[str, Any]) -> list[Section]:
 
     comparison = run / "comparison.csv"
     if comparison.exists():
-        frame = pd.read_csv(comparison)
+        frame = read_csv(comparison)
         section = Section("The guide against NUTS")
         good = int(frame["agrees"].sum())
         section.text.append(

@@ -1,0 +1,68 @@
+"""The CLI's promise on bad input, as a table: exit 2, one line on stderr, no traceback; and
+``--debug`` shows the traceback for bug reports."""
+
+import numpy as np
+import pytest
+
+from bayesvae.cli import main
+
+
+@pytest.fixture
+def files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "garbage.npy").write_bytes(b"this is not numpy at all, not even close" * 4)
+    (tmp_path / "garbage.npz").write_bytes(b"PK not really a zip")
+    (tmp_path / "afile").write_text("x")
+    np.savez(tmp_path / "points.npz", X=np.random.default_rng(0).normal(size=(60, 2)))
+    for name, text in {
+        "bad_yaml": "family: [unclosed\n",
+        "no_model": "family: VAE\n",
+        "a_list": "- 1\n- 2\n",
+    }.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text(text)
+    run = tmp_path / "bad_metrics"
+    run.mkdir()
+    (run / "config.yaml").write_text("family: VAE\nmodel: {input_shape: 4}\n")
+    (run / "metrics.csv").write_bytes(b'"a,b\n1,"2\n\x00\x00')
+    run = tmp_path / "bad_posterior"
+    run.mkdir()
+    (run / "config.yaml").write_text("family: BetaBinomialABTest\nmodel: {arms: [A, B]}\n")
+    (run / "posterior.nc").write_bytes(b"not netcdf")
+    return tmp_path
+
+
+CASES = [
+    (["vae", "--data", "folder", "--out", "o", "--epochs", "1"], "folder"),
+    (["vae", "--data", "empty.npz", "--out", "o", "--epochs", "1"], "empty.npz"),
+    (["vae", "--data", "garbage.npy", "--out", "o", "--epochs", "1"], "garbage.npy"),
+    (["vae", "--data", "garbage.npz", "--out", "o", "--epochs", "1"], "garbage.npz"),
+    (["vae", "--data", "digits", "--out", "afile", "--epochs", "1", "--no-progress"], "afile"),
+    (["anomaly", "folder"], "folder"),
+    (["anomaly", "empty.npz"], "empty.npz"),
+    (["anomaly", "points.npz", "--out", "afile", "--epochs", "1"], "afile"),
+    (["vae-anomaly", "garbage.npz"], "garbage.npz"),
+    (["topics", "garbage.npz", "--topics", "2"], "garbage.npz"),
+    (["abtest", "folder", "--group", "g", "--outcome", "o"], "folder"),
+    (["report", "bad_yaml"], "config.yaml"),
+    (["report", "no_model"], "config.yaml"),
+    (["report", "a_list"], "config.yaml"),
+    (["report", "bad_metrics"], ""),
+    (["report", "bad_posterior"], "posterior.nc"),
+]
+
+
+@pytest.mark.parametrize(("args", "names"), CASES, ids=[" ".join(c[0][:2]) for c in CASES])
+def test_bad_input_exits_2_with_one_line(files, capsys, args, names):
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert names in err
+
+
+def test_debug_shows_the_traceback(files):
+    with pytest.raises(ValueError, match="empty"):
+        main(["--debug", "vae", "--data", "empty.npz", "--out", "o", "--epochs", "1"])
