@@ -249,6 +249,7 @@ def abtest(
     svi_steps: int = 2000,
     num_draws: int = 50_000,
     seed: int = 0,
+    progress: bool = False,
 ) -> ABTestResult:
     """Bayesian A/B/n test of conversion counts.
 
@@ -295,11 +296,11 @@ def abtest(
         idata = _draws_to_inference_data(model, data, {"rate": chains})
     elif method == "mcmc":
         chains, diagnostics, idata = _mcmc(
-            model, data, backend, num_samples, num_warmup, num_chains, seed
+            model, data, backend, num_samples, num_warmup, num_chains, seed, progress
         )
         exact = None
     else:
-        chains, diagnostics, idata = _svi(model, data, svi_steps, num_draws, seed)
+        chains, diagnostics, idata = _svi(model, data, svi_steps, num_draws, seed, progress)
         exact = None
     diagnostics["seconds"] = time.perf_counter() - started
     return _summarize(
@@ -347,6 +348,7 @@ def _mcmc(
     num_warmup: int,
     num_chains: int,
     seed: int,
+    progress: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any], Any]:
     from bayesvae.infer.mcmc import mcmc
 
@@ -359,6 +361,7 @@ def _mcmc(
         num_warmup=num_warmup,
         num_chains=num_chains,
         seed=seed,
+        progress=progress,
     )
     idata = result.inference_data
     summary = result.summary(var_names=["rate"])
@@ -376,7 +379,12 @@ def _mcmc(
 
 
 def _svi(
-    model: BetaBinomialABTest, data: ArmCounts, steps: int, num_draws: int, seed: int
+    model: BetaBinomialABTest,
+    data: ArmCounts,
+    steps: int,
+    num_draws: int,
+    seed: int,
+    progress: bool = False,
 ) -> tuple[np.ndarray, dict[str, Any], Any]:
     from bayesvae.diagnostics import svi_to_inference_data
     from bayesvae.infer import IterateAveraging, fit
@@ -394,7 +402,7 @@ def _svi(
         elbo="meanfield",
         num_particles=32,
         seed=seed,
-        progress=False,
+        progress=progress,
         eval_size=k,
         device="cpu",
         callbacks=[IterateAveraging(max(steps // 4, 1))],

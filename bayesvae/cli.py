@@ -286,6 +286,11 @@ def _parse_prior(text: str) -> tuple[float, float]:
     return a, b
 
 
+def _show_progress(args: argparse.Namespace) -> bool:
+    """A progress bar for long work: in a terminal, unless ``--no-progress``."""
+    return not args.no_progress and sys.stderr.isatty()
+
+
 def _run_abtest(args: argparse.Namespace) -> int:
     from bayesvae.abtest import abtest, abtest_from_rows
     from bayesvae.infer.checkpoint import atomic_path, write_text
@@ -300,6 +305,7 @@ def _run_abtest(args: argparse.Namespace) -> int:
         hdi_prob=args.hdi_prob,
         backend=args.backend,
         seed=args.seed,
+        progress=_show_progress(args),
     )
     if args.data is not None:
         if args.arm:
@@ -335,9 +341,11 @@ def _run_abtest(args: argparse.Namespace) -> int:
         import yaml
 
         import bayesvae
+        from bayesvae._version import runtime_versions
 
         config = {
             "bayesvae_version": bayesvae.__version__,
+            "versions": runtime_versions(),
             "family": "BetaBinomialABTest",
             "model": {
                 "arms": result.arms,
@@ -385,6 +393,7 @@ def _run_anomaly(args: argparse.Namespace) -> int:
         num_chains=args.chains,
         threshold=args.threshold,
         seed=args.seed,
+        progress=_show_progress(args),
     )
     _save_and_print(run, args)
     return 0
@@ -406,6 +415,7 @@ def _run_vae_anomaly(args: argparse.Namespace) -> int:
         contamination=args.contamination,
         epochs=args.epochs,
         seed=args.seed,
+        progress=_show_progress(args),
     )
     X, labels, names = read_features(
         args.data, columns=args.columns, label_column=args.label_column
@@ -768,6 +778,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ab.add_argument("--hdi-prob", type=float, default=0.95)
     ab.add_argument("--seed", type=int, default=0)
+    ab.add_argument("--no-progress", action="store_true", help="no progress bar")
     ab.add_argument("--json", action="store_true", help="print one JSON object")
     ab.add_argument("--out", help="folder for result.json, summary.txt, plots, posterior.nc")
     ab.add_argument(
@@ -800,6 +811,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--threshold", type=float, default=0.5, help="flag rows with P(anomaly) above this"
     )
     anomaly.add_argument("--seed", type=int, default=0)
+    anomaly.add_argument("--no-progress", action="store_true", help="no progress bar")
     anomaly.add_argument("--json", action="store_true", help="print one JSON object")
     anomaly.add_argument(
         "--out", help="run folder: model, scores.csv, result.json, plots (posterior.nc for MCMC)"
@@ -831,6 +843,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     vae_anomaly.add_argument("--epochs", type=int, default=100)
     vae_anomaly.add_argument("--seed", type=int, default=0)
+    vae_anomaly.add_argument("--no-progress", action="store_true", help="no progress bar")
     vae_anomaly.add_argument("--json", action="store_true", help="print one JSON object")
     vae_anomaly.add_argument("--out", help="run folder: the detector, scores.csv, result.json")
     vae_anomaly.set_defaults(run=_run_vae_anomaly)

@@ -66,3 +66,38 @@ def test_bad_input_exits_2_with_one_line(files, capsys, args, names):
 def test_debug_shows_the_traceback(files):
     with pytest.raises(ValueError, match="empty"):
         main(["--debug", "vae", "--data", "empty.npz", "--out", "o", "--epochs", "1"])
+
+
+class _Terminal:
+    """A stderr that says it is a terminal, keeping what is written."""
+
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return self.buffer.write(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_long_jobs_show_a_bar_in_a_terminal_only(files, monkeypatch, quiet):
+    import sys
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    args = ["anomaly", "points.npz", "--epochs", "5"] + (["--no-progress"] if quiet else [])
+    assert main(args) == 0
+    shown = terminal.buffer.getvalue()
+    assert ("step" in shown) != quiet, shown
+
+
+def test_no_bar_when_stderr_is_not_a_terminal(files, capsys):
+    assert main(["anomaly", "points.npz", "--epochs", "5"]) == 0
+    assert capsys.readouterr().err == ""

@@ -221,7 +221,7 @@ def save_model(
 ) -> Path:
     """Write a run folder for ``model`` at ``path``: config.yaml, model.pt and (with ``history``,
     a DataFrame or list of rows) metrics.csv. Returns the folder."""
-    from bayesvae._version import __version__
+    from bayesvae._version import __version__, runtime_versions
 
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
@@ -231,6 +231,7 @@ def save_model(
         "bayesvae_version": __version__,
         "family": model.family,
         "model": model.config,
+        "versions": runtime_versions(),  # what the run was trained with (the report shows it)
     }
     if fit_config:
         config["fit"] = fit_config
@@ -323,11 +324,14 @@ def save_program(
         source = inspect.getsource(program.model_fn)
     except (OSError, TypeError):
         source = None
+    from bayesvae._version import runtime_versions
+
     config = {
         "bayesvae_version": __version__,
         "family": PROGRAM_FAMILY,
         "model": dict(program.config),
         "program": {"source": source},
+        "versions": runtime_versions(),
     }
     if fit_config:
         config["fit"] = fit_config

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import platform
 import warnings
 from pathlib import Path
 from typing import Any
@@ -42,23 +41,9 @@ PROGRAM_FAMILY = "PyroProgram"
 
 def versions() -> dict[str, str]:
     """The versions of Python and the libraries a fit runs with (recorded in ``config.yaml``)."""
-    import arviz
-    import jax
-    import numpyro
-    import pyro
-    import torch
+    from bayesvae._version import runtime_versions
 
-    from bayesvae._version import __version__
-
-    return {
-        "python": platform.python_version(),
-        "torch": str(torch.__version__),  # a str subclass that YAML cannot write
-        "pyro": str(pyro.__version__),
-        "numpyro": str(numpyro.__version__),
-        "jax": str(jax.__version__),
-        "arviz": str(arviz.__version__),
-        "bayesvae": str(__version__),
-    }
+    return runtime_versions()
 
 
 def _source(fn: Any) -> str | None:

@@ -90,3 +90,28 @@ def test_every_existing_family_has_report_sections():
         name for name, cls in MODEL_REGISTRY.items() if cls.__module__.startswith("bayesvae.")
     }
     assert library and library <= set(FAMILY_SECTIONS)
+
+
+def test_a_run_records_its_versions_and_the_report_shows_them(tmp_path, digits):
+    import yaml as _yaml
+
+    import bayesvae
+    from bayesvae.report import build as build_report
+
+    vae = bayesvae.VAE(64, latent_dim=2, hidden_dims=(8,), seed=0)
+    run = bayesvae.fit(vae, digits.x[:64], epochs=1, progress=False).save(tmp_path / "run")
+    config = _yaml.safe_load((run / "config.yaml").read_text())
+    assert set(config["versions"]) == {
+        "python",
+        "torch",
+        "pyro",
+        "numpyro",
+        "jax",
+        "arviz",
+        "bayesvae",
+    }
+    config["versions"]["torch"] = "1.0.0-recorded"  # the report shows the record, not now
+    (run / "config.yaml").write_text(_yaml.safe_dump(config))
+    html = build_report(run).html.read_text()
+    assert "versions at fit time" in html and "torch 1.0.0-recorded" in html
+    assert str(tmp_path) not in html  # the folder's name, never its absolute path
