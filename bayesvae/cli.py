@@ -286,6 +286,38 @@ def _parse_prior(text: str) -> tuple[float, float]:
     return a, b
 
 
+RUN_MARKERS = ("config.yaml", "result.json", "report.html")
+
+
+def prepare_out(out: Path, *, overwrite: bool) -> None:
+    """Check ``--out`` before any work: a folder (created if missing) that can be written, and
+    not one holding another run unless ``overwrite`` (then the old run's files are removed, so
+    nothing of it survives next to the new one)."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    holds_run = out.is_dir() and any((out / name).exists() for name in RUN_MARKERS)
+    if holds_run and not overwrite:
+        raise UsageError(
+            f"--out {out} already holds a run; pass --overwrite to replace it, or choose "
+            "another folder"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".bayesvae-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"--out {out}: cannot be written ({err.strerror or err})") from None
+    if holds_run:
+        import shutil
+
+        for entry in out.iterdir():  # the old run, whole: files and its subfolders
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
 def _show_progress(args: argparse.Namespace) -> bool:
     """A progress bar for long work: in a terminal, unless ``--no-progress``."""
     return not args.no_progress and sys.stderr.isatty()
@@ -667,6 +699,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="digits | mnist:DIR | binarized-mnist:PATH | FILE.npy | FILE.npz",
     )
     vae.add_argument("--out", required=True, help="run folder to write")
+    vae.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     vae.add_argument("--epochs", type=int, default=20)
     vae.add_argument("--latent-dim", type=int, default=2)
     vae.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer widths")
@@ -781,6 +814,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--no-progress", action="store_true", help="no progress bar")
     ab.add_argument("--json", action="store_true", help="print one JSON object")
     ab.add_argument("--out", help="folder for result.json, summary.txt, plots, posterior.nc")
+    ab.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     ab.add_argument(
         "--report", action="store_true", help="also write report.html and report.md into --out"
     )
@@ -816,6 +850,7 @@ def _build_parser() -> argparse.ArgumentParser:
     anomaly.add_argument(
         "--out", help="run folder: model, scores.csv, result.json, plots (posterior.nc for MCMC)"
     )
+    anomaly.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     anomaly.add_argument(
         "--report", action="store_true", help="also write report.html and report.md into --out"
     )
@@ -846,6 +881,9 @@ def _build_parser() -> argparse.ArgumentParser:
     vae_anomaly.add_argument("--no-progress", action="store_true", help="no progress bar")
     vae_anomaly.add_argument("--json", action="store_true", help="print one JSON object")
     vae_anomaly.add_argument("--out", help="run folder: the detector, scores.csv, result.json")
+    vae_anomaly.add_argument(
+        "--overwrite", action="store_true", help="replace a run already in --out"
+    )
     vae_anomaly.set_defaults(run=_run_vae_anomaly)
 
     topics = commands.add_parser("topics", help="fit a ProdLDA topic model to a corpus")
@@ -871,6 +909,7 @@ def _build_parser() -> argparse.ArgumentParser:
     topics.add_argument(
         "--out", help="run folder: model, vocabulary, topics.csv, doc_topics.csv, top_words.png"
     )
+    topics.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     topics.add_argument(
         "--report", action="store_true", help="also write report.html and report.md into --out"
     )
@@ -900,6 +939,7 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--chains", type=int, default=4, help="NUTS chains")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", help="run folder: fits, figures, report.html and report.md")
+    fit.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     fit.add_argument("--report", action="store_true", help="write the report (needs --out)")
     fit.add_argument("--no-progress", action="store_true")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
@@ -928,6 +968,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     debug = args.debug or os.environ.get("BAYESVAE_DEBUG", "") not in ("", "0")
     try:
+        if vars(args).get("out") is not None:  # only the commands that write a run folder
+            prepare_out(Path(args.out), overwrite=vars(args).get("overwrite", False))
         return int(args.run(args))
     except (UsageError, ValueError, TypeError, OSError, EOFError, RuntimeError) as err:
         if debug:

@@ -101,3 +101,22 @@ def test_long_jobs_show_a_bar_in_a_terminal_only(files, monkeypatch, quiet):
 def test_no_bar_when_stderr_is_not_a_terminal(files, capsys):
     assert main(["anomaly", "points.npz", "--epochs", "5"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_out_holding_another_run_needs_overwrite_which_replaces_it_whole(files, capsys):
+    first = ["vae", "--data", "digits", "--epochs", "1", "--hidden", "8", "--no-progress"]
+    assert main([*first, "--out", "run", "--report"]) == 0
+    assert (files / "run" / "report.html").exists()
+    capsys.readouterr()
+    assert main([*first, "--out", "run"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run; pass --overwrite" in err and len(err.strip().splitlines()) == 1
+    assert main([*first, "--out", "run", "--overwrite"]) == 0
+    assert not (files / "run" / "report.html").exists()  # the old run's report is gone
+    assert (files / "run" / "config.yaml").exists()
+
+
+def test_an_out_that_cannot_be_written_fails_before_any_work(files, capsys):
+    code = main(["anomaly", "points.npz", "--out", "afile/inside", "--epochs", "1000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot be written" in err and "afile" in err
