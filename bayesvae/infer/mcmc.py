@@ -514,7 +514,7 @@ def _numpyro_program_nuts(
     with jax.enable_x64(True) if x64 else contextlib.nullcontext():
         args, jkwargs = _jax_args(data, kwargs)
         sampler = _numpyro_sampler(fn, args, jkwargs, run, init_values, strategy)
-        observed, deterministic = _numpyro_sites(fn, args, jkwargs)
+        observed = _numpyro_observed_sites(fn, args, jkwargs)
         samples = sampler.get_samples()
         key = jax.random.PRNGKey(run.seed + 1)
         predictive = Predictive(fn, samples, return_sites=observed)(key, *args, **jkwargs)
@@ -546,17 +546,16 @@ def _numpyro_program_nuts(
                         }
                     ).posterior
                 )
-    del deterministic  # NumPyro's samples already hold the deterministic sites
     return idata
 
 
-def _numpyro_sites(fn: Any, args: tuple, kwargs: dict) -> tuple[list[str], list[str]]:
+def _numpyro_observed_sites(fn: Any, args: tuple, kwargs: dict) -> list[str]:
+    """The observed sites of a NumPyro program (its samples already hold deterministic ones)."""
     from numpyro import handlers
 
     trace = handlers.trace(handlers.seed(fn, 0)).get_trace(*args, **kwargs)
     observed = [n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"]]
-    deterministic = [n for n, s in trace.items() if s["type"] == "deterministic"]
-    return observed, deterministic
+    return observed
 
 
 def _pyro_program_nuts(

@@ -321,11 +321,5 @@ def _constant_data(
     return {
         name: value.detach().cpu().numpy()
         for name, value in named.items()
-        if torch.is_tensor(value) and name not in observed and not _is_obs_arg(name, observed)
+        if torch.is_tensor(value) and name not in observed
     }
-
-
-def _is_obs_arg(name: str, observed: set[str]) -> bool:
-    """An argument named like an observed site (``y`` for site ``y``, or ``obs``) is the data
-    being modelled, not a constant."""
-    return name in observed or name in ("obs", "observations")

@@ -243,12 +243,7 @@ def named_inputs(model_fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
 
 def is_numpyro_program(model_fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     """Whether ``model_fn`` samples with NumPyro's primitives (it records NumPyro sites and no
-    Pyro ones)."""
-    try:
-        import numpyro
-        from numpyro import handlers
-    except ImportError:  # pragma: no cover - numpyro is a dependency
-        return False
+    Pyro ones). A Pyro program is recognised without importing jax or numpyro."""
     try:
         with pyro.poutine.block(), poutine.trace() as pyro_trace:
             model_fn(*args, **kwargs)
@@ -258,6 +253,8 @@ def is_numpyro_program(model_fn: Any, args: tuple[Any, ...], kwargs: dict[str, A
         pass
     try:
         import jax.numpy as jnp
+        import numpyro
+        from numpyro import handlers
 
         converted = tuple(jnp.asarray(a.cpu().numpy()) if torch.is_tensor(a) else a for a in args)
         with numpyro.handlers.seed(rng_seed=0):
