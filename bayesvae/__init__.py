@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import logging
 
-from bayesvae import data, diagnostics, models, report  # noqa: E402
+from bayesvae import data, diagnostics, models, report, runs  # noqa: E402
 from bayesvae._version import __version__  # noqa: E402
 from bayesvae.abtest import ABTestResult, abtest, abtest_from_rows  # noqa: E402
 from bayesvae.anomaly import AnomalyMixture, AnomalyRun, detect_anomalies  # noqa: E402
-from bayesvae.infer import FitResult, fit, load  # noqa: E402
-from bayesvae.infer.checkpoint import save_model as save  # noqa: E402
+from bayesvae.infer import FitResult, fit  # noqa: E402
 from bayesvae.infer.mcmc import MCMCResult, mcmc  # noqa: E402
 from bayesvae.models import (  # noqa: E402
     VAE,
@@ -26,6 +25,8 @@ from bayesvae.models import (  # noqa: E402
     ProdLDA,
 )
 from bayesvae.models.program import PyroProgram  # noqa: E402
+from bayesvae.runs import load  # noqa: E402
+from bayesvae.runs import save_model as save  # noqa: E402
 from bayesvae.topics import TopicRun, fit_topics  # noqa: E402
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -36,6 +37,7 @@ __all__ = [
     "diagnostics",
     "models",
     "report",
+    "runs",
     "fit",
     "FitResult",
     "mcmc",

@@ -12,7 +12,6 @@ score every row, and (with labels) measure AUCROC and AUCPR; write a run folder.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from bayesvae.data.tabular import check_binary_labels, read_features
 from bayesvae.infer.mcmc import mcmc
 from bayesvae.infer.svi import fit as svi_fit
 from bayesvae.models.anomaly import SITES, AnomalyMixtureModel, check_features
+from bayesvae.runs import RunWriter
 
 __all__ = [
     "AnomalyMixture",
@@ -166,13 +166,14 @@ class AnomalyRun:
             lines.append(f"AUCROC {m['aucroc']:.4f}   AUCPR {m['aucpr']:.4f}")
         return "\n".join(lines)
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path | RunWriter) -> Path:
         """Write a run folder: the model (config.yaml, model.pt, metrics.csv for SVI),
         ``scores.csv``, ``result.json``, ``scores.png``, ``projection.png`` and, for MCMC,
         ``posterior.nc`` (its pointwise log-likelihood only when it has at most
-        :data:`MAX_SAVED_LOG_LIKELIHOOD` values). Every file is written atomically."""
-        from bayesvae.infer.checkpoint import atomic_path, save_model, write_text
+        :data:`MAX_SAVED_LOG_LIKELIHOOD` values). The folder is saved whole
+        (:class:`bayesvae.runs.RunWriter`): a run already at ``out`` is replaced."""
         from bayesvae.report import plots
+        from bayesvae.runs import save_model, writing
 
         model, result = self.model, self.model.result_
         from bayesvae.infer.svi import FitResult
@@ -182,34 +183,39 @@ class AnomalyRun:
         fit_config = dict(result.settings) if svi else {}
         fit_config.setdefault("method", model.method)
         fit_config.setdefault("seed", model.seed)
-        folder = save_model(model, out, history=history, fit_config=fit_config)
-        write_text(folder / "scores.csv", self.scores.to_csv(index=False))
-        write_text(folder / "result.json", json.dumps(self.to_dict(), indent=2))
-        plots.anomaly_scores(
-            self.scores["p_anomaly"],
-            folder / "scores.png",
-            labels=self.labels,
-            threshold=model.threshold,
-        )
-        plots.anomaly_projection(
-            model.standardize(self.features).cpu().numpy(),
-            self.scores["flag"].to_numpy(),
-            folder / "projection.png",
-            labels=self.labels,
-        )
-        if model.method == "mcmc":
-            idata = model.to_inference_data()
-            if "log_likelihood" in idata.groups():
-                pointwise = idata.log_likelihood["obs"]
-                if pointwise.size > MAX_SAVED_LOG_LIKELIHOOD:  # e.g. 11k rows x 2000 draws
-                    import arviz as az
+        with writing(out) as run:
+            save_model(model, run, history=history, fit_config=fit_config)
+            run.write_csv("scores.csv", self.scores)
+            run.write_json("result.json", self.to_dict())
+            plots.anomaly_scores(
+                self.scores["p_anomaly"],
+                run.file("scores.png"),
+                labels=self.labels,
+                threshold=model.threshold,
+            )
+            plots.anomaly_projection(
+                model.standardize(self.features).cpu().numpy(),
+                self.scores["flag"].to_numpy(),
+                run.file("projection.png"),
+                labels=self.labels,
+            )
+            if model.method == "mcmc":
+                run.write_netcdf("posterior.nc", self._saved_inference_data())
+        return run.path
 
-                    idata = az.InferenceData(
-                        **{g: idata[g] for g in idata.groups() if g != "log_likelihood"}
-                    )
-            with atomic_path(folder / "posterior.nc") as tmp:
-                idata.to_netcdf(str(tmp))
-        return folder
+    def _saved_inference_data(self) -> Any:
+        """The MCMC posterior to save (without a pointwise log-likelihood too big to keep)."""
+        model = self.model
+        idata = model.to_inference_data()
+        if "log_likelihood" in idata.groups():
+            pointwise = idata.log_likelihood["obs"]
+            if pointwise.size > MAX_SAVED_LOG_LIKELIHOOD:  # e.g. 11k rows x 2000 draws
+                import arviz as az
+
+                idata = az.InferenceData(
+                    **{g: idata[g] for g in idata.groups() if g != "log_likelihood"}
+                )
+        return idata
 
 
 def detect_anomalies(
@@ -435,11 +441,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         quantile)."""
         return np.where(self.decision_function(X) < 0, -1, 1)
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path | RunWriter) -> Path:
         """Write a run folder: the VAE (config.yaml, model.pt, metrics.csv), with the detector's
         settings, standardization and threshold under ``fit.detector`` in config.yaml; load it
-        with :meth:`load`. Every file is written atomically."""
-        from bayesvae.infer.checkpoint import save_model
+        with :meth:`load`. The folder is saved whole; a run already at ``path`` is replaced."""
+        from bayesvae.runs import save_model
 
         self._check_fitted()
         detector = {
@@ -456,9 +462,10 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
     @classmethod
     def load(cls, path: str | Path) -> VAEAnomalyDetector:
         """The detector saved by :meth:`save` in run folder ``path`` (on the CPU)."""
-        from bayesvae.infer.checkpoint import load, read_config
+        from bayesvae.runs import load, open_run
 
-        config = read_config(path)
+        run = open_run(path)
+        config = run.config
         saved = (config.get("fit") or {}).get("detector")
         if saved is None:
             raise ValueError(
@@ -472,8 +479,5 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         if saved["mean"] is not None:
             detector.mean_ = np.asarray(saved["mean"], dtype=np.float32)
             detector.scale_ = np.asarray(saved["scale"], dtype=np.float32)
-        import pandas as pd
-
-        metrics = Path(path) / "metrics.csv"
-        detector.history_ = pd.read_csv(metrics) if metrics.exists() else None
+        detector.history_ = run.metrics()
         return detector

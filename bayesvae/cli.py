@@ -77,15 +77,15 @@ def _as_images(dataset: Any) -> Any:
     return replace(dataset, x=dataset.x.reshape(len(dataset), *dataset.image_shape))
 
 
-def _vae_diagnostics(model: Any, data: tuple[Any, ...], out: Path, seed: int) -> None:
-    """Write ``diagnostics.json`` (VAE checks, per-point PSIS k̂) and ``khat.png`` for the report;
+def _vae_diagnostics(model: Any, data: tuple[Any, ...], run: Any, seed: int) -> None:
+    """Write ``diagnostics.json`` (VAE checks, per-point PSIS k̂), ``posterior.nc`` and
+    ``khat.png`` into the run being written (a :class:`~bayesvae.runs.RunWriter`) for the report;
     ``data``: ``(x,)`` or ``(x, y)`` for a conditional model."""
     import warnings
 
     import numpy as np
 
     from bayesvae.diagnostics import psis_diagnostic, svi_to_inference_data, vae_diagnostics
-    from bayesvae.infer.checkpoint import atomic_path, write_text
     from bayesvae.report import plots
 
     with warnings.catch_warnings():  # collapse is reported in the report itself
@@ -96,9 +96,8 @@ def _vae_diagnostics(model: Any, data: tuple[Any, ...], out: Path, seed: int) ->
     idata = svi_to_inference_data(
         model, *(t[:100] for t in training_data), num_samples=100, seed=seed
     )
-    with atomic_path(out / "posterior.nc") as tmp:
-        idata.to_netcdf(str(tmp))
-    plots.khat_per_point(psis.khat_per_point, out / "khat.png")
+    run.write_netcdf("posterior.nc", idata)
+    plots.khat_per_point(psis.khat_per_point, run.file("khat.png"))
     summary = {
         "vae": {**vae, "num_points": int(len(data[0]))},
         "psis": {
@@ -109,7 +108,7 @@ def _vae_diagnostics(model: Any, data: tuple[Any, ...], out: Path, seed: int) ->
             "share_bad_points": psis.share_bad_points,
         },
     }
-    write_text(out / "diagnostics.json", json.dumps(summary, indent=2))
+    run.write_json("diagnostics.json", summary)
 
 
 #: ``bayesvae vae --model NAME`` -> model class name in :mod:`bayesvae.models`
@@ -157,7 +156,7 @@ def _build_vae(args: argparse.Namespace, input_shape: tuple[int, ...], num_class
     return getattr(models, VAE_MODELS[args.model])(input_shape, **common, **family)
 
 
-def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], out: Path) -> None:
+def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], run: Any) -> None:
     """The run folder's latent-space plots: interpolation, traversals, and (latent >= 2) the
     manifold grid; per class for a conditional model."""
     import torch
@@ -171,20 +170,19 @@ def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], out: P
     x = torch.as_tensor(shown.x[:2])
     images = latent.interpolate(model, x[0], x[1], steps=10, method="spherical", y=y)
     plots.interpolation(
-        images, image_shape, out / "interpolation.png", title="spherical interpolation"
+        images, image_shape, run.file("interpolation.png"), title="spherical interpolation"
     )
     traversed = latent.traversals(model, x=x[0], dims=range(min(model.latent_dim, 10)), y=y)
-    plots.traversals(traversed, image_shape, out / "traversals.png")
+    plots.traversals(traversed, image_shape, run.file("traversals.png"))
     if model.latent_dim >= 2:
         grid = latent.manifold_grid(model, n=15, y=y)
-        plots.manifold(grid, image_shape, out / "manifold.png")
+        plots.manifold(grid, image_shape, run.file("manifold.png"))
 
 
 def _run_vae(args: argparse.Namespace) -> int:
-    import torch
 
     import bayesvae
-    from bayesvae.report import plots
+    from bayesvae.runs import KEPT_ENTRIES, RunWriter
 
     if args.conditional:
         if args.model not in ("vae", "cvae"):
@@ -206,6 +204,11 @@ def _run_vae(args: argparse.Namespace) -> int:
         return None if dataset is None else (dataset.x, dataset.y) if conditional else dataset
 
     out = Path(args.out)
+    checkpoints = out / KEPT_ENTRIES[0]
+    if args.resume and args.backend == "numpyro":
+        raise UsageError("--resume is for --backend pyro (the NumPyro loop keeps no checkpoints)")
+    if args.resume and not (checkpoints / "last.pt").is_file():
+        raise UsageError(f"--resume: no checkpoint to resume from ({checkpoints / 'last.pt'})")
     result = bayesvae.fit(
         model,
         fit_data(train),
@@ -220,39 +223,18 @@ def _run_vae(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         # the NumPyro loop keeps no per-epoch checkpoints; its run folder is written at the end
-        checkpoint_dir=None if args.backend == "numpyro" else out / "checkpoints",
+        checkpoint_dir=None if args.backend == "numpyro" else checkpoints,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
         backend=args.backend,
     )
-    result.save(out)
-    model, shown = result.model, val if val is not None else train
-    x_shown = torch.as_tensor(shown.x[:10])
-    y_shown = torch.as_tensor(shown.y[:10]) if conditional else None
-    plots.loss_curves(result.history, out / "loss_curves.png")
-    plots.reconstructions(
-        x_shown, model.reconstruct(x_shown, y_shown), train.image_shape, out / "reconstructions.png"
-    )
-    if conditional:  # one row per class
-        labels = np.repeat(np.arange(num_classes), 10)
-        samples = model.sample(len(labels), labels, seed=args.seed)
-        title = "samples (decoder means), one class per row"
-    else:
-        samples, title = model.sample(40, seed=args.seed), "samples (decoder means)"
-    plots.image_grid(samples, train.image_shape, out / "samples.png", title=title)
-    if shown.y is not None and model.continuous_latent:
-        labels_shown = shown.y[:2000] if conditional else None
-        loc, _ = model.encode(torch.as_tensor(shown.x[:2000]), labels_shown)
-        plots.latent_scatter(loc, shown.y[:2000], out / "latent.png")
-    _latent_figures(model, shown, train.image_shape, out)
-    if args.report:
-        data = (shown.x[:1000], shown.y[:1000]) if conditional else (shown.x[:1000],)
-        _vae_diagnostics(model, tuple(torch.as_tensor(d) for d in data), out, args.seed)
-        from bayesvae.report import build
-
-        build(out)
+    # the run is assembled beside --out and swapped in whole (its checkpoints move over)
+    with RunWriter(out, overwrite=True) as run:
+        _write_vae_run(args, result, train, val, conditional, num_classes, run)
     last = result.history.iloc[-1].to_dict()
     summary = {
         "out": str(out),
-        "model": model.family,
+        "model": result.model.family,
         "epochs": int(last["epoch"]),
         "train_elbo": last["train_elbo"],
         "val_elbo": last.get("val_elbo"),
@@ -264,6 +246,51 @@ def _run_vae(args: argparse.Namespace) -> int:
         else "\n".join(f"{key}: {value}" for key, value in summary.items())
     )
     return 0
+
+
+def _write_vae_run(
+    args: argparse.Namespace,
+    result: Any,
+    train: Any,
+    val: Any,
+    conditional: bool,
+    num_classes: int,
+    run: Any,
+) -> None:
+    """The VAE run folder: the model, its figures and (``--report``) diagnostics and report."""
+    import torch
+
+    from bayesvae.report import plots
+
+    result.save(run)
+    model, shown = result.model, val if val is not None else train
+    x_shown = torch.as_tensor(shown.x[:10])
+    y_shown = torch.as_tensor(shown.y[:10]) if conditional else None
+    plots.loss_curves(result.history, run.file("loss_curves.png"))
+    plots.reconstructions(
+        x_shown,
+        model.reconstruct(x_shown, y_shown),
+        train.image_shape,
+        run.file("reconstructions.png"),
+    )
+    if conditional:  # one row per class
+        labels = np.repeat(np.arange(num_classes), 10)
+        samples = model.sample(len(labels), labels, seed=args.seed)
+        title = "samples (decoder means), one class per row"
+    else:
+        samples, title = model.sample(40, seed=args.seed), "samples (decoder means)"
+    plots.image_grid(samples, train.image_shape, run.file("samples.png"), title=title)
+    if shown.y is not None and model.continuous_latent:
+        labels_shown = shown.y[:2000] if conditional else None
+        loc, _ = model.encode(torch.as_tensor(shown.x[:2000]), labels_shown)
+        plots.latent_scatter(loc, shown.y[:2000], run.file("latent.png"))
+    _latent_figures(model, shown, train.image_shape, run)
+    if args.report:
+        data = (shown.x[:1000], shown.y[:1000]) if conditional else (shown.x[:1000],)
+        _vae_diagnostics(model, tuple(torch.as_tensor(d) for d in data), run, args.seed)
+        from bayesvae.report import build
+
+        build(run.reader())
 
 
 def _parse_arm(text: str) -> tuple[str, int, int]:
@@ -286,36 +313,36 @@ def _parse_prior(text: str) -> tuple[float, float]:
     return a, b
 
 
-RUN_MARKERS = ("config.yaml", "result.json", "report.html")
+def prepare_out(out: Path, *, overwrite: bool, resume: bool = False) -> None:
+    """Check ``--out`` before any work: a folder (created if missing) that can be written, whose
+    parent can be written too (the run is assembled beside it and swapped in whole, so the old
+    run stays until the new one is complete), and not one holding another run unless
+    ``overwrite`` (or ``resume``, which continues it) nor files that are not a run."""
+    import tempfile
 
+    from bayesvae.runs import KEPT_ENTRIES, is_run_folder
 
-def prepare_out(out: Path, *, overwrite: bool) -> None:
-    """Check ``--out`` before any work: a folder (created if missing) that can be written, and
-    not one holding another run unless ``overwrite`` (then the old run's files are removed, so
-    nothing of it survives next to the new one)."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
-    holds_run = out.is_dir() and any((out / name).exists() for name in RUN_MARKERS)
-    if holds_run and not overwrite:
+    if is_run_folder(out) and not (overwrite or resume):
         raise UsageError(
             f"--out {out} already holds a run; pass --overwrite to replace it, or choose "
             "another folder"
         )
+    if out.is_dir() and not is_run_folder(out):
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in KEPT_ENTRIES)
+        if foreign:
+            raise UsageError(
+                f"--out {out} holds files that are not a bayesvae run ({', '.join(foreign[:3])}); "
+                "a run folder replaces what is there, so choose a new or empty folder"
+            )
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".bayesvae-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        for folder in (out, out.resolve().parent):
+            with tempfile.TemporaryFile(dir=folder):
+                pass
     except OSError as err:
         raise UsageError(f"--out {out}: cannot be written ({err.strerror or err})") from None
-    if holds_run:
-        import shutil
-
-        for entry in out.iterdir():  # the old run, whole: files and its subfolders
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
 
 
 def _show_progress(args: argparse.Namespace) -> bool:
@@ -325,7 +352,6 @@ def _show_progress(args: argparse.Namespace) -> bool:
 
 def _run_abtest(args: argparse.Namespace) -> int:
     from bayesvae.abtest import abtest, abtest_from_rows
-    from bayesvae.infer.checkpoint import atomic_path, write_text
 
     options = dict(
         prior=_parse_prior(args.prior),
@@ -360,37 +386,29 @@ def _run_abtest(args: argparse.Namespace) -> int:
         raise UsageError("--report needs --out DIR (the report is written there)")
     if args.out:
         from bayesvae.report import plots
+        from bayesvae.runs import RunWriter
 
-        out = Path(args.out)
-        write_text(out / "result.json", json.dumps(summary, indent=2))
-        write_text(out / "summary.txt", result.table() + "\n")
-        plots.ab_posteriors(result, out / "posteriors.png")
-        plots.ab_lift(result, out / "lift.png", rope=args.rope)
-        plots.ab_prob_best(result, out / "prob_best.png")
-        if result.inference_data is not None:
-            with atomic_path(out / "posterior.nc") as tmp:
-                result.inference_data.to_netcdf(str(tmp))
-        import yaml
+        with RunWriter(args.out, overwrite=True) as run:
+            run.write_json("result.json", summary)
+            run.write_text("summary.txt", result.table() + "\n")
+            plots.ab_posteriors(result, run.file("posteriors.png"))
+            plots.ab_lift(result, run.file("lift.png"), rope=args.rope)
+            plots.ab_prob_best(result, run.file("prob_best.png"))
+            if result.inference_data is not None:
+                run.write_netcdf("posterior.nc", result.inference_data)
+            run.write_config(
+                "BetaBinomialABTest",
+                {
+                    "arms": result.arms,
+                    "prior": list(options["prior"]),
+                    "hierarchical": args.hierarchical,
+                },
+                analysis={k: v for k, v in options.items() if k != "prior"},
+            )
+            if args.report:
+                from bayesvae.report import build
 
-        import bayesvae
-        from bayesvae._version import runtime_versions
-
-        config = {
-            "bayesvae_version": bayesvae.__version__,
-            "versions": runtime_versions(),
-            "family": "BetaBinomialABTest",
-            "model": {
-                "arms": result.arms,
-                "prior": list(options["prior"]),
-                "hierarchical": args.hierarchical,
-            },
-            "analysis": {k: v for k, v in options.items() if k != "prior"},
-        }
-        write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-        if args.report:
-            from bayesvae.report import build
-
-            build(out)
+                build(run.reader())
     print(json.dumps(summary) if args.json else result.table())
     return 0
 
@@ -398,11 +416,14 @@ def _run_abtest(args: argparse.Namespace) -> int:
 def _save_and_print(run: Any, args: argparse.Namespace) -> None:
     """Write the run folder (and report) when ``--out`` is given; print JSON or the table."""
     if args.out:
-        run.save(args.out)
-        if args.report:
-            from bayesvae.report import build
+        from bayesvae.runs import RunWriter
 
-            build(args.out)
+        with RunWriter(args.out, overwrite=True) as writer:
+            run.save(writer)
+            if args.report:
+                from bayesvae.report import build
+
+                build(writer.reader())
     print(json.dumps(run.to_dict()) if args.json else run.table())
 
 
@@ -436,7 +457,7 @@ def _run_vae_anomaly(args: argparse.Namespace) -> int:
 
     from bayesvae.anomaly import VAEAnomalyDetector, ranking_metrics
     from bayesvae.data import read_features
-    from bayesvae.infer.checkpoint import write_text
+    from bayesvae.runs import RunWriter
 
     detector = VAEAnomalyDetector(
         latent_dim=args.latent_dim,
@@ -466,12 +487,13 @@ def _run_vae_anomaly(args: argparse.Namespace) -> int:
     if labels is not None:
         summary.update(ranking_metrics(labels, -score))
     if args.out:
-        folder = detector.save(args.out)
         table = pd.DataFrame(
             {"row": np.arange(len(X)), "score": score, "anomaly_score": -score, "flag": flags}
         )
-        write_text(folder / "scores.csv", table.to_csv(index=False))
-        write_text(folder / "result.json", json.dumps(summary, indent=2))
+        with RunWriter(args.out, overwrite=True) as run:
+            detector.save(run)
+            run.write_csv("scores.csv", table)
+            run.write_json("result.json", summary)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -606,8 +628,6 @@ def _run_fit(args: argparse.Namespace) -> int:
     if args.report and args.out is None:
         raise UsageError("--report needs --out DIR (the run folder the report goes into)")
     out = Path(args.out) if args.out is not None else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
     svi = nuts = None
     if args.method in ("svi", "both"):
         svi = bayesvae.fit(
@@ -700,6 +720,18 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     vae.add_argument("--out", required=True, help="run folder to write")
     vae.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    vae.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint up to --epochs (same options)",
+    )
+    vae.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="write --out/checkpoints/last.pt every N epochs (default 1)",
+    )
     vae.add_argument("--epochs", type=int, default=20)
     vae.add_argument("--latent-dim", type=int, default=2)
     vae.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer widths")
@@ -969,7 +1001,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.debug or os.environ.get("BAYESVAE_DEBUG", "") not in ("", "0")
     try:
         if vars(args).get("out") is not None:  # only the commands that write a run folder
-            prepare_out(Path(args.out), overwrite=vars(args).get("overwrite", False))
+            prepare_out(
+                Path(args.out),
+                overwrite=vars(args).get("overwrite", False),
+                resume=vars(args).get("resume", False),
+            )
         return int(args.run(args))
     except (UsageError, ValueError, TypeError, OSError, EOFError, RuntimeError) as err:
         if debug:

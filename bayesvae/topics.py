@@ -10,7 +10,6 @@ NumPyro twin) out, with top words, NPMI coherence, diversity and perplexity; a r
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from bayesvae.data.text import (
 from bayesvae.data.validation import check_choice
 from bayesvae.diagnostics.topics import npmi_coherence, topic_collapse, topic_diversity
 from bayesvae.models.prodlda import ProdLDA, check_bow, check_num_topics, top_word_indices
+from bayesvae.runs import RunWriter
 
 __all__ = ["fit_topics", "TopicRun", "as_corpus", "BACKENDS"]
 
@@ -142,18 +142,26 @@ class TopicRun:
         lines += [f"warning: {problem}" for problem in self.problems]
         return "\n".join(lines)
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path | RunWriter) -> Path:
         """Write a run folder: the model (config.yaml with the vocabulary, model.pt,
         metrics.csv), ``topics.csv`` (topic, rank, word, weight), ``doc_topics.csv``,
-        ``vocabulary.txt``, ``result.json`` and ``top_words.png``; all atomically."""
+        ``vocabulary.txt``, ``result.json`` and ``top_words.png``. The folder is saved whole
+        (:class:`bayesvae.runs.RunWriter`): a run already at ``out`` is replaced."""
+        from bayesvae.runs import writing
+
+        with writing(out) as run:
+            self._write(run)
+        return run.path
+
+    def _write(self, run: RunWriter) -> None:
         import pandas as pd
 
-        from bayesvae.infer.checkpoint import save_model, write_text
         from bayesvae.report import plots
+        from bayesvae.runs import save_model
 
-        folder = save_model(
+        save_model(
             self.model,
-            out,
+            run,
             history=self.history,
             fit_config={"backend": self.backend, **self.settings},
         )
@@ -165,7 +173,7 @@ class TopicRun:
             for k in range(len(top))
             for r, i in enumerate(top[k])
         ]
-        write_text(folder / "topics.csv", pd.DataFrame(rows).to_csv(index=False))
+        run.write_csv("topics.csv", pd.DataFrame(rows))
         theta = (
             self.doc_topics
             if self.doc_topics is not None
@@ -175,11 +183,10 @@ class TopicRun:
         doc_topics.insert(
             0, "document", self.corpus.kept if len(self.corpus.kept) else range(len(theta))
         )
-        write_text(folder / "doc_topics.csv", doc_topics.to_csv(index=False, float_format="%.5g"))
-        write_text(folder / "vocabulary.txt", "\n".join(vocabulary) + "\n")
-        write_text(folder / "result.json", json.dumps(self.to_dict(), indent=2))
-        plots.topic_top_words(weights, vocabulary, folder / "top_words.png", npmi=self.npmi)
-        return folder
+        run.write_csv("doc_topics.csv", doc_topics, float_format="%.5g")
+        run.write_text("vocabulary.txt", "\n".join(vocabulary) + "\n")
+        run.write_json("result.json", self.to_dict())
+        plots.topic_top_words(weights, vocabulary, run.file("top_words.png"), npmi=self.npmi)
 
 
 def fit_topics(

@@ -46,6 +46,23 @@ def test_vae_command_writes_a_complete_run_folder(tmp_path, capsys):
     assert model.latent_dim == 2
 
 
+def test_vae_resume_continues_a_stopped_run_to_more_epochs(tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "run"
+    common = ["vae", "--data", "digits", "--hidden", "16", "--out", str(out), "--no-progress"]
+    assert main([*common, "--resume", "--epochs", "2"]) == 2  # nothing to resume yet
+    assert "no checkpoint to resume from" in capsys.readouterr().err
+    assert main([*common, "--epochs", "2", "--checkpoint-every", "2"]) == 0
+    assert main([*common, "--epochs", "3", "--resume", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["epochs"] == 3
+    history = pd.read_csv(out / "metrics.csv")
+    assert history["epoch"].tolist() == [1, 2, 3]  # the first two epochs were not rerun
+    assert (out / "checkpoints" / "last.pt").is_file()  # kept across the run folder's swap
+    bayesvae.load(out)
+
+
 def test_vae_command_conv_encoder_and_npy_file(tmp_path):
     x = np.random.default_rng(0).random((60, 64)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)

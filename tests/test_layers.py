@@ -12,6 +12,7 @@ LAYERS = [
     ("bayesvae.data",),
     ("bayesvae.models",),
     ("bayesvae.backends",),
+    ("bayesvae.runs",),  # run folders: models in, files out
     ("bayesvae.infer",),
     ("bayesvae.diagnostics",),
     ("bayesvae.report",),

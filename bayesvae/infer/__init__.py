@@ -1,7 +1,6 @@
-"""Inference: the SVI fit loop, objectives, callbacks, checkpoints."""
+"""Inference: the SVI fit loop, objectives, callbacks, training checkpoints."""
 
 from bayesvae.infer.callbacks import Callback, EarlyStopping, FitState, IterateAveraging
-from bayesvae.infer.checkpoint import load, save_model
 from bayesvae.infer.objectives import OBJECTIVES, make_elbo, scale_latents
 from bayesvae.infer.svi import FitResult, TrainingDivergedError, evaluate, fit, resolve_device
 
@@ -15,9 +14,7 @@ __all__ = [
     "TrainingDivergedError",
     "evaluate",
     "fit",
-    "load",
     "make_elbo",
     "resolve_device",
-    "save_model",
     "scale_latents",
 ]

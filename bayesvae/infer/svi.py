@@ -43,6 +43,7 @@ from bayesvae.infer.objectives import (
 )
 from bayesvae.models.contract import ModelContract
 from bayesvae.models.program import PyroProgram, as_model, check_program, program_inputs
+from bayesvae.runs import RunWriter, load_model_state, model_state, save_model, save_program
 
 __all__ = ["fit", "FitResult", "evaluate", "resolve_device", "TrainingDivergedError"]
 
@@ -109,15 +110,17 @@ class FitResult:
             self.model, *data, num_samples=num_samples, seed=seed, vectorize=vectorize, **kwargs
         )
 
-    def save(self, path: str | Path) -> Path:
-        """Write a run folder (config.yaml, model.pt, metrics.csv; for a program also data.pt);
-        load with ``bayesvae.load`` (a program's with ``bayesvae.load(path, model=fn)``)."""
+    def save(self, path: str | Path | RunWriter) -> Path:
+        """Write a run folder (config.yaml, model.pt, metrics.csv; for a program also data.pt)
+        at ``path``, replacing a run there whole (see :class:`bayesvae.runs.RunWriter`; or into
+        an open ``RunWriter``); load with ``bayesvae.load`` (a program's with
+        ``bayesvae.load(path, model=fn)``)."""
         if isinstance(self.model, PyroProgram):
             assert self.data is not None
-            return ckpt.save_program(
+            return save_program(
                 self.model, self.data, path, history=self.history, fit_config=self.settings
             )
-        return ckpt.save_model(self.model, path, history=self.history, fit_config=self.settings)
+        return save_model(self.model, path, history=self.history, fit_config=self.settings)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -504,6 +507,7 @@ def fit(
     seed: int = 0,
     progress: bool = True,
     checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 1,
     resume: bool = False,
     eval_size: int = 5000,
     validate_args: bool = False,
@@ -567,8 +571,13 @@ def fit(
             program's tensor arguments move there.
         seed: seeds torch, numpy, random and the minibatch order; same seed, same history on CPU.
         progress: show a progress bar (only when stderr is a terminal).
-        checkpoint_dir: write ``last.pt`` after every row and ``best.pt`` when the monitored
-            ELBO improves (atomically); a NaN loss leaves them as they were.
+        checkpoint_dir: write ``last.pt`` every ``checkpoint_every`` rows (and after the last)
+            and ``best.pt`` whenever the monitored ELBO improves, atomically; a NaN loss leaves
+            them as they were, and a checkpoint that cannot be written (a full disk) stops the
+            fit with :class:`~bayesvae.infer.checkpoint.CheckpointWriteError`, the earlier file
+            intact.
+        checkpoint_every: rows (epochs; a program's evaluation blocks) between ``last.pt``
+            writes.
         resume: continue from ``checkpoint_dir/last.pt`` (same model) up to ``epochs`` /
             ``num_steps``.
         eval_size: a family without ``val`` evaluates ``recon``/``kl`` on this many points.
@@ -702,6 +711,7 @@ def fit(
             "early_stopping": early_stopping is not None,
             "callbacks": bool(callbacks),
             "checkpoint_dir": checkpoint_dir is not None,
+            "checkpoint_every": checkpoint_every != 1,
             "resume": resume,
             "strategy": strategy is not None,
             "num_particles": num_particles != 1,
@@ -740,6 +750,7 @@ def fit(
         )
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir= (the folder holding last.pt).")
+    check_positive_int("checkpoint_every", checkpoint_every)
     for callback in callbacks:
         if not isinstance(callback, Callback):
             raise TypeError(f"callbacks must be Callback instances, got {type(callback).__name__}.")
@@ -919,12 +930,14 @@ def fit(
             del settings[key]
         settings.update(num_steps=num_steps, eval_every=eval_every, guide=contract.config["guide"])
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if folder is not None:
+        ckpt.remove_stale_temps(folder)  # what a killed write left
 
     def checkpoint_payload(epoch: int) -> dict[str, Any]:
         return {
             "family": contract.family,
             "model_config": contract.config,
-            "model_state": ckpt.model_state(contract),
+            "model_state": model_state(contract),
             "optimizer": optim.state_dict(),
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "epoch": epoch,
@@ -953,7 +966,7 @@ def fit(
                 f"cannot resume: the checkpoint in {folder} has already run {done} {unit}, more "
                 f"than the {num_steps if is_program else epochs} asked for; ask for more."
             )
-        ckpt.load_model_state(contract, saved["model_state"])
+        load_model_state(contract, saved["model_state"])
         optim.load_state_dict(saved["optimizer"])
         if scheduler is not None and saved["scheduler"] is not None:
             scheduler.load_state_dict(saved["scheduler"])
@@ -1070,8 +1083,11 @@ def fit(
                         + "."
                     )
                 if folder is not None and (ddp is None or ddp.is_main):
-                    payload = checkpoint_payload(epoch)
-                    ckpt.save_checkpoint(folder / LAST_CHECKPOINT, payload)
+                    due = epoch % checkpoint_every == 0 or epoch == epochs or state.stop
+                    if due or improved:
+                        payload = checkpoint_payload(epoch)
+                    if due:
+                        ckpt.save_checkpoint(folder / LAST_CHECKPOINT, payload)
                     if improved:
                         ckpt.save_checkpoint(folder / BEST_CHECKPOINT, payload)
                 logger.info(

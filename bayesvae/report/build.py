@@ -1,7 +1,9 @@
 """Self-contained run reports: ``report.html`` (CSS inline, images as data URIs, nothing fetched)
 and ``report.md`` beside it, rendered from Jinja2 templates.
 
-A report is built from a run folder: ``config.yaml`` names the family, and each family registers
+A report is built from a run folder, read through :class:`bayesvae.runs.RunFolder` (files
+checked against its manifest; the report's own files recorded in it): ``config.yaml`` names the
+family, and each family registers
 a section builder in :data:`FAMILY_SECTIONS`. Generic sections follow from what the folder holds:
 an SVI section from ``metrics.csv`` (ELBO curve, convergence, gradient norms, k̂ from
 ``diagnostics.json``) and an MCMC section from a ``posterior.nc`` with sample statistics.
@@ -10,7 +12,6 @@ an SVI section from ``metrics.csv`` (ELBO curve, convergence, gradient norms, k�
 from __future__ import annotations
 
 import base64
-import json
 import math
 import platform
 from collections.abc import Callable
@@ -20,11 +21,12 @@ from typing import Any
 
 import yaml
 
-from bayesvae.infer.checkpoint import read_config, write_text
+from bayesvae.runs import RunFolder, open_run
 
 __all__ = ["build", "Section", "Report", "FAMILY_SECTIONS", "register_section"]
 
 DIAGNOSTICS_FILE = "diagnostics.json"
+MCMC_FIGURES = ("trace.png", "rank.png", "energy.png")
 
 
 @dataclass
@@ -52,9 +54,10 @@ class Section:
             }
         )
 
-    def add_figure(self, run: Path, filename: str, caption: str) -> None:
-        path = run / filename
-        if path.exists():
+    def add_figure(self, run: RunFolder, filename: str, caption: str) -> None:
+        """Embed the run's PNG ``filename`` (nothing when the run has none)."""
+        path = run.file(filename)
+        if path.is_file():
             encoded = base64.b64encode(path.read_bytes()).decode("ascii")
             self.figures.append(
                 {
@@ -73,7 +76,7 @@ class Report:
     markdown: Path
 
 
-SectionBuilder = Callable[[Path, dict[str, Any]], list[Section]]
+SectionBuilder = Callable[[RunFolder, dict[str, Any]], list[Section]]
 #: family name (``config.yaml``'s ``family``) -> builder of that family's sections
 FAMILY_SECTIONS: dict[str, SectionBuilder] = {}
 
@@ -120,54 +123,15 @@ def _interval(bounds: list[float], fmt: str) -> str:
     return "[" + ", ".join(fmt.format(b) for b in bounds) + "]"
 
 
-def _unreadable(path: Path, err: BaseException) -> ValueError:
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return ValueError(f"{path} cannot be read: {first}")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """A run folder's JSON file (``{}`` when absent; ``ValueError`` naming it when corrupt)."""
-    if not path.exists():
-        return {}
-    try:
-        value = json.loads(path.read_text())
-    except (ValueError, OSError) as err:
-        raise _unreadable(path, err) from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path} is not a JSON object.")
-    return value
-
-
-def read_csv(path: Path) -> Any:
-    """A run folder's CSV file as a DataFrame (``ValueError`` naming it when corrupt)."""
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path)
-    except (ValueError, OSError, UnicodeDecodeError) as err:  # pandas' ParserError is a ValueError
-        raise _unreadable(path, err) from None
-
-
-def read_netcdf(path: Path) -> Any:
-    """A run folder's ArviZ netCDF file (``ValueError`` naming it when corrupt)."""
-    import arviz as az
-
-    try:
-        return az.from_netcdf(path)
-    except (ValueError, OSError, KeyError) as err:
-        raise _unreadable(path, err) from None
-
-
 # -------------------------------------------------------------------------- generic sections
-def _svi_section(run: Path, config: dict[str, Any]) -> list[Section]:
+def _svi_section(run: RunFolder, config: dict[str, Any]) -> list[Section]:
 
     from bayesvae.diagnostics import elbo_convergence
     from bayesvae.report import plots
 
-    metrics = run / "metrics.csv"
-    if not metrics.exists():
+    history = run.metrics()
+    if history is None:
         return []
-    history = read_csv(metrics)
     section = Section("Stochastic variational inference")
     last = history.iloc[-1]
     if "step" in history:  # a program: rows every eval_every steps
@@ -193,14 +157,16 @@ def _svi_section(run: Path, config: dict[str, Any]) -> list[Section]:
         + verdict["reason"]
         + "."
     )
-    if not (run / "loss_curves.png").exists():
-        plots.loss_curves(history, run / "loss_curves.png")
+    if not run.has("loss_curves.png"):
+        plots.loss_curves(history, run.file("loss_curves.png"))
+        run.record("loss_curves.png")
     unit = "step" if "step" in history else "epoch"
     section.add_figure(run, "loss_curves.png", f"ELBO per data point by {unit}, and its terms")
     if "grad_norm" in history and history["grad_norm"].notna().any():
-        plots.gradient_norms(history, run / "grad_norm.png")
+        plots.gradient_norms(history, run.file("grad_norm.png"))
+        run.record("grad_norm.png")
         section.add_figure(run, "grad_norm.png", f"mean gradient norm by {unit}")
-    psis = _read_json(run / DIAGNOSTICS_FILE).get("psis")
+    psis = run.json(DIAGNOSTICS_FILE).get("psis")
     if psis:
         text = (
             f"Guide quality by PSIS (Yao et al. 2018), {psis['num_samples']} draws: verdict "
@@ -214,21 +180,17 @@ def _svi_section(run: Path, config: dict[str, Any]) -> list[Section]:
                 f"{psis['share_bad_points']:.1%} of points with k̂ >= 0.7."
             )
         (section.checks if psis["verdict"] == "good" else section.problems).append(text)
-        if (run / "khat.png").exists():
+        if run.has("khat.png"):
             section.add_figure(run, "khat.png", "Pareto k̂ per data point")
     return [section]
 
 
-def _mcmc_section(run: Path, config: dict[str, Any]) -> list[Section]:
-    path = run / "posterior.nc"
-    if not path.exists():
-        return []
-
+def _mcmc_section(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     from bayesvae.diagnostics import mcmc_checks
     from bayesvae.report import plots
 
-    idata = read_netcdf(path)
-    if "sample_stats" not in idata.groups():
+    idata = run.inference_data()
+    if idata is None or "sample_stats" not in idata.groups():
         return []
     checks = mcmc_checks(idata)
     section = Section("MCMC diagnostics")
@@ -248,7 +210,8 @@ def _mcmc_section(run: Path, config: dict[str, Any]) -> list[Section]:
             )
         )
     section.add_table("posterior summary (ArviZ)", checks["summary"], index=True)
-    plots.mcmc_figures(idata, run)
+    plots.mcmc_figures(idata, run.path)
+    run.record(*(name for name in MCMC_FIGURES if run.has(name)))
     section.add_figure(run, "trace.png", "trace plots")
     section.add_figure(run, "rank.png", "rank plots (uniform when chains mix)")
     section.add_figure(run, "energy.png", "energy: marginal vs transition (BFMI)")
@@ -289,7 +252,7 @@ def _vae_description(family: str, model: dict[str, Any]) -> str:
 @register_section("HierarchicalVAE")
 @register_section("GumbelSoftmaxVAE")
 @register_section("MixturePriorVAE")
-def _vae_sections(run: Path, config: dict[str, Any]) -> list[Section]:
+def _vae_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     import pandas as pd
 
     model = config["model"]
@@ -303,8 +266,8 @@ def _vae_sections(run: Path, config: dict[str, Any]) -> list[Section]:
         }[config["family"]]
     )
     section.text.append(_vae_description(config["family"], model))
-    if (run / "metrics.csv").exists():
-        history = read_csv(run / "metrics.csv")
+    history = run.metrics()
+    if history is not None:
         layers = sorted(c for c in history.columns if c.startswith("kl_") and c != "kl_weight")
         if layers:
             last = history.iloc[-1]
@@ -316,7 +279,7 @@ def _vae_sections(run: Path, config: dict[str, Any]) -> list[Section]:
             inactive = [c[3:] for c in layers if last[c] < 0.1]
             if inactive:
                 section.problems.append(f"inactive latent layer(s) {inactive}: KL below 0.1 nats.")
-    diagnostics = _read_json(run / DIAGNOSTICS_FILE).get("vae")
+    diagnostics = run.json(DIAGNOSTICS_FILE).get("vae")
     if diagnostics and "active_units" not in diagnostics:
         section.text.append(
             f"On {diagnostics['num_points']} held-out points: ELBO {diagnostics['elbo']:.3f}, "
@@ -355,10 +318,10 @@ def _vae_sections(run: Path, config: dict[str, Any]) -> list[Section]:
 
 
 @register_section("BetaBinomialABTest")
-def _abtest_sections(run: Path, config: dict[str, Any]) -> list[Section]:
+def _abtest_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     import pandas as pd
 
-    result = _read_json(run / "result.json")
+    result = run.json("result.json")
     if not result:
         return []
     section = Section("A/B test")
@@ -409,9 +372,9 @@ def _abtest_sections(run: Path, config: dict[str, Any]) -> list[Section]:
 
 @register_section("AnomalyMixture")
 @register_section("AnomalyMixtureModel")
-def _anomaly_sections(run: Path, config: dict[str, Any]) -> list[Section]:
+def _anomaly_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
 
-    result = _read_json(run / "result.json")
+    result = run.json("result.json")
     if not result:
         return []
     section = Section("Anomaly mixture")
@@ -430,9 +393,8 @@ def _anomaly_sections(run: Path, config: dict[str, Any]) -> list[Section]:
         section.checks.append(
             f"against the labels: AUCROC {result['aucroc']:.4f}, AUCPR {result['aucpr']:.4f}."
         )
-    scores_path = run / "scores.csv"
-    if scores_path.exists():
-        scores = read_csv(scores_path)
+    scores = run.csv("scores.csv")
+    if scores is not None:
         top = scores.sort_values("p_anomaly", ascending=False).head(10)
         section.add_table("the ten rows most likely anomalous", top, digits=4)
     section.add_figure(run, "scores.png", "distribution of P(anomaly | x)")
@@ -441,10 +403,10 @@ def _anomaly_sections(run: Path, config: dict[str, Any]) -> list[Section]:
 
 
 @register_section("ProdLDA")
-def _prodlda_sections(run: Path, config: dict[str, Any]) -> list[Section]:
+def _prodlda_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     import pandas as pd
 
-    result = _read_json(run / "result.json")
+    result = run.json("result.json")
     if not result:
         return []
     section = Section("Topic model (ProdLDA)")
@@ -475,7 +437,7 @@ def _prodlda_sections(run: Path, config: dict[str, Any]) -> list[Section]:
 
 
 # --------------------------------------------------------------------------------- build
-def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
+def _header(run: RunFolder, config: dict[str, Any]) -> dict[str, Any]:
     import pyro
     import torch
 
@@ -484,7 +446,7 @@ def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
     fit = config.get("fit") or config.get("analysis") or {}
     rows = [
         ("family", config["family"]),
-        ("run folder", run.resolve().name),
+        ("run folder", run.name),
     ]
     recorded = config.get("versions")
     if recorded:  # the versions the run was fitted with
@@ -501,16 +463,15 @@ def _header(run: Path, config: dict[str, Any]) -> dict[str, Any]:
     for key in ("device", "seed", "method", "epochs", "elbo"):
         if key in fit:
             rows.append((key, fit[key]))
-    metrics = run / "metrics.csv"
-    if metrics.exists():
-        frame = read_csv(metrics)
+    frame = run.metrics()
+    if frame is not None:
         seconds = float(frame["seconds"].sum()) if "seconds" in frame else math.nan
         if math.isfinite(seconds):
             rows.append(("training time", f"{seconds:.1f} s"))
     return {"summary": f"Run report for a {config['family']} run.", "rows": rows}
 
 
-def build(run_dir: str | Path, *, title: str | None = None) -> Report:
+def build(run_dir: str | Path | RunFolder, *, title: str | None = None) -> Report:
     """Write ``report.html`` and ``report.md`` into the run folder ``run_dir``; return their paths.
 
     The HTML is one self-contained file: inline CSS, figures embedded as ``data:`` URIs, no
@@ -519,8 +480,9 @@ def build(run_dir: str | Path, *, title: str | None = None) -> Report:
     from jinja2 import Environment, PackageLoader
     from markupsafe import Markup
 
-    run = Path(run_dir)
-    config = read_config(run)
+    run = run_dir if isinstance(run_dir, RunFolder) else open_run(run_dir)
+    run.verify()  # a report of files changed after the save would describe another run
+    config = run.config
     sections: list[Section] = []
     builder = FAMILY_SECTIONS.get(config["family"])
     if builder is not None:
@@ -557,5 +519,5 @@ def build(run_dir: str | Path, *, title: str | None = None) -> Report:
     html = env.get_template("report.html.j2").render(**context)
     markdown = env.get_template("report.md.j2").render(**context_md)
     return Report(
-        html=write_text(run / "report.html", html), markdown=write_text(run / "report.md", markdown)
+        html=run.write_text("report.html", html), markdown=run.write_text("report.md", markdown)
     )

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesvae.infer.checkpoint import atomic_write
+from bayesvae.runs.files import atomic_write
 
 __all__ = [
     "loss_curves",

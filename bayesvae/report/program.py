@@ -9,17 +9,14 @@ settings, the versions it ran with), ``metrics.csv`` (SVI), ``svi.nc`` and ``pos
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from bayesvae.diagnostics.compare import GUIDE_MEAN_TOLERANCE, _scalar_draws, compare_posteriors
-from bayesvae.infer.checkpoint import atomic_path, write_text
 from bayesvae.infer.mcmc import MCMCResult
 from bayesvae.infer.svi import FitResult
 from bayesvae.models.program import PyroProgram, named_inputs
@@ -28,10 +25,9 @@ from bayesvae.report.build import (
     Report,
     Section,
     build,
-    read_csv,
-    read_netcdf,
     register_section,
 )
+from bayesvae.runs import RunFolder, RunWriter, save_program, writing
 
 __all__ = ["report", "versions", "PROGRAM_FAMILY"]
 
@@ -92,84 +88,77 @@ def report(
     fn = svi.model.model_fn if svi is not None else mcmc.model  # type: ignore[union-attr]
     if svi is not None and mcmc is not None and mcmc.model is not svi.model.model_fn:
         raise ValueError("svi and mcmc are fits of different models; compare fits of one model.")
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"out={folder} exists and is not a folder.")
-    folder.mkdir(parents=True, exist_ok=True)
     args, kwargs = svi.data if svi is not None else mcmc.data  # type: ignore[union-attr,misc]
-    config: dict[str, Any] = {
-        "family": PROGRAM_FAMILY,
-        "model": {
-            "model": fn.__qualname__ if inspect.isfunction(fn) else type(fn).__qualname__,
-            "guide": svi.model.guide_name if svi is not None else None,
-        },
-        "program": {
-            "source": _source(fn),
-            "arguments": {k: _describe(v) for k, v in named_inputs(fn, args, kwargs).items()},
-        },
-        "versions": versions(),
+    model_config = {
+        "model": fn.__qualname__ if inspect.isfunction(fn) else type(fn).__qualname__,
+        "guide": svi.model.guide_name if svi is not None else None,
     }
-    if svi is not None:
-        config["fit"] = dict(svi.settings)
+    program = {
+        "source": _source(fn),
+        "arguments": {k: _describe(v) for k, v in named_inputs(fn, args, kwargs).items()},
+    }
+    mcmc_config = None
     if mcmc is not None:
-        config["mcmc"] = {
+        mcmc_config = {
             "backend": mcmc.backend,
             "num_chains": mcmc.num_chains,
             "num_samples": mcmc.num_samples,
             "num_warmup": mcmc.num_warmup,
             "seconds": round(mcmc.seconds, 2),
         }
-    svi_idata = None
-    if svi is not None:
-        write_text(folder / "metrics.csv", svi.history.to_csv(index=False))
-        svi_idata = svi.to_inference_data(num_samples=num_samples, seed=seed)
-        _to_netcdf(svi_idata, folder / "svi.nc")
-        _write_psis(svi, folder, seed)
-    if mcmc is not None:
-        _to_netcdf(mcmc.inference_data, folder / "posterior.nc")
-    if svi_idata is not None and mcmc is not None:
-        table = compare_posteriors(svi_idata, mcmc)
-        write_text(folder / "comparison.csv", table.to_csv(index=False))
-        from bayesvae.report import plots
+    with writing(out) as run:
+        svi_idata = None
+        if svi is not None:  # the fit itself, so bayesvae.load(out, model=fn) works
+            save_program(svi.model, svi.data, run, history=svi.history, fit_config=svi.settings)
+            svi_idata = svi.to_inference_data(num_samples=num_samples, seed=seed)
+            run.write_netcdf("svi.nc", svi_idata)
+            _write_psis(svi, run, seed)
+        if mcmc is not None:
+            run.write_netcdf("posterior.nc", mcmc.inference_data)
+        if svi_idata is not None and mcmc is not None:
+            run.write_csv("comparison.csv", compare_posteriors(svi_idata, mcmc))
+            from bayesvae.report import plots
 
-        latent = [n for n in mcmc.inference_data.posterior.data_vars]
-        plots.marginals_overlay(
-            _scalar_draws(svi_idata, latent),
-            _scalar_draws(mcmc.inference_data, latent),
-            folder / "guide_vs_nuts.png",
+            latent = [n for n in mcmc.inference_data.posterior.data_vars]
+            plots.marginals_overlay(
+                _scalar_draws(svi_idata, latent),
+                _scalar_draws(mcmc.inference_data, latent),
+                run.file("guide_vs_nuts.png"),
+            )
+        _render_model(fn, args, kwargs, run)
+        run.write_config(
+            PROGRAM_FAMILY,
+            model_config,
+            program=program,
+            fit=dict(svi.settings) if svi is not None else None,
+            mcmc=mcmc_config,
         )
-    _render_model(fn, args, kwargs, folder)
-    write_text(folder / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    return build(folder, title=title)
+        build(run.reader(), title=title)
+    return Report(html=run.path / "report.html", markdown=run.path / "report.md")
 
 
-def _to_netcdf(idata: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        idata.to_netcdf(str(tmp))
-
-
-def _write_psis(svi: FitResult, folder: Path, seed: int) -> None:
+def _write_psis(svi: FitResult, run: RunWriter, seed: int) -> None:
     from bayesvae.diagnostics import psis_diagnostic
 
     args, kwargs = svi.data  # type: ignore[misc]
     result = psis_diagnostic(svi.model, *args, num_samples=1000, seed=seed, **kwargs)
     payload = {"num_samples": result.num_samples, "verdict": result.verdict, "khat": result.khat}
-    write_text(folder / DIAGNOSTICS_FILE, json.dumps({"psis": payload}, indent=2))
+    run.write_json(DIAGNOSTICS_FILE, {"psis": payload})
 
 
-def _render_model(fn: Any, args: tuple, kwargs: dict, folder: Path) -> None:
+def _render_model(fn: Any, args: tuple, kwargs: dict, run: RunWriter) -> None:
     """``model.png`` from ``pyro.render_model``; a ``model_graph.txt`` note when graphviz (the
     Python package or the ``dot`` program) is missing."""
     import shutil
 
-    note = folder / "model_graph.txt"
+    note = "model_graph.txt"
     try:
         import graphviz  # noqa: F401
     except ImportError:
-        write_text(note, "pip install graphviz (and the Graphviz 'dot' program) to draw it.")
+        run.write_text(note, "pip install graphviz (and the Graphviz 'dot' program) to draw it.")
         return
     if shutil.which("dot") is None:
-        write_text(
+        run.write_text(
             note, "install the Graphviz 'dot' program (apt-get install graphviz) to draw it."
         )
         return
@@ -179,16 +168,18 @@ def _render_model(fn: Any, args: tuple, kwargs: dict, folder: Path) -> None:
         graph = pyro.render_model(
             fn, model_args=args, model_kwargs=kwargs, render_distributions=True
         )
-        with atomic_path(folder / "model.png") as tmp:
-            tmp.write_bytes(graph.pipe(format="png"))
-        note.unlink(missing_ok=True)
+        png = graph.pipe(format="png")
     except Exception as err:  # noqa: BLE001  (a drawing failure must not lose the report)
-        write_text(note, f"the model graph could not be drawn: {type(err).__name__}: {err}")
+        run.write_text(note, f"the model graph could not be drawn: {type(err).__name__}: {err}")
+        return
+    from bayesvae.runs.files import atomic_write
+
+    atomic_write(run.file("model.png"), lambda handle: handle.write(png))
 
 
 # --------------------------------------------------------------------------------- sections
 @register_section(PROGRAM_FAMILY)
-def _program_sections(run: Path, config: dict[str, Any]) -> list[Section]:
+def _program_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     import arviz as az
 
     from bayesvae.report import plots
@@ -201,14 +192,13 @@ def _program_sections(run: Path, config: dict[str, Any]) -> list[Section]:
         + ", ".join(f"{k}: {v}" for k, v in arguments.items())
         + "."
     )
-    if (run / "model.png").exists():
+    if run.has("model.png"):
         model.add_figure(run, "model.png", "the model as Pyro renders it (pyro.render_model)")
-    elif (run / "model_graph.txt").exists():
-        model.problems.append("No model graph: " + (run / "model_graph.txt").read_text())
+    elif run.has("model_graph.txt"):
+        model.problems.append("No model graph: " + run.file("model_graph.txt").read_text())
     sections.append(model)
 
-    svi_idata = read_netcdf(run / "svi.nc") if (run / "svi.nc").exists() else None
-    mcmc_idata = read_netcdf(run / "posterior.nc") if (run / "posterior.nc").exists() else None
+    svi_idata, mcmc_idata = run.inference_data("svi.nc"), run.inference_data("posterior.nc")
     main = mcmc_idata if mcmc_idata is not None else svi_idata
     source = "NUTS" if mcmc_idata is not None else "the SVI guide"
     if main is not None:
@@ -232,7 +222,8 @@ def _program_sections(run: Path, config: dict[str, Any]) -> list[Section]:
             "Data replicated from the fitted model against the observed data: if the observed "
             "curve or bars sit inside the replications, the model reproduces the data's shape."
         )
-        plots.posterior_predictive(main, run / "ppc.png")
+        plots.posterior_predictive(main, run.file("ppc.png"))
+        run.record("ppc.png")
         ppc.add_figure(run, "ppc.png", f"posterior predictive check ({source})")
         sections.append(ppc)
 
@@ -254,13 +245,13 @@ def _program_sections(run: Path, config: dict[str, Any]) -> list[Section]:
                 else "."
             )
         )
-        plots.loo_khat(khat, run / "loo_khat.png")
+        plots.loo_khat(khat, run.file("loo_khat.png"))
+        run.record("loo_khat.png")
         loo_section.add_figure(run, "loo_khat.png", "PSIS-LOO Pareto k̂ per data point")
         sections.append(loo_section)
 
-    comparison = run / "comparison.csv"
-    if comparison.exists():
-        frame = read_csv(comparison)
+    frame = run.csv("comparison.csv")
+    if frame is not None:
         section = Section("The guide against NUTS")
         good = int(frame["agrees"].sum())
         section.text.append(

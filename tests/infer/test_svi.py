@@ -353,6 +353,71 @@ def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, digits):
         )
 
 
+def test_a_checkpoint_that_cannot_be_written_stops_and_keeps_the_previous_one(
+    tmp_path, digits, monkeypatch
+):
+    import errno
+
+    import bayesvae.infer.checkpoint as checkpoint_module
+    from bayesvae.infer.checkpoint import CheckpointWriteError
+    from bayesvae.runs.files import atomic_write
+
+    writes, real_write = [], checkpoint_module.write_torch
+
+    def disk_fills_up(path, payload):
+        writes.append(payload["epoch"])
+        if payload["epoch"] < 2:
+            return real_write(path, payload)
+
+        def half_then_full(handle):
+            handle.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        return atomic_write(path, half_then_full)
+
+    monkeypatch.setattr(checkpoint_module, "write_torch", disk_fills_up)
+    with pytest.raises(CheckpointWriteError, match="No space left on device.*previous one is kept"):
+        bayesvae.fit(
+            small_vae(),
+            digits.x[:128],
+            epochs=3,
+            batch_size=64,
+            progress=False,
+            checkpoint_dir=tmp_path,
+        )
+    assert writes[-1] == 2
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temp file
+
+
+def test_checkpoint_every_writes_last_pt_every_n_rows_and_after_the_last(
+    tmp_path, digits, monkeypatch
+):
+    import bayesvae.infer.checkpoint as checkpoint_module
+
+    written = []
+    real = checkpoint_module.save_checkpoint
+
+    def record(path, payload):
+        written.append((path.name, payload["epoch"]))
+        return real(path, payload)
+
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", record)
+    bayesvae.fit(
+        small_vae(),
+        digits.x[:128],
+        epochs=5,
+        batch_size=64,
+        progress=False,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=2,
+    )
+    assert [epoch for name, epoch in written if name == "last.pt"] == [2, 4, 5]
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 5
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        bayesvae.fit(small_vae(), digits.x[:64], epochs=1, checkpoint_every=0, progress=False)
+
+
 def test_evaluate_matches_the_models_own_elbo(digits):
     vae = small_vae()
     x = torch.as_tensor(digits.x[:400])

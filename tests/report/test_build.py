@@ -112,6 +112,9 @@ def test_a_run_records_its_versions_and_the_report_shows_them(tmp_path, digits):
     }
     config["versions"]["torch"] = "1.0.0-recorded"  # the report shows the record, not now
     (run / "config.yaml").write_text(_yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="config.yaml is not the file this run saved"):
+        build_report(run)  # a hand edit is caught by the manifest ...
+    (run / "manifest.json").unlink()  # ... and accepted once the manifest is removed
     html = build_report(run).html.read_text()
     assert "versions at fit time" in html and "torch 1.0.0-recorded" in html
     assert str(tmp_path) not in html  # the folder's name, never its absolute path

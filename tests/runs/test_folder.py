@@ -3,8 +3,8 @@ import torch
 import yaml
 
 import bayesvae
-from bayesvae.infer.checkpoint import atomic_write, load, read_config, save_model
 from bayesvae.models import VAE
+from bayesvae.runs import atomic_write, load, read_config, save_model
 
 
 @pytest.mark.parametrize(
@@ -118,23 +118,33 @@ def test_a_pickle_payload_is_refused_and_never_runs(tmp_path, digits, victim):
     import torch
 
     import bayesvae
-    from bayesvae.infer.checkpoint import UnsafeFileError
+    from bayesvae.runs import UnsafeFileError
 
     run = tmp_path / "run"
     vae = bayesvae.VAE(64, latent_dim=2, hidden_dims=(16,), seed=0)
     result = bayesvae.fit(
-        vae, digits.x[:128], epochs=1, batch_size=64, progress=False, checkpoint_dir=run
+        vae,
+        digits.x[:128],
+        epochs=1,
+        batch_size=64,
+        progress=False,
+        checkpoint_dir=run / "checkpoints",
     )
     result.save(run)
     marker = tmp_path / "pwned"
-    torch.save({"format": 2, "state_dict": _Payload(marker)}, run / victim)
+    planted = run / victim if victim == "model.pt" else run / "checkpoints" / victim
+    torch.save({"format": 2, "state_dict": _Payload(marker)}, planted)
+    if victim == "model.pt":  # the manifest already refuses a changed file; without one:
+        with pytest.raises(ValueError, match="not the file this run saved"):
+            bayesvae.load(run)
+        (run / "manifest.json").unlink()
     with pytest.raises(UnsafeFileError, match=victim):
         if victim == "model.pt":
             bayesvae.load(run)
         else:
             from bayesvae.infer.checkpoint import load_checkpoint
 
-            load_checkpoint(run / victim)
+            load_checkpoint(planted)
     if victim == "last.pt":
         with pytest.raises(UnsafeFileError, match=victim):
             bayesvae.fit(
@@ -143,7 +153,7 @@ def test_a_pickle_payload_is_refused_and_never_runs(tmp_path, digits, victim):
                 epochs=2,
                 batch_size=64,
                 progress=False,
-                checkpoint_dir=run,
+                checkpoint_dir=run / "checkpoints",
                 resume=True,
             )
     assert not marker.exists()
@@ -158,6 +168,7 @@ def test_format_1_run_folders_are_refused_with_the_reason(tmp_path, digits):
     run = bayesvae.fit(vae, digits.x[:64], epochs=1, progress=False).save(tmp_path / "run")
     state = torch.load(run / "model.pt", weights_only=True)
     torch.save({**state, "format": 1}, run / "model.pt")
+    (run / "manifest.json").unlink()  # as a folder of that version had none
     with pytest.raises(ValueError, match="format 1 run folders"):
         bayesvae.load(run)
 
@@ -165,7 +176,7 @@ def test_format_1_run_folders_are_refused_with_the_reason(tmp_path, digits):
 def test_constraints_round_trip_as_names():
     from torch.distributions import constraints
 
-    from bayesvae.infer.checkpoint import _constraint_from_spec, _constraint_spec
+    from bayesvae.runs.state import constraint_from_spec, constraint_spec
 
     for constraint in (
         constraints.positive,
@@ -174,10 +185,10 @@ def test_constraints_round_trip_as_names():
         constraints.corr_cholesky,
         constraints.real,
     ):
-        assert _constraint_from_spec(_constraint_spec(constraint, "p")) is constraint
-    rebuilt = _constraint_from_spec(_constraint_spec(constraints.interval(0.5, 2.0), "p"))
+        assert constraint_from_spec(constraint_spec(constraint, "p")) is constraint
+    rebuilt = constraint_from_spec(constraint_spec(constraints.interval(0.5, 2.0), "p"))
     assert (rebuilt.lower_bound, rebuilt.upper_bound) == (0.5, 2.0)
-    rebuilt = _constraint_from_spec(_constraint_spec(constraints.greater_than(-1.0), "p"))
+    rebuilt = constraint_from_spec(constraint_spec(constraints.greater_than(-1.0), "p"))
     assert rebuilt.lower_bound == -1.0
     with pytest.raises(ValueError, match="cannot record"):
-        _constraint_spec(constraints.integer_interval(0, 3), "p")
+        constraint_spec(constraints.integer_interval(0, 3), "p")
