@@ -42,51 +42,130 @@ __all__ = [
 MAX_SAVED_LOG_LIKELIHOOD = 5_000_000
 
 
-class AnomalyMixture(AnomalyMixtureModel):
-    """A Gaussian mixture for normal data plus a broad anomaly component, as a scikit-learn style
-    estimator: ``fit(X)`` by SVI (``bayesvae.fit``, enumerated assignments) or NUTS
-    (``bayesvae.mcmc`` on the NumPyro twin), then ``predict``, ``anomaly_proba``,
-    ``decision_function``, ``score_samples``. The Pyro model, guide and queries are
-    :class:`~bayesvae.models.anomaly.AnomalyMixtureModel`'s (its arguments are this class's);
-    fitting lives here, in the workflow layer, so the model never imports the fit loop.
+class _PicklesItsModel:
+    """Pickling for an estimator whose fitted family model is ``model_``: the model travels as
+    its family, config and state (Pyro tags trained parameters with weak references, which
+    ``pickle`` cannot store); ``result_`` (the fit loop's result, which holds the live model)
+    is left out, so an unpickled estimator predicts as the original and has ``result_ = None``.
     """
+
+    def __getstate__(self) -> dict[str, Any]:
+        from bayesvae.runs import model_to_dict
+
+        state = dict(super().__getstate__())  # type: ignore[misc]  # a copy, never __dict__
+        if "model_" in state:
+            state["model_"] = model_to_dict(state["model_"])
+        if "result_" in state:
+            state["result_"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from bayesvae.runs import model_from_dict
+
+        if "model_" in state:
+            state = {**state, "model_": model_from_dict(state["model_"])}
+        super().__setstate__(state)  # type: ignore[misc]
+
+
+class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
+    """A Gaussian mixture for normal data plus a broad anomaly component, as a scikit-learn
+    outlier detector: ``fit(X)`` by SVI (``bayesvae.fit``, enumerated assignments) or NUTS
+    (``bayesvae.mcmc`` on the NumPyro twin), then ``predict``, ``predict_proba``,
+    ``anomaly_proba``, ``decision_function``, ``score_samples``. It passes scikit-learn's
+    ``check_estimator`` (clone, pipelines, pickling, ``NotFittedError``, input validation).
+
+    The Pyro model, guide and queries are
+    :class:`~bayesvae.models.anomaly.AnomalyMixtureModel`'s (its arguments are this class's;
+    see there); after ``fit`` it is ``model_``, to save, load or run your own SVI loop on.
+
+    Attributes (after :meth:`fit`): ``model_`` the fitted model; ``result_`` the
+    :class:`~bayesvae.infer.FitResult` or :class:`~bayesvae.infer.mcmc.MCMCResult`;
+    ``n_features_in_`` (and ``feature_names_in_`` for a DataFrame); ``offset_``;
+    ``contamination_`` the posterior mean anomaly rate.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance: str = "diag",
+        contamination: float = 0.05,
+        contamination_strength: float = 20.0,
+        anomaly_scale: float = 4.0,
+        reg_covar: float = 1e-3,
+        lkj_concentration: float = 2.0,
+        method: str = "svi",
+        guide_type: str = "meanfield",
+        epochs: int = 300,
+        batch_size: int = 2048,
+        lr: float = 0.02,
+        num_warmup: int = 500,
+        num_samples: int = 500,
+        num_chains: int = 4,
+        num_posterior_draws: int = 200,
+        threshold: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance = covariance
+        self.contamination = contamination
+        self.contamination_strength = contamination_strength
+        self.anomaly_scale = anomaly_scale
+        self.reg_covar = reg_covar
+        self.lkj_concentration = lkj_concentration
+        self.method = method
+        self.guide_type = guide_type
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.num_posterior_draws = num_posterior_draws
+        self.threshold = threshold
+        self.seed = seed
+
+    def build_model(self) -> AnomalyMixtureModel:
+        """A new, unfitted :class:`AnomalyMixtureModel` with these settings (validated:
+        ``ValueError``/``TypeError`` naming the first bad one)."""
+        return AnomalyMixtureModel(**self.get_params())
 
     def fit(self, X: Any, y: Any = None, *, progress: bool = False) -> AnomalyMixture:
         """Fit to raw features ``X`` (N, D) by ``self.method``; ``y`` is ignored (unsupervised,
-        accepted for scikit-learn pipelines). Returns ``self``; ``result_`` holds the
-        :class:`~bayesvae.infer.FitResult` or :class:`~bayesvae.infer.mcmc.MCMCResult`."""
-        z = self.prepare(X)
-        if self.method == "svi":
-            self.result_ = svi_fit(
-                self,
+        accepted for scikit-learn pipelines). Returns ``self``."""
+        model = self.build_model()  # bad settings fail before the data are read
+        X = self._validate(X, reset=True)
+        if model.method == "svi":
+            result: Any = svi_fit(
+                model,
                 X,
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                seed=self.seed,
+                epochs=model.epochs,
+                batch_size=model.batch_size,
+                lr=model.lr,
+                seed=model.seed,
                 progress=progress,
                 device="cpu",
-                eval_size=min(len(z), 5000),
+                eval_size=min(len(X), 5000),
             )
-            draws = self._guide_draws()
-            if self.guide_type == "meanfield":
+            draws = model._guide_draws()
+            if model.guide_type == "meanfield":
                 store = pyro.get_param_store()
-                mean = store[f"{self.pyro_name}.contamination_mean"].detach()
-                concentration = store[f"{self.pyro_name}.contamination_concentration"].detach()
-                self.contamination_beta.copy_(
+                mean = store[f"{model.pyro_name}.contamination_mean"].detach()
+                concentration = store[f"{model.pyro_name}.contamination_concentration"].detach()
+                model.contamination_beta.copy_(
                     torch.stack([mean * concentration, (1 - mean) * concentration])
                 )
         else:
-            self.result_ = mcmc(
-                self,
+            result = mcmc(
+                model,
                 X,
-                num_warmup=self.num_warmup,
-                num_samples=self.num_samples,
-                num_chains=self.num_chains,
-                seed=self.seed,
+                num_warmup=model.num_warmup,
+                num_samples=model.num_samples,
+                num_chains=model.num_chains,
+                seed=model.seed,
                 progress=progress,
             )
-            posterior = self.result_.inference_data.posterior
+            posterior = result.inference_data.posterior
             draws = {}
             for name in SITES:
                 if name in posterior:
@@ -94,13 +173,118 @@ class AnomalyMixture(AnomalyMixtureModel):
                     flat = value.reshape((-1,) + value.shape[2:])
                     draws[name] = torch.as_tensor(np.array(flat))
         for name, value in draws.items():
-            getattr(self, f"posterior_{name}").copy_(value)
-        self.fitted.fill_(True)
+            getattr(model, f"posterior_{name}").copy_(value)
+        model.fitted.fill_(True)
+        model.result_ = result
+        self.model_, self.result_ = model, result
         return self
 
-    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
-        """``fit(X).predict(X)``."""
-        return self.fit(X).predict(X)
+    def _validate(self, X: Any, *, reset: bool) -> np.ndarray:
+        """scikit-learn's input checks (2-D, numeric, finite, not sparse, at least 2 rows and
+        the fitted number of features), as float64."""
+        from sklearn.utils.validation import validate_data
+
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        return validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=2)
+
+    def _fitted_model(self, X: Any) -> tuple[AnomalyMixtureModel, np.ndarray]:
+        from sklearn.utils.validation import check_is_fitted, validate_data
+
+        check_is_fitted(self)
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        return self.model_, validate_data(self, X, reset=False, dtype=np.float64)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Posterior responsibilities ``(N, K + 1)``, the last column P(anomaly | x)."""
+        model, X = self._fitted_model(X)
+        return model.predict_proba(X)
+
+    def anomaly_proba(self, X: Any) -> np.ndarray:
+        """P(anomaly | x) for each row of ``X``: ``(N,)``."""
+        model, X = self._fitted_model(X)
+        return model.anomaly_proba(X)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """``(N,)`` normality score ``log P(normal | x) - log P(anomaly | x)``: higher is more
+        normal (scikit-learn's convention)."""
+        model, X = self._fitted_model(X)
+        return model.score_samples(X)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``(N,)``: negative for rows flagged as anomalies (P(anomaly | x) > threshold)."""
+        model, X = self._fitted_model(X)
+        return model.decision_function(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """``(N,)`` integers: 1 normal, -1 anomaly (P(anomaly | x) > threshold)."""
+        model, X = self._fitted_model(X)
+        return model.predict(X)
+
+    def log_likelihood(self, X: Any) -> np.ndarray:
+        """Pointwise ``log p(x_n | draw)``, ``(S, N)`` (see the model's)."""
+        model, X = self._fitted_model(X)
+        return model.log_likelihood(X)
+
+    @property
+    def offset_(self) -> float:
+        """``decision_function = score_samples - offset_``."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        return self.model_.offset_
+
+    @property
+    def contamination_(self) -> float:
+        """Posterior mean of the contamination (anomaly weight)."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        return self.model_.contamination_
+
+    def contamination_interval(self, prob: float = 0.9) -> tuple[float, float]:
+        """Central ``prob`` posterior interval of the contamination."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        return self.model_.contamination_interval(prob)
+
+    def to_inference_data(self, X: Any = None) -> Any:
+        """ArviZ ``InferenceData`` of the fit (see the model's)."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)
+        return self.model_.to_inference_data(X)
+
+    def save(self, path: str | Path | RunWriter) -> Path:
+        """Write the fitted model as a run folder (config.yaml, model.pt, metrics.csv for SVI);
+        :meth:`load` rebuilds the estimator."""
+        from sklearn.utils.validation import check_is_fitted
+
+        from bayesvae.runs import save_model
+
+        check_is_fitted(self)
+        history = self.result_.history if self.model_.method == "svi" else None
+        return save_model(self.model_, path, history=history, fit_config={"method": self.method})
+
+    @classmethod
+    def load(cls, path: str | Path) -> AnomalyMixture:
+        """The estimator of a run folder written by :meth:`save` or ``bayesvae anomaly``."""
+        from bayesvae.runs import load
+
+        model = load(path)
+        if not isinstance(model, AnomalyMixtureModel):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not an AnomalyMixture.")
+        estimator = cls(**model.get_params())
+        estimator.model_, estimator.result_ = model, None
+        estimator.n_features_in_ = int(model.config["n_features"])
+        return estimator
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False  # seeded: the same seed gives the same fit on the CPU
+        return tags
 
 
 def ranking_metrics(labels: Any, anomaly_score: Any) -> dict[str, float]:
@@ -172,11 +356,11 @@ class AnomalyRun:
         ``posterior.nc`` (its pointwise log-likelihood only when it has at most
         :data:`MAX_SAVED_LOG_LIKELIHOOD` values). The folder is saved whole
         (:class:`bayesvae.runs.RunWriter`): a run already at ``out`` is replaced."""
+        from bayesvae.infer.svi import FitResult
         from bayesvae.report import plots
         from bayesvae.runs import save_model, writing
 
-        model, result = self.model, self.model.result_
-        from bayesvae.infer.svi import FitResult
+        model, result = self.model.model_, self.model.result_
 
         svi = isinstance(result, FitResult)
         history = result.history if svi else None
@@ -205,8 +389,7 @@ class AnomalyRun:
 
     def _saved_inference_data(self) -> Any:
         """The MCMC posterior to save (without a pointwise log-likelihood too big to keep)."""
-        model = self.model
-        idata = model.to_inference_data()
+        idata = self.model.to_inference_data()
         if "log_likelihood" in idata.groups():
             pointwise = idata.log_likelihood["obs"]
             if pointwise.size > MAX_SAVED_LOG_LIKELIHOOD:  # e.g. 11k rows x 2000 draws
@@ -239,7 +422,8 @@ def detect_anomalies(
     """
     import pandas as pd
 
-    model = AnomalyMixture(**model_options)  # bad options fail here, before reading data
+    model = AnomalyMixture(**model_options)
+    model.build_model()  # bad options fail here, before the data are read
     if isinstance(source, (str, os.PathLike)) or hasattr(source, "columns"):
         if labels is not None:
             raise ValueError(
@@ -275,12 +459,12 @@ def detect_anomalies(
 VAE_SCORES = ("elbo", "iwae")
 
 
-class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
+class VAEAnomalyDetector(_PicklesItsModel, OutlierMixin, BaseEstimator):
     """Anomaly detection with a VAE, in scikit-learn's outlier-detector conventions.
 
     A :class:`~bayesvae.models.VAE` is fitted to the (mostly normal) training data; a point's
-    anomaly score is its negative ELBO (``score="elbo"``) or its negative importance-weighted
-    ``log p(x)`` (``score="iwae"``, ``num_samples`` particles). The KL term is kept: unlike
+    anomaly score is its negative ELBO (``scoring="elbo"``) or its negative importance-weighted
+    ``log p(x)`` (``scoring="iwae"``, ``num_samples`` particles). The KL term is kept: unlike
     PyOD's VAE default, which scores by reconstruction error alone, both scores are (bounds on)
     the model's density, so points the encoder maps to unusual latents count as anomalous too.
 
@@ -289,8 +473,10 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         likelihood: ``"gaussian"`` (tabular data; features standardized with the training mean
             and standard deviation, and a learned per-feature scale) or ``"bernoulli"`` (data in
             [0, 1], e.g. images; used as given).
-        score: ``"elbo"`` or ``"iwae"``.
-        num_samples: guide draws per point for the score (the ELBO's average, or IWAE's ``K``).
+        scoring: ``"elbo"`` or ``"iwae"``.
+        num_samples: guide draws per point for the score (the ELBO's average, or IWAE's ``K``);
+            every row uses the same draws (common random numbers), so a row's score does not
+            depend on the rows scored with it.
         contamination: expected share of anomalies in the training data, in (0, 0.5]; sets the
             threshold of :meth:`predict` at that quantile of the training scores.
         epochs, batch_size, lr: training (:func:`bayesvae.fit`).
@@ -316,7 +502,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         encoder: str = "mlp",
         likelihood: str = "gaussian",
         beta: float = 1.0,
-        score: str = "elbo",
+        scoring: str = "elbo",
         num_samples: int = 10,
         contamination: float = 0.1,
         epochs: int = 100,
@@ -330,7 +516,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self.encoder = encoder
         self.likelihood = likelihood
         self.beta = beta
-        self.score = score
+        self.scoring = scoring
         self.num_samples = num_samples
         self.contamination = contamination
         self.epochs = epochs
@@ -342,21 +528,25 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
     def _check_options(self) -> None:
         from bayesvae.data.validation import check_choice, check_positive_int
 
-        check_choice("score", self.score, VAE_SCORES)
+        check_choice("scoring", self.scoring, VAE_SCORES)
         check_positive_int("num_samples", self.num_samples)
         if isinstance(self.contamination, bool) or not (
             isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5
         ):
             raise ValueError(f"contamination must lie in (0, 0.5], got {self.contamination!r}.")
 
-    def _prepare(self, name: str, X: Any) -> Any:
+    def _prepare(self, name: str, X: Any, *, reset: bool = False) -> Any:
+        """scikit-learn's input checks (numeric, finite, not sparse, ``(N, ...)``, at least 2
+        rows to fit, the fitted number of features), then the fitted standardization."""
         import torch
+        from sklearn.utils.validation import validate_data
 
-        from bayesvae.data.validation import as_float_tensor
-
-        x = as_float_tensor(name, X)
-        if x.dim() < 2 or x.shape[0] == 0:
-            raise ValueError(f"{name} must be a non-empty (N, ...) array, got {tuple(x.shape)}.")
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        array = validate_data(
+            self, X, reset=reset, dtype=np.float32, allow_nd=True, ensure_min_samples=1 + reset
+        )
+        x = torch.as_tensor(array)
         if hasattr(self, "model_") and tuple(x.shape[1:]) != self.model_.input_shape:
             raise ValueError(
                 f"{name} rows must have shape {self.model_.input_shape} (as in fit), got "
@@ -376,10 +566,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self._check_options()
         for attribute in ("model_", "mean_", "scale_"):
             self.__dict__.pop(attribute, None)
-        x = self._prepare("X", X)
+        x = self._prepare("X", X, reset=True)
         if self.likelihood == "gaussian":
-            if len(x) < 2:
-                raise ValueError(f"X needs at least 2 rows to fit, got {len(x)}.")
             mean, std = x.mean(0), x.std(0)
             constant = torch.nonzero((std <= 1e-12).reshape(-1)).reshape(-1).tolist()
             if constant:
@@ -408,23 +596,29 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             progress=self.progress,
         )
         self.model_, self.history_ = result.model, result.history
-        self.n_features_in_ = int(np.prod(x.shape[1:]))
         self.offset_ = float(np.quantile(self._scores(x), self.contamination))
         return self
 
     def _scores(self, x: Any) -> np.ndarray:
         """ELBO or IWAE bound per row of prepared ``x`` (nats; higher = more normal)."""
-        if self.score == "elbo":
-            values = self.model_.elbo(x, num_samples=self.num_samples, seed=self.seed)
+        if self.scoring == "elbo":
+            values = self.model_.elbo(
+                x, num_samples=self.num_samples, seed=self.seed, common_noise=True
+            )
         else:
             values = self.model_.log_likelihood(
-                x, num_samples=self.num_samples, seed=self.seed, particle_batch=500
+                x,
+                num_samples=self.num_samples,
+                seed=self.seed,
+                particle_batch=500,
+                common_noise=True,
             )
         return values.numpy().astype(np.float64)
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise ValueError("this VAEAnomalyDetector is not fitted yet; call fit(X) first.")
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self)  # NotFittedError, as scikit-learn's own detectors
 
     def score_samples(self, X: Any) -> np.ndarray:
         """``(N,)`` the ELBO (or IWAE bound) of each row in nats: higher is more normal
@@ -434,6 +628,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``(N,)``: negative for rows flagged as anomalies."""
+        self._check_fitted()
         return self.score_samples(X) - self.offset_
 
     def predict(self, X: Any) -> np.ndarray:
@@ -472,10 +667,12 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
                 f"{path} holds no VAEAnomalyDetector (no fit.detector in config.yaml)."
             )
         params = dict(saved["params"], hidden_dims=tuple(saved["params"]["hidden_dims"]))
+        if "score" in params:  # saved before the option was renamed scoring
+            params["scoring"] = params.pop("score")
         detector = cls(**params)
         detector.model_ = load(path)
         detector.offset_ = float(saved["offset"])
-        detector.n_features_in_ = int(np.prod(detector.model_.input_shape))
+        detector.n_features_in_ = int(detector.model_.input_shape[0])
         if saved["mean"] is not None:
             detector.mean_ = np.asarray(saved["mean"], dtype=np.float32)
             detector.scale_ = np.asarray(saved["scale"], dtype=np.float32)

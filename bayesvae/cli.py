@@ -77,10 +77,40 @@ def _as_images(dataset: Any) -> Any:
     return replace(dataset, x=dataset.x.reshape(len(dataset), *dataset.image_shape))
 
 
-def _vae_diagnostics(model: Any, data: tuple[Any, ...], run: Any, seed: int) -> None:
+class _Stages:
+    """A progress bar over the named stages of a long job (in a terminal, unless
+    ``--no-progress``): ``with _Stages(args, n) as stage: stage("PSIS"); ...``."""
+
+    def __init__(self, args: argparse.Namespace, total: int, desc: str = "report") -> None:
+        self.bar = None
+        if _show_progress(args):
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="stage", leave=False)
+        self.started = False
+
+    def __call__(self, name: str) -> None:
+        if self.bar is not None:
+            if self.started:
+                self.bar.update(1)
+            self.bar.set_postfix_str(name)
+        self.started = True
+
+    def __enter__(self) -> _Stages:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.update(self.bar.total - self.bar.n)
+            self.bar.close()
+
+
+def _vae_diagnostics(
+    model: Any, data: tuple[Any, ...], run: Any, seed: int, stage: Any = lambda name: None
+) -> None:
     """Write ``diagnostics.json`` (VAE checks, per-point PSIS k̂), ``posterior.nc`` and
     ``khat.png`` into the run being written (a :class:`~bayesvae.runs.RunWriter`) for the report;
-    ``data``: ``(x,)`` or ``(x, y)`` for a conditional model."""
+    ``data``: ``(x,)`` or ``(x, y)`` for a conditional model; ``stage(name)`` marks progress."""
     import warnings
 
     import numpy as np
@@ -88,11 +118,14 @@ def _vae_diagnostics(model: Any, data: tuple[Any, ...], run: Any, seed: int) -> 
     from bayesvae.diagnostics import psis_diagnostic, svi_to_inference_data, vae_diagnostics
     from bayesvae.report import plots
 
+    stage("VAE checks")
     with warnings.catch_warnings():  # collapse is reported in the report itself
         warnings.simplefilter("ignore", UserWarning)
         vae = vae_diagnostics(model, *data, num_samples=200, seed=seed)
     training_data = model.check_data(*data)
+    stage("PSIS k-hat")
     psis = psis_diagnostic(model, *(t[:300] for t in training_data), num_samples=500, seed=seed)
+    stage("posterior draws")
     idata = svi_to_inference_data(
         model, *(t[:100] for t in training_data), num_samples=100, seed=seed
     )
@@ -286,11 +319,13 @@ def _write_vae_run(
         plots.latent_scatter(loc, shown.y[:2000], run.file("latent.png"))
     _latent_figures(model, shown, train.image_shape, run)
     if args.report:
-        data = (shown.x[:1000], shown.y[:1000]) if conditional else (shown.x[:1000],)
-        _vae_diagnostics(model, tuple(torch.as_tensor(d) for d in data), run, args.seed)
         from bayesvae.report import build
 
-        build(run.reader())
+        data = (shown.x[:1000], shown.y[:1000]) if conditional else (shown.x[:1000],)
+        with _Stages(args, 4) as stage:
+            _vae_diagnostics(model, tuple(torch.as_tensor(d) for d in data), run, args.seed, stage)
+            stage("report")
+            build(run.reader())
 
 
 def _parse_arm(text: str) -> tuple[str, int, int]:
@@ -418,11 +453,13 @@ def _save_and_print(run: Any, args: argparse.Namespace) -> None:
     if args.out:
         from bayesvae.runs import RunWriter
 
-        with RunWriter(args.out, overwrite=True) as writer:
+        with RunWriter(args.out, overwrite=True) as writer, _Stages(args, 2, "save") as stage:
+            stage("run folder")
             run.save(writer)
             if args.report:
                 from bayesvae.report import build
 
+                stage("report")
                 build(writer.reader())
     print(json.dumps(run.to_dict()) if args.json else run.table())
 
@@ -463,7 +500,7 @@ def _run_vae_anomaly(args: argparse.Namespace) -> int:
         latent_dim=args.latent_dim,
         hidden_dims=tuple(args.hidden),
         likelihood=args.likelihood,
-        score=args.score,
+        scoring=args.score,
         num_samples=args.num_samples,
         contamination=args.contamination,
         epochs=args.epochs,
@@ -673,7 +710,9 @@ def _run_fit(args: argparse.Namespace) -> int:
         comparison = compare_posteriors(svi.to_inference_data(), nuts)
         summary["guide_agrees_with_nuts"] = bool(comparison["agrees"].all())
     if out is not None:
-        paths = bayesvae.report(svi, mcmc=nuts, out=out)
+        with _Stages(args, 1) as stage:
+            stage("guide draws, PSIS, LOO, figures")
+            paths = bayesvae.report(svi, mcmc=nuts, out=out)
         summary["report"] = str(paths.html)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -53,7 +53,7 @@ def one_class_mnist(root: Path, quick: bool) -> list[dict]:
         detector.fit(x_train)
         labels = (y_test != digit).astype(int)
         elbo_auc = ranking_metrics(labels, -detector.score_samples(x_test))["aucroc"]
-        detector.set_params(score="iwae", num_samples=10 if quick else 100)
+        detector.set_params(scoring="iwae", num_samples=10 if quick else 100)
         iwae_auc = ranking_metrics(labels, -detector.score_samples(x_test))["aucroc"]
         rows.append(
             {

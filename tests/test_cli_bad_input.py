@@ -98,6 +98,18 @@ def test_long_jobs_show_a_bar_in_a_terminal_only(files, monkeypatch, quiet):
     assert ("step" in shown) != quiet, shown
 
 
+@pytest.mark.parametrize("quiet", [False, True])
+def test_saving_and_the_report_show_their_stages_in_a_terminal(files, monkeypatch, quiet):
+    import sys
+
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    args = ["anomaly", "points.npz", "--epochs", "5", "--out", "run", "--report"]
+    assert main(args + (["--no-progress"] if quiet else [])) == 0
+    shown = terminal.buffer.getvalue()
+    assert ("save" in shown and "report" in shown) != quiet, shown
+
+
 def test_no_bar_when_stderr_is_not_a_terminal(files, capsys):
     assert main(["anomaly", "points.npz", "--epochs", "5"]) == 0
     assert capsys.readouterr().err == ""

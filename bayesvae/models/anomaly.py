@@ -41,7 +41,7 @@ import torch
 from pyro.distributions import constraints
 
 from bayesvae.data.validation import check_choice, check_positive_int
-from bayesvae.models.base import PyroModel
+from bayesvae.models.base import MODEL_REGISTRY, PyroModel
 
 __all__ = [
     "AnomalyMixtureModel",
@@ -656,6 +656,10 @@ class AnomalyMixtureModel(PyroModel):
                 dims={**dims, **(dims_ll if X is not None else {})},
             )
         return idata
+
+
+# run folders written before the estimator and the model were split name the family so
+MODEL_REGISTRY.setdefault("AnomalyMixture", AnomalyMixtureModel)
 
 
 def _validate_params(config: dict[str, Any]) -> None:

@@ -113,8 +113,14 @@ class HierarchicalVAE(VAE):
         return recon, kl1, kl2
 
     def _log_weights(
-        self, x: torch.Tensor, context: torch.Tensor | None, num_samples: int
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None,
+        num_samples: int,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if noise is not None:
+            raise ValueError("common_noise is not supported by the two-layer HierarchicalVAE.")
         recon, kl1, kl2 = self._layer_log_weights(x, num_samples)
         return recon - kl1 - kl2
 

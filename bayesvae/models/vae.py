@@ -527,15 +527,36 @@ class VAE(PyroModel):
         return self.decode(loc, y)
 
     def _log_weights(
-        self, x: torch.Tensor, context: torch.Tensor | None, num_samples: int
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None,
+        num_samples: int,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``log p(x, z_k) - log q(z_k | x)`` for ``k < num_samples``: ``(num_samples, B)``."""
+        """``log p(x, z_k) - log q(z_k | x)`` for ``k < num_samples``: ``(num_samples, B)``.
+
+        ``noise``: ``(num_samples, latent_dim)`` standard-normal draws shared by every row
+        (common random numbers: ``z_k = loc + scale * noise_k``, then the flows), so a row's
+        estimate does not depend on the other rows; by default each row draws its own."""
         q = self.posterior(x, context)
-        z = q.rsample((num_samples,))
+        if noise is None:
+            z = q.rsample((num_samples,))
+        else:
+            flows = isinstance(q, dist.TransformedDistribution)
+            gaussian = q.base_dist if flows else q
+            z = gaussian.mean + gaussian.stddev * noise[:, None, :].to(gaussian.mean)
+            for transform in q.transforms if flows else ():
+                z = transform(z)
         log_q = q.log_prob(z)
         log_p = self.prior(z.shape[: z.dim() - len(q.event_shape)], x.device).log_prob(z)
         log_p = log_p + self.observation_dist(self._decoder_logits(z, context)).log_prob(x)
         return log_p - log_q
+
+    def _common_noise(self, num_samples: int) -> torch.Tensor:
+        """``(num_samples, latent_dim)`` standard-normal draws for every row (Gaussian guides)."""
+        if not self.continuous_latent:
+            raise ValueError(f"common_noise needs a Gaussian guide; {self.family} has none.")
+        return torch.randn(num_samples, self.latent_dim, device=self.device)
 
     @torch.no_grad()
     def log_likelihood(
@@ -547,6 +568,7 @@ class VAE(PyroModel):
         batch_size: int = 100,
         particle_batch: int = 500,
         seed: int | None = None,
+        common_noise: bool = False,
     ) -> torch.Tensor:
         """Importance-sampled estimate of ``log p(x)`` (``log p(x | y)`` for conditional models)
         per data point, in nats, ``(N,)``.
@@ -554,7 +576,9 @@ class VAE(PyroModel):
         ``log p(x) ≈ logsumexp_k[log p(x, z_k) - log q(z_k | x)] - log K`` with ``z_k ~ q(z | x)``
         (Burda et al. 2016); a stochastic lower bound that tightens as ``K = num_samples`` grows.
         Work is chunked over points (``batch_size``) and particles (``particle_batch``), so memory
-        stays bounded for any ``K``.
+        stays bounded for any ``K``. With ``common_noise`` every row uses the same ``K`` guide
+        noise draws, so a row's estimate is the same whatever other rows, or order, it comes with
+        (what an anomaly score needs); each estimate stays unbiased.
         """
         x = self._check_x("x", x)
         context = self._context(y, x.shape[0])
@@ -562,12 +586,15 @@ class VAE(PyroModel):
         particle_batch = check_positive_int("particle_batch", particle_batch)
         if seed is not None:
             pyro.set_rng_seed(seed)
+        noise = self._common_noise(num_samples) if common_noise else None
         out = []
         for batch, ctx in self._batches(x, context, check_positive_int("batch_size", batch_size)):
             total = torch.full((batch.shape[0],), -math.inf, device=batch.device)
             for start in range(0, num_samples, particle_batch):
                 k = min(particle_batch, num_samples - start)
-                total = torch.logaddexp(total, self._log_weights(batch, ctx, k).logsumexp(0))
+                shared = None if noise is None else noise[start : start + k]
+                weights = self._log_weights(batch, ctx, k, shared)
+                total = torch.logaddexp(total, weights.logsumexp(0))
             out.append(total - math.log(num_samples))
         return torch.cat(out).cpu()
 
@@ -580,16 +607,19 @@ class VAE(PyroModel):
         num_samples: int = 1,
         batch_size: int = 1024,
         seed: int | None = None,
+        common_noise: bool = False,
     ) -> torch.Tensor:
         """Evidence lower bound per data point (β = 1), in nats, ``(N,)``; averaged over
-        ``num_samples`` draws of ``z ~ q(z | x)``."""
+        ``num_samples`` draws of ``z ~ q(z | x)`` (the same guide noise for every row with
+        ``common_noise``, see :meth:`log_likelihood`)."""
         x = self._check_x("x", x)
         context = self._context(y, x.shape[0])
         num_samples = check_positive_int("num_samples", num_samples)
         if seed is not None:
             pyro.set_rng_seed(seed)
+        noise = self._common_noise(num_samples) if common_noise else None
         parts = [
-            self._log_weights(batch, ctx, num_samples).mean(0)
+            self._log_weights(batch, ctx, num_samples, noise).mean(0)
             for batch, ctx in self._batches(
                 x, context, check_positive_int("batch_size", batch_size)
             )

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import bayesvae
-from bayesvae.anomaly import AnomalyMixture
 from bayesvae.backends.numpyro.vae import NumPyroVAE, bernoulli_16bit
 from bayesvae.cli import main
 from bayesvae.data import ImageData
+from bayesvae.models.anomaly import AnomalyMixtureModel as AnomalyMixture
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import bayesvae
-from bayesvae.anomaly import AnomalyMixture
 from bayesvae.infer.distributed import DDPContext
+from bayesvae.models.anomaly import AnomalyMixtureModel as AnomalyMixture
 
 SCRIPT = textwrap.dedent(
     """
@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     import torch.distributed as dist
 
     import bayesvae
-    from bayesvae.anomaly import AnomalyMixture
+    from bayesvae.models.anomaly import AnomalyMixtureModel as AnomalyMixture
 
     out = sys.argv[1]
     rng = np.random.default_rng(0)

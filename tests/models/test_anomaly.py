@@ -11,7 +11,7 @@ from bayesvae.anomaly import AnomalyMixture
 from bayesvae.backends.numpyro import nuts_model
 from bayesvae.infer.mcmc import ConvergenceWarning
 from bayesvae.infer.svi import evaluate
-from bayesvae.models.anomaly import relabel_components
+from bayesvae.models.anomaly import AnomalyMixtureModel, relabel_components
 
 TRUE_RATE = 50 / 1050
 
@@ -30,7 +30,7 @@ def seed_case():
 @pytest.fixture(scope="module")
 def svi_fit(seed_case):
     X, _ = seed_case
-    return AnomalyMixture(1, seed=0).fit(X)
+    return AnomalyMixture(1, seed=0).fit(X).model_  # the fitted model and its queries
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +38,8 @@ def mcmc_fit(seed_case):
     X, _ = seed_case
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # short chains in a unit test
-        return AnomalyMixture(1, method="mcmc", num_warmup=300, num_samples=300, num_chains=2).fit(
-            X
-        )
+        estimator = AnomalyMixture(1, method="mcmc", num_warmup=300, num_samples=300, num_chains=2)
+        return estimator.fit(X).model_
 
 
 def test_svi_recovers_the_contamination_and_ranks_the_anomalies(seed_case, svi_fit):
@@ -102,7 +101,7 @@ def test_full_covariance_with_several_components():
         ]
     )
     y = np.r_[np.zeros(800), np.ones(20)]
-    model = AnomalyMixture(2, covariance="full", epochs=300, seed=0).fit(X)
+    model = AnomalyMixture(2, covariance="full", epochs=300, seed=0).fit(X).model_
     proba = model.predict_proba(X)
     assert proba.shape == (len(X), 3)
     # the two clusters go to different components (ordered along the first principal axis)
@@ -116,7 +115,7 @@ def test_full_covariance_with_several_components():
 
 def test_a_users_own_svi_loop_with_trace_enum_elbo(seed_case):
     X, y = seed_case
-    mixture = AnomalyMixture(1, guide_type="map")
+    mixture = AnomalyMixtureModel(1, guide_type="map")
     (z,) = mixture.check_data(X)  # validates and standardizes; fixes the k-means start
     svi = pyro.infer.SVI(
         mixture.model,
@@ -133,7 +132,7 @@ def test_enumerated_elbo_is_the_marginal_likelihood(seed_case):
     """With a point-mass guide, evaluate()'s recon term (assignments summed out by
     TraceEnum_ELBO) equals the mean marginal log-likelihood computed directly."""
     X, _ = seed_case
-    mixture = AnomalyMixture(1, guide_type="map", epochs=20).fit(X)
+    mixture = AnomalyMixture(1, guide_type="map", epochs=20).fit(X).model_
     (z,) = mixture.check_data(X)
     terms = evaluate(mixture, [(z,)], num_data=len(z))
     direct = mixture.log_likelihood(X).mean()
@@ -177,10 +176,12 @@ def test_scikit_learn_params_and_clone():
     assert copy.get_params() == params and copy is not model
     model.set_params(n_components=3, covariance="full")
     assert model.n_components == 3 and model.get_params()["covariance"] == "full"
-    with pytest.raises(ValueError, match="unknown parameter"):
+    with pytest.raises(ValueError, match="Invalid parameter 'bogus'"):
         model.set_params(bogus=1)
+    model.set_params(contamination=0.7)  # scikit-learn's rule: checked by fit, before work
     with pytest.raises(ValueError, match="contamination"):
-        model.set_params(contamination=0.7)
+        model.fit(np.random.default_rng(0).normal(size=(50, 2)))
+    assert not hasattr(model, "model_")
 
 
 def test_save_and_load_give_identical_scores(seed_case, svi_fit, mcmc_fit, tmp_path):
@@ -219,7 +220,9 @@ def test_svi_inference_data_supports_loo(seed_case, svi_fit):
 )
 def test_bad_options_raise(options, error, match):
     with pytest.raises(error, match=match):
-        AnomalyMixture(**options)
+        AnomalyMixtureModel(**options)
+    with pytest.raises(error, match=match):  # the estimator: at fit, before reading X
+        AnomalyMixture(**options).fit(None)
 
 
 @pytest.mark.parametrize(
@@ -240,12 +243,18 @@ def test_bad_options_raise(options, error, match):
 )
 def test_bad_data_raise_before_training(X, error, match):
     with pytest.raises(error, match=match):
+        AnomalyMixtureModel(1).check_data(X)
+    with pytest.raises((ValueError, TypeError)):  # scikit-learn's own wording first
         AnomalyMixture(1).fit(X)
 
 
 def test_scoring_checks_the_model_and_the_data(seed_case, svi_fit):
-    with pytest.raises(RuntimeError, match="not fitted"):
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
         AnomalyMixture(1).predict(np.zeros((3, 2)))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        AnomalyMixtureModel(1).predict(np.zeros((3, 2)))
     with pytest.raises(ValueError, match="5 feature.*fitted on 2"):
         svi_fit.predict(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="NaN"):
@@ -254,7 +263,7 @@ def test_scoring_checks_the_model_and_the_data(seed_case, svi_fit):
 
 def test_fit_loop_drives_the_mixture_directly(seed_case):
     X, _ = seed_case
-    mixture = AnomalyMixture(1)
+    mixture = AnomalyMixtureModel(1)
     result = bayesvae.fit(mixture, X, epochs=20, batch_size=256, lr=0.02, progress=False)
     assert result.settings["elbo"] == "enum"  # the family's default objective
     assert np.isfinite(result.history["recon"]).all()

@@ -53,7 +53,7 @@ SVI_TWINS: dict[str, Callable[[Any], Any]] = {"VAE": _vae_twin, "ProdLDA": _prod
 #: family -> builder of its NumPyro model callable for NUTS
 NUTS_MODELS: dict[str, Callable[[Any], Any]] = {
     "BetaBinomialABTest": _abtest_model,
-    "AnomalyMixture": _anomaly_model,
+    "AnomalyMixtureModel": _anomaly_model,
 }
 
 
