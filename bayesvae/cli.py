@@ -215,7 +215,7 @@ def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], run: A
 def _run_vae(args: argparse.Namespace) -> int:
 
     import bayesvae
-    from bayesvae.runs import KEPT_ENTRIES, RunWriter
+    from bayesvae.runs import RunWriter
 
     if args.conditional:
         if args.model not in ("vae", "cvae"):
@@ -237,11 +237,7 @@ def _run_vae(args: argparse.Namespace) -> int:
         return None if dataset is None else (dataset.x, dataset.y) if conditional else dataset
 
     out = Path(args.out)
-    checkpoints = out / KEPT_ENTRIES[0]
-    if args.resume and args.backend == "numpyro":
-        raise UsageError("--resume is for --backend pyro (the NumPyro loop keeps no checkpoints)")
-    if args.resume and not (checkpoints / "last.pt").is_file():
-        raise UsageError(f"--resume: no checkpoint to resume from ({checkpoints / 'last.pt'})")
+    checkpoints = _checkpoints(args)
     result = bayesvae.fit(
         model,
         fit_data(train),
@@ -256,7 +252,7 @@ def _run_vae(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         # the NumPyro loop keeps no per-epoch checkpoints; its run folder is written at the end
-        checkpoint_dir=None if args.backend == "numpyro" else checkpoints,
+        checkpoint_dir=checkpoints,
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,
         backend=args.backend,
@@ -279,6 +275,23 @@ def _run_vae(args: argparse.Namespace) -> int:
         else "\n".join(f"{key}: {value}" for key, value in summary.items())
     )
     return 0
+
+
+def _checkpoints(args: argparse.Namespace) -> Path | None:
+    """``--out/checkpoints`` for a Pyro-backend run with ``--out`` (``None`` otherwise), after
+    checking ``--resume`` has a checkpoint to continue from."""
+    from bayesvae.runs import KEPT_ENTRIES
+
+    if args.resume and args.backend == "numpyro":
+        raise UsageError("--resume is for --backend pyro (the NumPyro loop keeps no checkpoints)")
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out DIR (the run whose checkpoints/ it continues)")
+    if not args.out or args.backend == "numpyro":
+        return None
+    folder = Path(args.out) / KEPT_ENTRIES[0]
+    if args.resume and not (folder / "last.pt").is_file():
+        raise UsageError(f"--resume: no checkpoint to resume from ({folder / 'last.pt'})")
+    return folder
 
 
 def _write_vae_run(
@@ -556,6 +569,9 @@ def _run_topics(args: argparse.Namespace) -> int:
         max_df=args.max_df,
         seed=args.seed,
         progress=not args.no_progress,
+        checkpoint_dir=_checkpoints(args),
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
     )
     _save_and_print(run, args)
     return 0
@@ -738,6 +754,21 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint up to --epochs (same options)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="write --out/checkpoints/last.pt every N epochs (default 1)",
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from bayesvae.infer.objectives import OBJECTIVES
     from bayesvae.models.program import AUTOGUIDES
@@ -759,18 +790,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     vae.add_argument("--out", required=True, help="run folder to write")
     vae.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    vae.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last checkpoint up to --epochs (same options)",
-    )
-    vae.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=1,
-        metavar="N",
-        help="write --out/checkpoints/last.pt every N epochs (default 1)",
-    )
+    _add_checkpoint_options(vae)
     vae.add_argument("--epochs", type=int, default=20)
     vae.add_argument("--latent-dim", type=int, default=2)
     vae.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer widths")
@@ -981,6 +1001,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out", help="run folder: model, vocabulary, topics.csv, doc_topics.csv, top_words.png"
     )
     topics.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    _add_checkpoint_options(topics)
     topics.add_argument(
         "--report", action="store_true", help="also write report.html and report.md into --out"
     )

@@ -208,6 +208,9 @@ def fit_topics(
     eval_bow: Any = None,
     seed: int = 0,
     progress: bool = False,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
     **model_options: Any,
 ) -> TopicRun:
     """Fit ProdLDA with ``num_topics`` topics to ``source`` (see :func:`as_corpus`).
@@ -216,9 +219,12 @@ def fit_topics(
     ``"numpyro"`` trains the NumPyro/Equinox twin with a jitted epoch loop. The paper's Adam
     settings are the defaults (lr 0.002, beta1 0.99), batch 200. NPMI is measured against
     ``reference`` (a bag of words over the same vocabulary; default: the training corpus), the
-    perplexity bound on ``eval_bow`` (default: the training corpus).
+    perplexity bound on ``eval_bow`` (default: the training corpus). ``checkpoint_dir``,
+    ``checkpoint_every`` and ``resume`` are :func:`bayesvae.fit`'s (Pyro backend only).
     """
     check_choice("backend", backend, BACKENDS)
+    if backend != "pyro" and (checkpoint_dir is not None or resume):
+        raise ValueError("checkpoint_dir and resume are for backend='pyro'.")
     corpus = as_corpus(
         source,
         column=column,
@@ -249,6 +255,9 @@ def fit_topics(
             seed=seed,
             progress=progress,
             device="cpu",
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
         )
         history = result.history
         model.eval()

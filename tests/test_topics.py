@@ -126,6 +126,17 @@ def test_empty_corpus_raises(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore::bayesvae.diagnostics.topics.TopicCollapseWarning")
+def test_topics_resume_continues_from_the_checkpoints(corpus_file, tmp_path):
+    out = tmp_path / "run"
+    common = ["topics", str(corpus_file), "--topics", "2", "--min-df", "1", "--max-df", "1.0"]
+    common += ["--batch-size", "50", "--no-progress", "--out", str(out)]
+    assert main([*common, "--epochs", "2"]) == 0
+    assert (out / "checkpoints" / "last.pt").is_file()
+    assert main([*common, "--epochs", "4", "--resume", "--checkpoint-every", "2"]) == 0
+    assert pd.read_csv(out / "metrics.csv")["epoch"].tolist() == [1, 2, 3, 4]
+    assert main([*common, "--epochs", "4", "--resume", "--backend", "numpyro"]) == 2
+
+
 def test_fit_topics_on_a_bag_of_words_with_reference():
     rng = np.random.default_rng(1)
     bow = rng.poisson(1.0, size=(100, 20))
