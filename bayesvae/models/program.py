@@ -306,6 +306,22 @@ class ProgramSites:
         """Deepest plate nesting seen (0 without plates)."""
         return max((-dim for _, _, dim in self.plates.values()), default=0)
 
+    def local_plate(self) -> str | None:
+        """The plate every latent and every observed site sits in, when there is one (the
+        latents are then per data point, e.g. a VAE written as a program): per-point PSIS k̂
+        applies to it. ``None`` for programs with global latents."""
+        shared: set[str] | None = None
+        for name in self.latent + self.observed:
+            frames = {
+                frame.name
+                for frame in self._trace.nodes[name]["cond_indep_stack"]
+                if frame.vectorized and frame.size is not None
+            }
+            shared = frames if shared is None else shared & frames
+        if not shared or not self.latent:
+            return None
+        return max(shared, key=lambda plate: self.plates[plate][0])  # the data plate
+
     def data_size(self) -> int:
         """Points the ELBO is normalised by: the largest full size of a plate holding an
         observed site (1 without one)."""

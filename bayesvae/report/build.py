@@ -174,6 +174,12 @@ def _svi_section(run: RunFolder, config: dict[str, Any]) -> list[Section]:
         )
         if psis.get("khat") is not None:
             text += f"; k̂ = {psis['khat']:.3f}."
+            if psis.get("khat_median") is not None:
+                text += (
+                    f" Per data point (every latent is in plate {psis['local_plate']!r}): "
+                    f"median k̂ {psis['khat_median']:.3f}, {psis['share_bad_points']:.1%} of "
+                    "points with k̂ >= 0.7."
+                )
         else:
             text += (
                 f"; per data point: median k̂ {psis['khat_median']:.3f}, "

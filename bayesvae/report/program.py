@@ -19,7 +19,7 @@ import numpy as np
 from bayesvae.diagnostics.compare import GUIDE_MEAN_TOLERANCE, _scalar_draws, compare_posteriors
 from bayesvae.infer.mcmc import MCMCResult
 from bayesvae.infer.svi import FitResult
-from bayesvae.models.program import PyroProgram, named_inputs
+from bayesvae.models.program import PyroProgram, inspect_sites, named_inputs
 from bayesvae.report.build import (
     DIAGNOSTICS_FILE,
     Report,
@@ -143,6 +143,19 @@ def _write_psis(svi: FitResult, run: RunWriter, seed: int) -> None:
     args, kwargs = svi.data  # type: ignore[misc]
     result = psis_diagnostic(svi.model, *args, num_samples=1000, seed=seed, **kwargs)
     payload = {"num_samples": result.num_samples, "verdict": result.verdict, "khat": result.khat}
+    local = inspect_sites(svi.model.model_fn, args, kwargs).local_plate()
+    if local is not None:  # every latent is per data point: k̂ per point too
+        per_point = psis_diagnostic(
+            svi.model, *args, num_samples=1000, seed=seed, local_plate=local, **kwargs
+        )
+        payload.update(
+            local_plate=local,
+            khat_median=float(np.median(per_point.khat_per_point)),
+            share_bad_points=per_point.share_bad_points,
+        )
+        from bayesvae.report import plots
+
+        plots.khat_per_point(per_point.khat_per_point, run.file("khat.png"))
     run.write_json(DIAGNOSTICS_FILE, {"psis": payload})
 
 

@@ -92,3 +92,30 @@ def test_bad_report_arguments(tmp_path, fits):
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is not a folder"):
         bayesvae.report(svi, out=tmp_path / "file")
+
+
+def per_point_model(y):
+    """Every latent is per data point (a denoising model): k̂ per point applies."""
+    with pyro.plate("data", len(y)):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("obs", dist.Normal(z, 0.5), obs=y)
+
+
+def test_a_program_whose_latents_are_all_local_gets_per_point_khat(tmp_path):
+    import torch
+
+    from bayesvae.models.program import inspect_sites
+
+    y = np.random.default_rng(0).normal(size=40)
+    assert inspect_sites(per_point_model, (torch.as_tensor(y),), {}).local_plate() == "data"
+    x = torch.linspace(-1, 1, 30)
+    assert inspect_sites(counts_model, (x, torch.ones(30)), {}).local_plate() is None
+    pyro.clear_param_store()
+    svi = bayesvae.fit(per_point_model, y, num_steps=300, progress=False)
+    bayesvae.report(svi, out=tmp_path / "run")
+    psis = json.loads((tmp_path / "run" / "diagnostics.json").read_text())["psis"]
+    assert psis["local_plate"] == "data" and 0 <= psis["share_bad_points"] <= 1
+    assert (tmp_path / "run" / "khat.png").is_file()
+    assert (
+        "Per data point (every latent is in plate" in (tmp_path / "run" / "report.md").read_text()
+    )

@@ -9,7 +9,6 @@ saving, loading, ``transform``, ``perplexity`` and the reports are shared with t
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -258,8 +257,8 @@ class NumPyroProdLDA:
         import jax.numpy as jnp
         from numpyro.infer import SVI, TraceMeanField_ELBO
         from numpyro.optim import Adam
-        from tqdm.auto import tqdm
 
+        from bayesvae.backends.numpyro.loop import run_svi
         from bayesvae.data.validation import check_positive_int
 
         if dynamic_binarization:
@@ -274,48 +273,29 @@ class NumPyroProdLDA:
         data = jnp.asarray(counts.numpy())
         log_coef = jnp.asarray(_log_multinomial_coefficient(counts.numpy()))
         num_docs = data.shape[0]
-        batch_size = min(batch_size, num_docs)
-        num_batches = num_docs // batch_size
         init_key, run_key = jax.random.split(jax.random.PRNGKey(self.config["seed"] or 0))
         model, guide, self._modules = self._model_and_guide(init_key)
         svi = SVI(model, guide, Adam(lr, b1=betas[0], b2=betas[1]), TraceMeanField_ELBO())
-        state = svi.init(
-            jax.random.fold_in(run_key, seed), data[:batch_size], log_coef[:batch_size], num_docs
-        )
-
-        def epoch_fn(state: Any, order: Any) -> Any:
-            def step(carry: Any, index: Any) -> Any:
-                return svi.update(carry, data[index], log_coef[index], num_docs)
-
-            return jax.lax.scan(step, state, order.reshape(num_batches, batch_size))
-
-        epoch_fn = jax.jit(epoch_fn)
+        val_arrays = None
         if val is not None:
             val_counts = check_bow("val", val, self.vocab_size).numpy()
-            val_data = jnp.asarray(val_counts)
-            val_coef = jnp.asarray(_log_multinomial_coefficient(val_counts))
-            val_loss = jax.jit(lambda st: svi.evaluate(st, val_data, val_coef, len(val_counts)))
-        rng = np.random.default_rng(seed)
-        self.history = []
-        bar = tqdm(range(epochs), disable=not progress, desc="numpyro prodlda")
-        for epoch in bar:
-            started = time.perf_counter()
-            order = rng.permutation(num_docs)[: num_batches * batch_size]
-            state, losses = epoch_fn(state, jnp.asarray(order))
-            loss = float(losses.mean())  # one host sync per epoch
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"the loss became NaN/inf in epoch {epoch + 1}.")
-            seconds = time.perf_counter() - started
-            row = {
-                "epoch": epoch + 1,
-                "train_elbo": -loss / num_docs,
-                "seconds": seconds,
-                "samples_per_s": num_batches * batch_size / seconds,
-            }
-            if val is not None:
-                row["val_elbo"] = -float(val_loss(state)) / len(val_counts)
-            self.history.append(row)
-            bar.set_postfix(elbo=f"{-loss / num_docs:.1f}")
+            val_arrays = (
+                jnp.asarray(val_counts),
+                jnp.asarray(_log_multinomial_coefficient(val_counts)),
+            )
+        state, self.history = run_svi(
+            svi,
+            (data, log_coef),
+            num_data=num_docs,
+            epochs=epochs,
+            batch_size=batch_size,
+            init_key=jax.random.fold_in(run_key, seed),
+            key=run_key,
+            seed=seed,
+            val=val_arrays,
+            progress=progress,
+            desc="numpyro prodlda",
+        )
         self.params = svi.get_params(state)
         self.net_state = state.mutable_state
         self._pyro = None

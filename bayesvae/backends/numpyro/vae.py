@@ -12,7 +12,6 @@ all of this in one call.
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import numpy as np
@@ -254,51 +253,32 @@ class NumPyroVAE:
         import jax.numpy as jnp
         from numpyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
         from numpyro.optim import Adam
-        from tqdm.auto import tqdm
+
+        from bayesvae.backends.numpyro.loop import run_svi
 
         data = jnp.asarray(np.asarray(x, dtype=np.float32))
-        num_data = data.shape[0]
-        batch_size = min(batch_size, num_data)
-        num_batches = num_data // batch_size
         objective = TraceMeanField_ELBO() if elbo == "meanfield" else Trace_ELBO()
         svi = SVI(self.model, self.guide, Adam(lr, b1=betas[0], b2=betas[1]), objective)
-        key = jax.random.PRNGKey(seed)
-        init_key, key = jax.random.split(key)
-        state = svi.init(init_key, data[:batch_size], num_data)
+        init_key, key = jax.random.split(jax.random.PRNGKey(seed))
 
-        def binarize(key: Any, batch: Any) -> Any:
-            return bernoulli_16bit(key, batch) if dynamic_binarization else batch
+        def binarize(step_key: Any, batch: tuple[Any, ...]) -> tuple[Any, ...]:
+            return (bernoulli_16bit(step_key, batch[0]),)
 
-        def epoch_fn(state: Any, order: Any, keys: Any) -> Any:
-            def step(carry: Any, inputs: Any) -> Any:
-                index, step_key = inputs
-                return svi.update(carry, binarize(step_key, data[index]), num_data)
-
-            return jax.lax.scan(step, state, (order.reshape(num_batches, batch_size), keys))
-
-        epoch_fn = jax.jit(epoch_fn)
         val_data = None if val is None else jnp.asarray(np.asarray(val, dtype=np.float32))
-        val_loss = jax.jit(lambda state, key: svi.evaluate(state, val_data, len(val_data)))
-        rng = np.random.default_rng(seed)
-        self.history = []
-        for epoch in tqdm(range(epochs), disable=not progress, desc="numpyro vae"):
-            started = time.perf_counter()
-            order = jnp.asarray(rng.permutation(num_data)[: num_batches * batch_size])
-            key, epoch_key = jax.random.split(key)
-            state, losses = epoch_fn(state, order, jax.random.split(epoch_key, num_batches))
-            loss = float(losses.mean())  # the one host sync of the epoch
-            seconds = time.perf_counter() - started
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"the loss became {loss} in epoch {epoch + 1}.")
-            row = {
-                "epoch": epoch + 1,
-                "train_elbo": -loss / num_data,
-                "seconds": seconds,
-                "samples_per_s": num_batches * batch_size / seconds,
-            }
-            if val_data is not None:
-                row["val_elbo"] = -float(val_loss(state, epoch_key)) / len(val_data)
-            self.history.append(row)
+        state, self.history = run_svi(
+            svi,
+            (data,),
+            num_data=data.shape[0],
+            epochs=epochs,
+            batch_size=batch_size,
+            init_key=init_key,
+            key=key,
+            seed=seed,
+            val=None if val_data is None else (val_data,),
+            transform=binarize if dynamic_binarization else None,
+            progress=progress,
+            desc="numpyro vae",
+        )
         self.params = svi.get_params(state)
         return self
 

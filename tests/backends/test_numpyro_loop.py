@@ -1,0 +1,74 @@
+"""The one jitted NumPyro SVI loop (bayesvae.backends.numpyro.loop.run_svi)."""
+
+import numpy as np
+import pytest
+
+
+def _svi(lr=0.05):
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import SVI, Trace_ELBO
+    from numpyro.optim import Adam
+
+    def model(y, num_data):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        with numpyro.plate("data", num_data, subsample_size=y.shape[0]):
+            numpyro.sample("obs", dist.Normal(mu, 1.0), obs=y)
+
+    def guide(y, num_data):
+        loc = numpyro.param("loc", 0.0)
+        scale = numpyro.param("scale", 1.0, constraint=dist.constraints.positive)
+        numpyro.sample("mu", dist.Normal(loc, scale))
+
+    return SVI(model, guide, Adam(lr), Trace_ELBO())
+
+
+def test_minibatched_loop_recovers_the_conjugate_posterior():
+    import jax
+    import jax.numpy as jnp
+
+    from bayesvae.backends.numpyro.loop import run_svi
+
+    y = np.random.default_rng(0).normal(3.0, 1.0, size=400).astype(np.float32)
+    svi = _svi()
+    state, history = run_svi(
+        svi,
+        (jnp.asarray(y),),
+        num_data=len(y),
+        epochs=60,
+        batch_size=50,
+        init_key=jax.random.PRNGKey(0),
+        key=jax.random.PRNGKey(1),
+        seed=0,
+        val=(jnp.asarray(y[:100]),),
+    )
+    params = svi.get_params(state)
+    exact_mean = y.sum() / (len(y) + 1 / 100)  # Normal prior sd 10, unit noise
+    assert float(params["loc"]) == pytest.approx(exact_mean, abs=0.05)
+    # the ELBO per point is scaled to the full data (N / B): close to the mean log-density
+    per_point = -0.5 * np.log(2 * np.pi) - 0.5 * np.mean((y - y.mean()) ** 2)
+    assert np.mean([row["train_elbo"] for row in history[-10:]]) == pytest.approx(
+        per_point, abs=0.1
+    )
+    assert [row["epoch"] for row in history] == list(range(1, 61))
+    assert history[-1]["train_elbo"] > history[0]["train_elbo"] and "val_elbo" in history[-1]
+
+
+def test_a_nan_loss_stops_naming_the_epoch():
+    import jax
+    import jax.numpy as jnp
+
+    from bayesvae.backends.numpyro.loop import run_svi
+
+    y = np.full(20, np.nan, dtype=np.float32)
+    with pytest.raises(FloatingPointError, match="epoch 1"):
+        run_svi(
+            _svi(),
+            (jnp.asarray(y),),
+            num_data=20,
+            epochs=2,
+            batch_size=10,
+            init_key=jax.random.PRNGKey(0),
+            key=jax.random.PRNGKey(1),
+            seed=0,
+        )
