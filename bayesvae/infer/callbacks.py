@@ -1,14 +1,28 @@
-"""Callbacks for :func:`bayesvae.fit`: hooks called by the loop with the live :class:`FitState`."""
+"""Callbacks for :func:`bayesvae.fit`: hooks called by the loop with the live :class:`FitState`.
+
+What the loop itself does not decide is a callback: early stopping, iterate averaging, KL
+warm-up (:class:`KLWarmup`, from ``fit(kl_warmup=)``) and checkpoints (:class:`Checkpointer`,
+from ``fit(checkpoint_dir=)``); ``fit`` runs yours first, then these, the checkpointer last.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["FitState", "Callback", "EarlyStopping", "IterateAveraging"]
+__all__ = [
+    "FitState",
+    "Callback",
+    "EarlyStopping",
+    "IterateAveraging",
+    "KLWarmup",
+    "Checkpointer",
+]
 
 
 @dataclass
@@ -22,6 +36,11 @@ class FitState:
     history: list[dict[str, float]] = field(default_factory=list)
     stop: bool = False
     stop_reason: str | None = None
+    #: SVI steps taken so far (all rows, resumed ones included)
+    step: int = 0
+    #: the best monitored value so far and its row (``best_epoch == epoch``: this row improved)
+    best_value: float = -math.inf
+    best_epoch: int | None = None
 
 
 class Callback:
@@ -128,3 +147,66 @@ class IterateAveraging(Callback):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.count, self.means = state["count"], list(state["means"])
+
+
+class KLWarmup(Callback):
+    """KL warm-up (deterministic annealing): the latent sites' log-densities are weighted from
+    ``1/steps`` up to 1 over the first ``steps`` SVI steps, read at every step from the loop's
+    step count (so a resumed fit continues the ramp). ``fit(kl_warmup=E)`` adds one over ``E``
+    epochs; :meth:`wrap` puts the weight on a model or guide
+    (:func:`bayesvae.infer.objectives.scale_latents`)."""
+
+    def __init__(self, steps: int) -> None:
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise ValueError(f"steps must be a non-negative integer, got {steps!r}.")
+        self.steps = steps
+        self.state: FitState | None = None
+
+    def weight(self, step: int) -> float:
+        """The weight at (0-based) step ``step``: ``min(1, (step + 1) / steps)``."""
+        return 1.0 if self.steps == 0 else min(1.0, (step + 1) / self.steps)
+
+    def wrap(self, fn: Callable[..., Any], state: FitState) -> Callable[..., Any]:
+        """``fn`` with its latent sites scaled by the current weight (``state.step``)."""
+        from bayesvae.infer.objectives import scale_latents
+
+        return scale_latents(fn, lambda: self.weight(state.step))
+
+
+class Checkpointer(Callback):
+    """Write ``last.pt`` every ``every`` rows (and at the last row, or when the fit stops) and
+    ``best.pt`` whenever the row improved the monitored value, into ``folder``, atomically.
+
+    ``payload()`` builds the checkpoint (model, optimizer, history, RNG and callback states);
+    ``check()`` runs first and raises when the parameters are not finite, so a diverged state
+    is never written. ``fit(checkpoint_dir=, checkpoint_every=)`` adds one, after every other
+    callback (so an early stop is seen and checkpointed)."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        every: int,
+        last_row: int,
+        payload: Callable[[], dict[str, Any]],
+        check: Callable[[], None] = lambda: None,
+        last_name: str = "last.pt",
+        best_name: str = "best.pt",
+    ) -> None:
+        self.folder, self.every, self.last_row = Path(folder), every, last_row
+        self.payload, self.check = payload, check
+        self.last_name, self.best_name = last_name, best_name
+
+    def on_epoch_end(self, state: FitState) -> None:
+        from bayesvae.infer.checkpoint import save_checkpoint
+
+        due = state.epoch % self.every == 0 or state.epoch == self.last_row or state.stop
+        improved = state.best_epoch == state.epoch
+        if not (due or improved):
+            return
+        self.check()
+        payload = self.payload()
+        if due:
+            save_checkpoint(self.folder / self.last_name, payload)
+        if improved:
+            save_checkpoint(self.folder / self.best_name, payload)

@@ -24,28 +24,35 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
-from pyro import poutine
-from pyro.infer import TraceEnum_ELBO
 from torch.utils.data import DataLoader
 
 from bayesvae.data.datasets import ImageData
 from bayesvae.data.loaders import DynamicBinarize, TensorBatches
 from bayesvae.data.validation import check_choice, check_positive_int
 from bayesvae.infer import checkpoint as ckpt
-from bayesvae.infer.callbacks import Callback, EarlyStopping, FitState
+from bayesvae.infer.callbacks import Callback, Checkpointer, EarlyStopping, FitState, KLWarmup
 from bayesvae.infer.distributed import setup_ddp
-from bayesvae.infer.objectives import (
-    ELBO_NAMES,
-    backward_loss,
-    make_elbo,
-    quiet_jit_deprecation,
-    scale_latents,
+from bayesvae.infer.engine import (
+    SVIEngine,
+    TrainingDivergedError,
+    check_losses,
+    evaluate,
+    evaluate_inputs,
 )
+from bayesvae.infer.objectives import ELBO_NAMES, make_elbo, quiet_jit_deprecation
 from bayesvae.models.contract import ModelContract
 from bayesvae.models.program import PyroProgram, as_model, check_program, program_inputs
 from bayesvae.runs import RunWriter, load_model_state, model_state, save_model, save_program
 
-__all__ = ["fit", "FitResult", "evaluate", "resolve_device", "TrainingDivergedError"]
+__all__ = [
+    "fit",
+    "FitResult",
+    "evaluate",
+    "evaluate_inputs",
+    "resolve_device",
+    "SVIEngine",
+    "TrainingDivergedError",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +61,6 @@ LR_SCHEDULES = ("constant", "cosine", "exponential")
 STRATEGIES = ("ddp",)
 BACKENDS = ("pyro", "numpyro")
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
-#: without clipping, the gradient norm is measured on every this-many-th step (1st, 11th, ...)
-GRAD_NORM_EVERY = 10
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite during training."""
 
 
 @dataclass
@@ -213,96 +214,6 @@ def _loader_size(loader: DataLoader) -> int:
 
 
 # ------------------------------------------------------------------------------ evaluation
-def _plate_scale(site: dict[str, Any]) -> float:
-    scale = 1.0
-    for frame in site["cond_indep_stack"]:
-        if frame.full_size is not None and frame.size:
-            scale *= frame.full_size / frame.size
-    return scale
-
-
-def _site_log_prob(site: dict[str, Any]) -> torch.Tensor:
-    """Log density of a site summed over its plates, scaled for subsampling only (not β)."""
-    log_prob = site["fn"].log_prob(site["value"])
-    if site.get("mask") is not None:
-        log_prob = log_prob * site["mask"]
-    return log_prob.sum() * _plate_scale(site)
-
-
-def _enumerated_sites(trace: Any) -> list[str]:
-    """Names of the sample sites marked for enumeration (``infer={"enumerate": ...}``)."""
-    return [
-        name
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and site["infer"].get("enumerate")
-    ]
-
-
-def evaluate(model: Any, batches: Any, num_data: int) -> dict[str, float]:
-    """Unweighted ELBO of a family's ``model``/``guide`` per data point, and its two terms, over
-    minibatches ``batches`` (tuples of tensors) of a data set of ``num_data`` rows.
-
-    One draw of the guide per minibatch; ``recon`` sums the observed sites' log-likelihoods,
-    ``kl`` the latent sites' ``log q - log p``; ``elbo = recon - kl`` (nats per data point).
-    With several latent sites (e.g. the layers of a hierarchical VAE) each one's term is also
-    returned as ``kl_<site>``. Discrete sites marked for enumeration are summed out of ``recon``
-    (with TraceEnum_ELBO).
-    """
-    inputs = (
-        (tuple(batch), {"num_data": num_data}, batch[0].shape[0] / num_data) for batch in batches
-    )
-    return evaluate_inputs(model, inputs, num_data)
-
-
-@torch.no_grad()
-def evaluate_inputs(model: Any, inputs: Any, num_data: int) -> dict[str, float]:
-    """:func:`evaluate` over ``inputs``: ``(args, kwargs, weight)`` triples, each one call of
-    model and guide whose (subsampling-scaled) terms count with ``weight`` (a minibatch's share
-    of the data; 1 for a program given all of it); the sums are divided by ``num_data``."""
-    recon = kl = 0.0
-    kl_sites: dict[str, float] = {}
-    was_training = model.training
-    model.eval()
-    try:
-        for args, kwargs, weight in inputs:
-            guide_trace = poutine.trace(model.guide).get_trace(*args, **kwargs)
-            model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(
-                *args, **kwargs
-            )
-            enumerated = _enumerated_sites(model_trace)
-            batch_recon = batch_kl = 0.0
-            for name, site in model_trace.nodes.items():
-                if (
-                    site["type"] != "sample"
-                    or site["infer"].get("_do_not_trace")
-                    or type(site["fn"]).__name__ == "_Subsample"
-                ):
-                    continue
-                if site["is_observed"]:
-                    batch_recon += float(_site_log_prob(site))
-                elif name in guide_trace.nodes:
-                    site_kl = float(_site_log_prob(guide_trace.nodes[name]) - _site_log_prob(site))
-                    kl_sites[name] = kl_sites.get(name, 0.0) + weight * site_kl
-                    batch_kl += site_kl
-            if enumerated:
-                # Sum the enumerated discrete sites out (same guide draw): recon = ELBO + KL.
-                objective = TraceEnum_ELBO(
-                    max_plate_nesting=model.max_plate_nesting or float("inf")
-                )
-                replayed_guide = poutine.replay(model.guide, trace=guide_trace)
-                elbo = -objective.loss(model.model, replayed_guide, *args, **kwargs)
-                batch_recon = elbo + batch_kl
-            recon += weight * batch_recon
-            kl += weight * batch_kl
-    finally:
-        model.train(was_training)
-    terms = {"elbo": (recon - kl) / num_data, "recon": recon / num_data, "kl": kl / num_data}
-    if len(kl_sites) > 1:
-        terms.update({f"kl_{name}": value / num_data for name, value in kl_sites.items()})
-    return terms
-
-
-# ----------------------------------------------------------------------------------- fit
 def _seed_everything(seed: int) -> None:
     pyro.set_rng_seed(seed)  # torch, numpy and random
 
@@ -326,60 +237,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _make_optimizer(
-    name: str,
-    params: list[torch.Tensor],
-    lr: float,
-    weight_decay: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-) -> torch.optim.Optimizer:
-    if name == "adam":
-        options = dict(lr=lr, weight_decay=weight_decay, betas=betas)
-        try:  # the fused kernel (CPU and CUDA) is several times faster than per-tensor Adam
-            return torch.optim.Adam(params, fused=True, **options)
-        except (RuntimeError, ValueError):  # e.g. a dtype or device the kernel does not cover
-            return torch.optim.Adam(params, **options)
-    from pyro.optim.clipped_adam import ClippedAdam
-
-    return ClippedAdam(params, lr=lr, weight_decay=weight_decay, betas=betas)
-
-
-def _make_scheduler(
-    name: str, optimizer: Any, horizon: list[int], lr_decay: float
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The learning-rate schedule, stepped once a history row. ``"cosine"`` is written in closed
-    form over ``horizon[0]`` rows, read at every step, so a resumed fit that asks for more rows
-    decays towards its new end (the horizon is set again on resume)."""
-    if name == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda row: 0.5 * (1.0 + math.cos(math.pi * min(row, horizon[0]) / horizon[0])),
-        )
-    if name == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
-    return None
-
-
-def _capture_params(
-    model_fn: Any, guide_fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> list[torch.Tensor]:
-    """Run model and guide once (no gradients) and collect the unconstrained Pyro params."""
-    with torch.no_grad(), poutine.trace(param_only=True) as capture:
-        guide_trace = poutine.trace(guide_fn).get_trace(*args, **kwargs)
-        poutine.replay(model_fn, trace=guide_trace)(*args, **kwargs)
-    params = list(
-        {
-            id(p): p for p in (s["value"].unconstrained() for s in capture.trace.nodes.values())
-        }.values()
-    )
-    if not params:
-        raise ValueError(
-            "the model and guide declare no parameters to fit (no pyro.param or "
-            "pyro.module); nothing to optimise."
-        )
-    return params
 
 
 def _check_positive_float(name: str, value: Any) -> float:
@@ -407,46 +264,6 @@ def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"seed must be a non-negative integer, got {seed!r}.")
     return int(seed)
-
-
-def _make_any_optimizer(
-    optimizer: Any,
-    params: list[torch.Tensor],
-    lr: float,
-    weight_decay: float,
-    betas: tuple[float, float],
-) -> Any:
-    """A torch optimizer from a name, a ``torch.optim.Optimizer`` subclass (built with ``lr``),
-    or a Pyro optimizer (``pyro.optim.Adam({...})``, stepped by :class:`_PyroOptimStep`)."""
-    from pyro.optim import PyroOptim
-
-    if isinstance(optimizer, str):
-        return _make_optimizer(optimizer, params, lr, weight_decay, betas)
-    if isinstance(optimizer, PyroOptim):
-        return _PyroOptimStep(optimizer, params)
-    return optimizer(params, lr=lr)
-
-
-class _PyroOptimStep:
-    """A Pyro optimizer (one torch optimizer per parameter, made lazily) behind the two calls the
-    loop makes: ``step()`` and ``zero_grad()``; its state saves with ``state_dict()``."""
-
-    def __init__(self, optim: Any, params: list[torch.Tensor]) -> None:
-        self.optim, self.params = optim, params
-        self.param_groups = [{"lr": math.nan, "params": params}]
-
-    def step(self) -> None:
-        self.optim([p for p in self.params if p.grad is not None])
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for param in self.params:
-            param.grad = None
-
-    def state_dict(self) -> dict[str, Any]:
-        return self.optim.get_state()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optim.set_state(state)
 
 
 class _ProgramSteps:
@@ -742,7 +559,6 @@ def fit(
         objective: Any = elbo_object
         if contract.max_plate_nesting is not None:
             objective.max_plate_nesting = contract.max_plate_nesting
-    jit_pending = elbo_name == "jit"
     if elbo_name == "jit" and kl_warmup:
         raise ValueError(
             "kl_warmup cannot be combined with elbo='jit': the traced graph would "
@@ -846,11 +662,8 @@ def fit(
                 )
 
     monitor = "val_elbo" if val_loader is not None else "train_elbo"
-    all_callbacks = list(callbacks)
-    if early_stopping is not None:
-        all_callbacks.append(EarlyStopping(early_stopping, monitor=monitor))
 
-    # -- objective, warm-up, parameters, optimizer
+    # -- objective, engine (parameters, optimizer, schedule), callbacks
     if elbo_object is None:
 
         def make_objective(name: str) -> Any:
@@ -865,39 +678,27 @@ def fit(
     _seed_everything(seed + (ddp.rank if ddp is not None else 0))  # own noise on each rank
     contract.to(target)
     contract.train()
-    steps_per_epoch = len(train_steps)
-    warmup_steps = kl_warmup * steps_per_epoch
-    step_counter = [0]
-
-    def kl_weight(step: int) -> float:
-        """Weight of the latent sites at (0-based) step ``step``: linear from 1/W to 1."""
-        return 1.0 if warmup_steps == 0 else min(1.0, (step + 1) / warmup_steps)
-
-    def current_kl_weight() -> float:
-        return kl_weight(step_counter[0])
-
-    model_fn = scale_latents(contract.model, current_kl_weight) if warmup_steps else contract.model
-    guide_fn = scale_latents(contract.guide, current_kl_weight) if warmup_steps else contract.guide
-
-    first_args, first_kwargs = next(iter(train_steps))
-    with pyro.validation_enabled(True):  # one checked pass: shapes, supports, model/guide match
-        params = _capture_params(
-            model_fn,
-            guide_fn,
-            ddp.local_rows(first_args) if ddp is not None else first_args,
-            first_kwargs,
-        )
-    if ddp is not None:
-        ddp.broadcast(params)
-    optim = _make_any_optimizer(optimizer, params, lr, weight_decay, betas)
-    horizon = [epochs]  # the cosine schedule's rows: this fit's, also after a resume
-    scheduler = (
-        _make_scheduler(lr_schedule, optim, horizon, lr_decay)
-        if isinstance(optimizer, str)
-        else None
+    state = FitState(model=contract, optimizer=None)  # type: ignore[arg-type]
+    warmup = KLWarmup(kl_warmup * len(train_steps)) if kl_warmup else None
+    engine = SVIEngine(
+        warmup.wrap(contract.model, state) if warmup else contract.model,
+        warmup.wrap(contract.guide, state) if warmup else contract.guide,
+        objective,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        betas=betas,
+        lr_schedule=lr_schedule,
+        lr_decay=lr_decay,
+        horizon=epochs,
+        clip_norm=clip_norm,
+        ddp=ddp,
+        jit_fallback=(lambda: make_objective("trace")) if elbo_name == "jit" else None,
     )
-    state = FitState(model=contract, optimizer=optim)
-    best_value, best_epoch, start_epoch = -math.inf, None, 0
+    first_args, first_kwargs = next(iter(train_steps))
+    engine.init(*(ddp.local_rows(first_args) if ddp is not None else first_args), **first_kwargs)
+    state.optimizer = engine.optimizer
+    start_epoch = 0
 
     settings: dict[str, Any] = dict(
         epochs=epochs,
@@ -932,24 +733,55 @@ def fit(
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if folder is not None:
         ckpt.remove_stale_temps(folder)  # what a killed write left
+    unit = "evaluation block" if is_program else "epoch"  # what one history row covers
 
-    def checkpoint_payload(epoch: int) -> dict[str, Any]:
+    def check_parameters() -> None:
+        if not engine.parameters_finite():
+            raise TrainingDivergedError(
+                f"parameters became NaN or infinite by the end of {unit} {state.epoch}; "
+                "training stopped"
+                + (
+                    f", and the checkpoints in {folder} are those of the last good {unit}"
+                    if folder
+                    else ""
+                )
+                + "."
+            )
+
+    resumable = list(callbacks) + (
+        [EarlyStopping(early_stopping, monitor=monitor)] if early_stopping is not None else []
+    )
+    all_callbacks = resumable + ([warmup] if warmup else [])
+
+    def checkpoint_payload() -> dict[str, Any]:
         return {
             "family": contract.family,
             "model_config": contract.config,
             "model_state": model_state(contract),
-            "optimizer": optim.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "epoch": epoch,
+            **engine.state_dict(),
+            "epoch": state.epoch,
             "history": state.history,
-            "best_value": best_value,
-            "best_epoch": best_epoch,
-            "step": step_counter[0],
+            "best_value": state.best_value,
+            "best_epoch": state.best_epoch,
+            "step": state.step,
             "rng": _rng_state(),
             "loader_rng": generator.get_state(),
-            "callbacks": [c.state_dict() for c in all_callbacks],
+            "callbacks": [c.state_dict() for c in resumable],
             "settings": settings,
         }
+
+    if folder is not None and (ddp is None or ddp.is_main):  # the checkpointer comes last
+        all_callbacks.append(
+            Checkpointer(
+                folder,
+                every=checkpoint_every,
+                last_row=epochs,
+                payload=checkpoint_payload,
+                check=check_parameters,
+                last_name=LAST_CHECKPOINT,
+                best_name=BEST_CHECKPOINT,
+            )
+        )
 
     if resume:
         assert folder is not None
@@ -960,36 +792,29 @@ def fit(
                 f"{saved['model_config']}, not {contract.config}."
             )
         if saved["epoch"] > epochs:
-            unit = "steps" if is_program else "epochs"
+            done_unit = "steps" if is_program else "epochs"
             done = saved["step"] if is_program else saved["epoch"]
             raise ValueError(
-                f"cannot resume: the checkpoint in {folder} has already run {done} {unit}, more "
-                f"than the {num_steps if is_program else epochs} asked for; ask for more."
+                f"cannot resume: the checkpoint in {folder} has already run {done} {done_unit}, "
+                f"more than the {num_steps if is_program else epochs} asked for; ask for more."
             )
         load_model_state(contract, saved["model_state"])
-        optim.load_state_dict(saved["optimizer"])
-        if scheduler is not None and saved["scheduler"] is not None:
-            scheduler.load_state_dict(saved["scheduler"])
-            if lr_schedule == "cosine":  # this fit's horizon: the rate at the row reached
-                row = scheduler.last_epoch
-                factor = 0.5 * (1.0 + math.cos(math.pi * min(row, epochs) / epochs))
-                for group, base in zip(optim.param_groups, scheduler.base_lrs, strict=True):
-                    group["lr"] = base * factor
+        engine.load_state_dict(saved, horizon=epochs)
         start_epoch, state.history = saved["epoch"], list(saved["history"])
-        best_value, best_epoch, step_counter[0] = (
+        state.best_value, state.best_epoch, state.step = (
             saved["best_value"],
             saved["best_epoch"],
             saved["step"],
         )
         _set_rng_state(saved["rng"])
         generator.set_state(saved["loader_rng"])
-        for callback, cb_state in zip(all_callbacks, saved["callbacks"], strict=False):
+        for callback, cb_state in zip(resumable, saved["callbacks"], strict=False):
             callback.load_state_dict(cb_state)
         logger.info("resuming from %s at row %d", folder / LAST_CHECKPOINT, start_epoch)
 
-    total_steps = num_steps if is_program else epochs * steps_per_epoch
-    unit = "evaluation block" if is_program else "epoch"  # what one history row covers
-    bar = _progress_bar(progress, total=total_steps, initial=step_counter[0])
+    # -- the loop: rows of steps, each row evaluated, then the callbacks
+    total_steps = num_steps if is_program else epochs * len(train_steps)
+    bar = _progress_bar(progress, total=total_steps, initial=state.step)
     for callback in all_callbacks:
         callback.on_fit_start(state)
     try:
@@ -1003,60 +828,40 @@ def fit(
             for epoch in range(start_epoch + 1, epochs + 1):
                 state.epoch = epoch
                 if is_program:  # the last block may be shorter
-                    train_steps.length = min(eval_every, num_steps - step_counter[0])
+                    train_steps.length = min(eval_every, num_steps - state.step)
                 started = time.perf_counter()
                 step_losses: list[torch.Tensor] = []
-                seen, grad_norms, step = 0, [], 0
+                seen, step = 0, 0
                 for step, (args, step_kwargs) in enumerate(train_steps, start=1):
                     rows = rows_per_step if rows_per_step is not None else args[0].shape[0]
                     if ddp is not None:
                         args = ddp.local_rows(args)
-                    if jit_pending:  # the first step compiles: fall back if the model cannot trace
-                        objective, jit_pending = _first_jit_step(
-                            objective,
-                            model_fn,
-                            guide_fn,
-                            args,
-                            step_kwargs,
-                            lambda: make_objective("trace"),
-                        )
-                    loss = backward_loss(objective, model_fn, guide_fn, *args, **step_kwargs)
-                    if ddp is not None:  # every rank sees the same averaged loss and gradients
-                        loss = ddp.average_gradients(params, loss).to(loss.dtype)
+                    loss = engine.step(*args, **step_kwargs)
                     if not on_cuda:  # on the CPU the check costs nothing; on CUDA: once a row
-                        _check_loss(loss.reshape(1), epoch, 1, folder, first_step=step, unit=unit)
+                        check_losses(loss.reshape(1), epoch, 1, folder, first_step=step, unit=unit)
                     step_losses.append(loss)
-                    if clip_norm is not None:
-                        grad_norms.append(torch.nn.utils.clip_grad_norm_(params, clip_norm))
-                    elif step % GRAD_NORM_EVERY == 1:  # a sample of steps keeps the hot path lean
-                        grads = [p.grad for p in params if p.grad is not None]
-                        if grads:
-                            grad_norms.append(torch.nn.utils.get_total_norm(grads))  # no sync
-                    optim.step()
-                    optim.zero_grad(set_to_none=True)
-                    step_counter[0] += 1
+                    state.step += 1
                     seen += rows
                     if bar is not None:
                         bar.update(1)
                 stacked = torch.stack(step_losses) if step_losses else torch.zeros(1)
-                _check_loss(stacked, epoch, 1, folder, unit=unit)  # the one host sync of the row
+                check_losses(stacked, epoch, 1, folder, unit=unit)  # the one host sync of the row
                 loss_sum = float(stacked.sum())
                 seconds = time.perf_counter() - started
                 row: dict[str, float] = {"epoch": epoch}
                 if is_program:
-                    row["step"] = step_counter[0]
+                    row["step"] = state.step
                 # loss is -ELBO scaled to the full data set: per point, averaged over steps.
                 row["train_elbo"] = -loss_sum / max(step, 1) / num_train
                 if eval_inputs is not None:
-                    with pyro.validation_enabled(False):
-                        terms = evaluate_inputs(contract, eval_inputs(), num_eval)
+                    terms = engine.evaluate(contract, eval_inputs(), num_eval)
                     if val_loader is not None:
                         row["val_elbo"] = terms["elbo"]
                     row.update({k: v for k, v in terms.items() if k.startswith(("recon", "kl"))})
                 row.update(
-                    kl_weight=kl_weight(step_counter[0] - 1),
-                    lr=optim.param_groups[0]["lr"],
-                    grad_norm=float(torch.stack(grad_norms).mean()) if grad_norms else math.nan,
+                    kl_weight=warmup.weight(state.step - 1) if warmup else 1.0,
+                    lr=engine.current_lr,
+                    grad_norm=engine.mean_grad_norm(),
                     seconds=seconds,
                 )
                 if is_program:
@@ -1064,32 +869,12 @@ def fit(
                 else:
                     row["samples_per_s"] = seen / seconds if seconds else math.nan
                 state.history.append(row)
-                if scheduler is not None:
-                    scheduler.step()
-                improved = row[monitor] > best_value
-                if improved:
-                    best_value, best_epoch = row[monitor], epoch
+                engine.end_row()
+                if row[monitor] > state.best_value:
+                    state.best_value, state.best_epoch = row[monitor], epoch
                 for callback in all_callbacks:
                     callback.on_epoch_end(state)
-                if not all(bool(torch.isfinite(p).all()) for p in params):
-                    raise TrainingDivergedError(
-                        f"parameters became NaN or infinite by the end of {unit} {epoch}; "
-                        "training stopped"
-                        + (
-                            f", and the checkpoints in {folder} are those of the last good {unit}"
-                            if folder
-                            else ""
-                        )
-                        + "."
-                    )
-                if folder is not None and (ddp is None or ddp.is_main):
-                    due = epoch % checkpoint_every == 0 or epoch == epochs or state.stop
-                    if due or improved:
-                        payload = checkpoint_payload(epoch)
-                    if due:
-                        ckpt.save_checkpoint(folder / LAST_CHECKPOINT, payload)
-                    if improved:
-                        ckpt.save_checkpoint(folder / BEST_CHECKPOINT, payload)
+                check_parameters()
                 logger.info(
                     "row %d/%d: %s",
                     epoch,
@@ -1111,7 +896,7 @@ def fit(
         model=contract,
         history=pd.DataFrame(state.history),
         device=target,
-        best_epoch=best_epoch,
+        best_epoch=state.best_epoch,
         stop_reason=state.stop_reason,
         settings=settings,
         data=(program_args, program_kwargs) if is_program else None,
@@ -1182,51 +967,6 @@ def _fit_numpyro(
     return FitResult(
         model=model, history=history, device=target, best_epoch=best, settings=settings
     )
-
-
-def _check_loss(
-    losses: torch.Tensor,
-    epoch: int,
-    step_offset: int,
-    folder: Path | None,
-    *,
-    first_step: int | None = None,
-    unit: str = "epoch",
-) -> None:
-    """Raise :class:`TrainingDivergedError` naming the epoch and the first step whose loss in
-    ``losses`` (one per step) is NaN or infinite."""
-    finite = torch.isfinite(losses)
-    if bool(finite.all()):
-        return
-    index = int((~finite).nonzero()[0, 0])
-    step = first_step if first_step is not None else step_offset + index
-    raise TrainingDivergedError(
-        f"the loss became {float(losses[index])} at {unit} {epoch}, step {step}; training stopped"
-        + (f" and the checkpoints in {folder} are those of the last good {unit}" if folder else "")
-        + ". Try a lower lr, clip_norm=, or check the data."
-    )
-
-
-def _first_jit_step(
-    objective: Any,
-    model_fn: Any,
-    guide_fn: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    make_fallback: Any,
-) -> tuple[Any, bool]:
-    """Compile the JIT objective on a trial pass; if the model does not trace, log why and
-    return a Trace_ELBO instead (the trial's gradients are discarded either way)."""
-    try:
-        objective.differentiable_loss(model_fn, guide_fn, *args, **kwargs)
-    except Exception as err:  # noqa: BLE001  (any tracing failure: fall back, say why)
-        logger.warning(
-            "elbo='jit': the model could not be traced (%s: %s); training with Trace_ELBO instead",
-            type(err).__name__,
-            str(err).splitlines()[0] if str(err) else "",
-        )
-        return make_fallback(), False
-    return objective, False
 
 
 def _postfix(row: dict[str, float]) -> str:
