@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from bayesvae.data.validation import check_choice, check_positive_int
+from bayesvae.infer.posterior import check_coords, label_dims
 
 __all__ = [
     "mcmc",
@@ -132,6 +133,7 @@ def mcmc(
     num_prior_draws: int = 500,
     seed: int = 0,
     progress: bool = False,
+    coords: dict[str, Any] | None = None,
     model_kwargs: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> MCMCResult:
@@ -156,6 +158,9 @@ def mcmc(
             dict of site values where every chain starts.
         num_prior_draws: a program's draws for the ``prior``/``prior_predictive`` groups (0: none).
         seed: chains are seeded from it; the same seed gives the same draws on CPU.
+        coords: labels of named dims, ``{dim: labels}`` (a plate's name is its dim, e.g.
+            ``{"school": names}``), put on every group; a program's plates are checked before
+            sampling (unknown dims or wrong lengths: ``ValueError``).
 
     NumPyro runs in 64-bit when any array argument is float64 (32-bit would silently truncate
     it); pass float32 arrays for 32-bit speed.
@@ -200,6 +205,7 @@ def mcmc(
     if model_kwargs is not None and not isinstance(model_kwargs, dict):
         raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}.")
     program_kwargs = {**kwargs, **(model_kwargs or {})}
+    coords = check_coords(coords)
     family = isinstance(model, ModelContract) and not isinstance(model, PyroProgram)
     if not family:
         fn = model.model_fn if isinstance(model, PyroProgram) else model
@@ -228,6 +234,7 @@ def mcmc(
                 ),
                 init_strategy="median" if init_strategy is None else init_strategy,
                 num_prior_draws=num_prior_draws,
+                coords=coords,
             )
         )
     if program_kwargs:
@@ -264,7 +271,7 @@ def mcmc(
         idata = _numpyro_nuts(numpyro_model, tensors, {}, run, init_values, strategy_name)
     else:
         idata = _pyro_family_nuts(model, tensors, run, init_values, strategy_name)
-    idata = model.postprocess_posterior(idata)  # e.g. relabel mixture components first
+    idata = label_dims(model.postprocess_posterior(idata), coords)  # relabel components first
     return _warned(_result(idata, backend, run, time.perf_counter() - started))
 
 
@@ -453,8 +460,9 @@ def _program_mcmc(
     run: _NUTSRun,
     init_strategy: str | dict[str, Any],
     num_prior_draws: int,
+    coords: dict[str, list[Any]],
 ) -> MCMCResult:
-    from bayesvae.models.program import is_numpyro_program, program_inputs
+    from bayesvae.models.program import inspect_sites, is_numpyro_program, program_inputs
 
     init_values = init_strategy if isinstance(init_strategy, dict) else None
     strategy = init_strategy if isinstance(init_strategy, str) else "median"
@@ -466,7 +474,7 @@ def _program_mcmc(
     started = time.perf_counter()
     if numpyro_program:
         idata = _numpyro_program_nuts(fn, data, kwargs, run, init_values, strategy, num_prior_draws)
-        result = _result(idata, "numpyro", run, time.perf_counter() - started)
+        result = _result(label_dims(idata, coords), "numpyro", run, time.perf_counter() - started)
         result.model, result.data = fn, (data, kwargs)
         return result
     if backend == "numpyro":
@@ -475,8 +483,15 @@ def _program_mcmc(
             "backend='pyro' (the default for a Pyro program) or write the model in NumPyro."
         )
     args, kwargs = program_inputs(fn, data, kwargs)
+    if coords:  # checked against the program's plates before any sampling
+        plates = inspect_sites(fn, args, kwargs).plates
+        for dim, labels in coords.items():
+            if dim in plates and plates[dim][0] != len(labels):
+                raise ValueError(
+                    f"coords[{dim!r}] has {len(labels)} labels; plate {dim!r} has {plates[dim][0]}."
+                )
     idata = _pyro_program_nuts(fn, args, kwargs, run, init_values, strategy, num_prior_draws)
-    result = _result(idata, "pyro", run, time.perf_counter() - started)
+    result = _result(label_dims(idata, coords), "pyro", run, time.perf_counter() - started)
     result.model, result.data = fn, (args, kwargs)
     return result
 

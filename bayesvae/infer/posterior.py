@@ -209,6 +209,7 @@ def svi_to_inference_data(
     posterior_predictive: bool = True,
     seed: int = 0,
     vectorize: bool | None = None,
+    coords: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> Any:
     """ArviZ ``InferenceData`` from the guide of a fitted SVI model.
@@ -225,6 +226,9 @@ def svi_to_inference_data(
             family, one at a time for a user's program (whose code may not be written for a
             batch of draws, e.g. ``theta[group]``; pass ``True`` when it is, for speed).
         posterior_predictive: also draw the observed sites from the model given each draw.
+        coords: labels of named dims, ``{dim: labels}`` (a plate's name is its dim, e.g.
+            ``{"school": names}``); checked against the dims (see :func:`label_dims`). A program
+            argument called ``coords`` must then be passed positionally.
 
     Returns:
         ``InferenceData`` with ``posterior`` (latent and ``pyro.deterministic`` sites),
@@ -236,6 +240,7 @@ def svi_to_inference_data(
     import arviz as az
 
     num_samples = check_positive_int("num_samples", num_samples)
+    coords_given = check_coords(coords)
     args, kwargs = prepare_inputs(model, data, kwargs)
     pyro.set_rng_seed(seed)
     was_training = model.training
@@ -299,7 +304,7 @@ def svi_to_inference_data(
                 },
             ).posterior
         )
-    return idata
+    return label_dims(idata, coords_given)
 
 
 class _Event0:
@@ -323,3 +328,42 @@ def _constant_data(
         for name, value in named.items()
         if torch.is_tensor(value) and name not in observed
     }
+
+
+def check_coords(coords: Any) -> dict[str, list[Any]]:
+    """``coords`` as ``{dim: labels}`` (``TypeError`` for anything else); ``None`` -> ``{}``."""
+    if coords is None:
+        return {}
+    if not isinstance(coords, dict) or not all(isinstance(k, str) for k in coords):
+        raise TypeError(
+            "coords must be a dict of dim name -> labels, e.g. {'school': names}, got "
+            f"{type(coords).__name__}."
+        )
+    labelled = {}
+    for dim, labels in coords.items():
+        if isinstance(labels, (str, bytes)) or not hasattr(labels, "__len__"):
+            raise TypeError(f"coords[{dim!r}] must be a sequence of labels, got {labels!r}.")
+        labelled[dim] = list(labels.tolist() if hasattr(labels, "tolist") else labels)
+    return labelled
+
+
+def label_dims(idata: Any, coords: Any) -> Any:
+    """Put the labels ``coords`` (``{dim: labels}``; a plate's name is its dim) on every group
+    of ``idata`` that has the dim. ``ValueError`` for a dim no group has (the dims there are
+    listed) or labels of the wrong length."""
+    coords = check_coords(coords)
+    if not coords:
+        return idata
+    sizes: dict[str, int] = {}
+    for group in idata.groups():
+        sizes.update(idata[group].sizes)
+    unknown = sorted(set(coords) - set(sizes))
+    if unknown:
+        named = sorted(d for d in sizes if d not in ("chain", "draw"))
+        raise ValueError(f"coords name dims {unknown} that the posterior lacks; its dims: {named}.")
+    for dim, labels in coords.items():
+        if len(labels) != sizes[dim]:
+            raise ValueError(
+                f"coords[{dim!r}] has {len(labels)} labels; dim {dim!r} has {sizes[dim]}."
+            )
+    return idata.assign_coords(coords)

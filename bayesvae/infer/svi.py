@@ -97,18 +97,26 @@ class FitResult:
         num_samples: int = 500,
         seed: int = 0,
         vectorize: bool | None = None,
+        coords: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
         """ArviZ ``InferenceData`` from the fitted guide (posterior, posterior_predictive,
         observed_data, pointwise log_likelihood; for a program also constant_data; one chain of
-        independent draws) on ``data`` — by default, a program's own fitted arguments. See
+        independent draws) on ``data`` — by default, a program's own fitted arguments; dims
+        labelled by ``coords`` (``{"school": names}``). See
         :func:`bayesvae.infer.posterior.svi_to_inference_data`."""
         from bayesvae.infer.posterior import svi_to_inference_data
 
         if not data and not kwargs and self.data is not None:
             data, kwargs = self.data
         return svi_to_inference_data(
-            self.model, *data, num_samples=num_samples, seed=seed, vectorize=vectorize, **kwargs
+            self.model,
+            *data,
+            num_samples=num_samples,
+            seed=seed,
+            vectorize=vectorize,
+            coords=coords,
+            **kwargs,
         )
 
     def save(self, path: str | Path | RunWriter) -> Path:

@@ -97,3 +97,36 @@ def test_vectorized_draws_fall_back_or_are_refused_for_programs(fits):
     # draws fall back to one at a time with the same result
     vectorized = svi.to_inference_data(num_samples=50, seed=1, vectorize=True)
     assert vectorized.posterior["beta"].shape == looped.posterior["beta"].shape
+
+
+def test_coords_label_the_plates_in_every_group(fits):
+    svi, _ = fits
+    names = ["north", "middle", "south"]
+    idata = svi.to_inference_data(num_samples=50, coords={"groups": names})
+    assert idata.posterior["offset"].coords["groups"].values.tolist() == names
+    with pytest.raises(ValueError, match=r"coords\['groups'\] has 2 labels; dim 'groups' has 3"):
+        svi.to_inference_data(num_samples=10, coords={"groups": names[:2]})
+    with pytest.raises(ValueError, match=r"lacks; its dims: \[.*'groups'"):
+        svi.to_inference_data(num_samples=10, coords={"schools": names})
+    with pytest.raises(TypeError, match="coords must be a dict"):
+        svi.to_inference_data(num_samples=10, coords=["north"])
+
+
+def test_mcmc_checks_coords_against_the_plates_before_sampling(fits):
+    svi, _ = fits
+    args, kwargs = svi.data
+    with pytest.raises(ValueError, match="plate 'groups' has 3"):
+        bayesvae.mcmc(model, *args, coords={"groups": ["a"]}, num_warmup=5, num_samples=5, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bayesvae.infer.mcmc.ConvergenceWarning)
+        nuts = bayesvae.mcmc(
+            model,
+            *args,
+            coords={"groups": list("abc")},
+            num_warmup=20,
+            num_samples=20,
+            num_chains=1,
+            **kwargs,
+        )
+    assert nuts.inference_data.posterior.coords["groups"].values.tolist() == ["a", "b", "c"]
+    assert nuts.inference_data.prior.coords["groups"].values.tolist() == ["a", "b", "c"]
