@@ -8,6 +8,10 @@ takes the same optimizer step and the parameters stay identical), and rank 0 alo
 checkpoints. Averaging the shard gradients gives exactly the single-process gradient of the
 global minibatch: each shard's log-likelihood is scaled by ``N / (B / W)`` and global terms
 appear once per rank, so their mean is ``(N / B) sum_i l_i + global terms``.
+
+A user's Pyro program is not split: it runs whole on every rank, each with its own random
+stream (``seed + rank``: its own guide draws and its own ``subsample_size`` minibatch), and the
+averaged gradient is the mean of ``W`` independent unbiased estimates.
 """
 
 from __future__ import annotations

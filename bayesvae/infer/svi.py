@@ -408,8 +408,12 @@ def fit(
         eval_size: a family without ``val`` evaluates ``recon``/``kl`` on this many points.
         validate_args: keep Pyro's distribution checks on inside the training loop (off by
             default for speed; model and guide are checked once, with validation, before).
-        strategy: ``None`` or ``"ddp"`` (a family's data-parallel SVI under ``torchrun``; see
-            :mod:`bayesvae.infer.distributed`).
+        strategy: ``None`` or ``"ddp"`` (data-parallel SVI under ``torchrun``; see
+            :mod:`bayesvae.infer.distributed`): a family's minibatch is split across the ranks;
+            a program runs whole on every rank with the rank's own random stream (its own guide
+            draws and ``subsample_size`` minibatch), and the gradients are averaged: ``W``
+            ranks give a gradient ``W`` times less noisy, as ``W`` particles or a ``W``-times
+            larger minibatch would.
         backend: ``"pyro"`` (this loop) or ``"numpyro"``: a family's NumPyro twin trains with
             jitted SVI and its weights are copied back; options beyond epochs, batch size, Adam's
             lr/betas, ``elbo`` ("trace"/"meanfield"), seed, val and progress are refused.
@@ -435,7 +439,6 @@ def fit(
             "epochs": epochs,
             "batch_size": batch_size,
             "val": val,
-            "strategy": strategy,
         }
         wrong = [name for name, value in given.items() if value is not None]
         if wrong:
@@ -582,11 +585,13 @@ def fit(
         check_choice("strategy", strategy, STRATEGIES)
     ddp = None
     if strategy == "ddp":
-        if isinstance(data[0], DataLoader):
+        if not is_program and isinstance(data[0], DataLoader):
             raise ValueError("strategy='ddp' shards array data; pass arrays, not a DataLoader.")
         ddp = setup_ddp(target)
-        ddp.check_batch_size(batch_size)
+        if not is_program:  # a family's minibatch is split across ranks
+            ddp.check_batch_size(batch_size)
         target = ddp.device
+    shard = ddp.local_rows if ddp is not None and not is_program else (lambda rows: rows)
 
     # -- data: validated before anything trains
     generator = torch.Generator()
@@ -704,7 +709,7 @@ def fit(
         jit_fallback=(lambda: make_objective("trace")) if elbo_name == "jit" else None,
     )
     first_args, first_kwargs = next(iter(train_steps))
-    engine.init(*(ddp.local_rows(first_args) if ddp is not None else first_args), **first_kwargs)
+    engine.init(*shard(first_args), **first_kwargs)
     state.optimizer = engine.optimizer
     start_epoch = 0
 
@@ -735,7 +740,7 @@ def fit(
         num_val=num_val,
     )
     if is_program:
-        for key in ("epochs", "batch_size", "strategy", "num_val"):
+        for key in ("epochs", "batch_size", "num_val"):
             del settings[key]
         settings.update(num_steps=num_steps, eval_every=eval_every, guide=contract.config["guide"])
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -842,9 +847,7 @@ def fit(
                 seen, step = 0, 0
                 for step, (args, step_kwargs) in enumerate(train_steps, start=1):
                     rows = rows_per_step if rows_per_step is not None else args[0].shape[0]
-                    if ddp is not None:
-                        args = ddp.local_rows(args)
-                    loss = engine.step(*args, **step_kwargs)
+                    loss = engine.step(*shard(args), **step_kwargs)
                     if not on_cuda:  # on the CPU the check costs nothing; on CUDA: once a row
                         check_losses(loss.reshape(1), epoch, 1, folder, first_step=step, unit=unit)
                     step_losses.append(loss)

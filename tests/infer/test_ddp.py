@@ -108,3 +108,60 @@ def test_global_batches_split_into_contiguous_shards():
     assert torch.equal(torch.cat(shards), batch[0])
     with pytest.raises(ValueError, match="divisible"):
         DDPContext(0, 3, torch.device("cpu")).check_batch_size(64)
+
+
+PROGRAM_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import numpy as np
+    import pyro
+    import pyro.distributions as dist
+    import torch
+    import torch.distributed as dist_
+
+    import bayesvae
+
+    def regression(x, y):
+        a = pyro.sample("a", dist.Normal(0.0, 5.0))
+        b = pyro.sample("b", dist.Normal(0.0, 5.0))
+        with pyro.plate("data", len(x), subsample_size=32) as index:
+            pyro.sample("y", dist.Normal(a + b * x[index], 1.0), obs=y[index])
+
+    out = sys.argv[1]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=400)
+    y = 1.0 + 2.0 * x + rng.normal(size=400)
+    result = bayesvae.fit(regression, x, y, num_steps=600, seed=0, progress=False,
+                          strategy="ddp")
+    store = {k: v.detach().clone() for k, v in pyro.get_param_store().items()}
+    torch.save({"params": store, "settings": result.settings,
+                "history": result.history.to_dict("list")}, f"{out}/rank{dist_.get_rank()}.pt")
+    dist_.destroy_process_group()
+    """
+)
+
+
+def test_a_users_program_trains_data_parallel_with_identical_parameters(tmp_path):
+    script = tmp_path / "program.py"
+    script.write_text(PROGRAM_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+    command += [str(script), str(tmp_path)]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
+    assert ranks[0]["settings"]["world_size"] == 2 and ranks[0]["settings"]["strategy"] == "ddp"
+    first, second = ranks[0]["params"], ranks[1]["params"]
+    assert first.keys() == second.keys()
+    for name in first:  # the averaged gradients keep every rank's parameters identical
+        torch.testing.assert_close(first[name], second[name], rtol=0, atol=0, msg=name)
+    np.testing.assert_array_equal(  # and the (averaged) training loss too
+        ranks[0]["history"]["train_elbo"], ranks[1]["history"]["train_elbo"]
+    )
+    locs = {name: value for name, value in first.items() if "loc" in name}
+    assert locs, sorted(first)
+    # the AutoNormal means land on the least-squares line (a ~ 1, b ~ 2)
+    means = torch.cat([v.reshape(-1) for _, v in sorted(locs.items())])
+    torch.testing.assert_close(means, torch.tensor([1.0, 2.0]), atol=0.2, rtol=0)
