@@ -255,7 +255,13 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self)
-        return self.model_.to_inference_data(X)
+        idata = self.model_.to_inference_data(X)
+        if "feature_names_in_" in vars(self):  # set by validate_data for a DataFrame
+            from bayesvae.infer.posterior import label_dims
+
+            names = [str(name) for name in self.feature_names_in_]
+            idata = label_dims(idata, {"feature": names})
+        return idata
 
     def save(self, path: str | Path | RunWriter) -> Path:
         """Write the fitted model as a run folder (config.yaml, model.pt, metrics.csv for SVI);

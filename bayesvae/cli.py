@@ -248,6 +248,9 @@ def _run_vae(args: argparse.Namespace) -> int:
         elbo=args.elbo,
         num_particles=args.particles,
         kl_warmup=args.kl_warmup,
+        lr_schedule=args.lr_schedule,
+        clip_norm=args.clip_norm,
+        early_stopping=args.early_stopping,
         device=args.device,
         seed=args.seed,
         progress=not args.no_progress,
@@ -765,23 +768,48 @@ def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="write --out/checkpoints/last.pt every N epochs (default 1)",
+        help="write --out/checkpoints/last.pt every N epochs",
     )
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from bayesvae._version import __version__
     from bayesvae.infer.objectives import OBJECTIVES
     from bayesvae.models.program import AUTOGUIDES
     from bayesvae.models.vae import ENCODERS, FLOW_TYPES, LIKELIHOODS
 
-    parser = argparse.ArgumentParser(prog="bayesvae", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log each epoch")
-    parser.add_argument(
+    # -v/-q/--debug work before or after the subcommand; SUPPRESS keeps a subcommand from
+    # resetting what was given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log each epoch"
+    )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log errors only (no warnings)",
+    )
+    common.add_argument(
         "--debug",
         action="store_true",
+        default=argparse.SUPPRESS,
         help="show the full traceback of an error (for bug reports; also BAYESVAE_DEBUG=1)",
     )
+    parser = argparse.ArgumentParser(
+        prog="bayesvae", description=__doc__, parents=[common], formatter_class=_HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"bayesvae {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands_add_parser = commands.add_parser
+
+    def add_parser(name: str, **options: Any) -> argparse.ArgumentParser:
+        return commands_add_parser(
+            name, parents=[common], formatter_class=_HelpFormatter, **options
+        )
+
+    commands.add_parser = add_parser  # type: ignore[method-assign]
     vae = commands.add_parser("vae", help="train a variational autoencoder and write a run folder")
     vae.add_argument(
         "--data",
@@ -842,6 +870,16 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     vae.add_argument("--batch-size", type=int, default=128)
     vae.add_argument("--lr", type=float, default=1e-3)
+    vae.add_argument(
+        "--lr-schedule", default="constant", choices=("constant", "cosine", "exponential")
+    )
+    vae.add_argument("--clip-norm", type=float, help="clip the gradient norm at this value")
+    vae.add_argument(
+        "--early-stopping",
+        type=int,
+        metavar="N",
+        help="stop when the validation ELBO has not improved for N epochs",
+    )
     vae.add_argument(
         "--val-fraction",
         type=float,
@@ -1041,7 +1079,33 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", help="a run folder (with config.yaml)")
     report.add_argument("--title", help="report title")
     report.set_defaults(run=_run_report)
+    for sub_parser in [parser, *commands.choices.values()]:
+        _show_defaults(sub_parser)
     return parser
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows every option's default (not for flags, options without one, or help
+    that already names its default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or any(default is hidden for hidden in (None, False, argparse.SUPPRESS))
+            or not action.option_strings
+        ):
+            return text
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {shown})"
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Give options without a help text one (their name), so the formatter shows the default."""
+    for action in parser._actions:
+        if action.help is None and action.option_strings:
+            action.help = action.dest.replace("_", " ")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1052,8 +1116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing", category=FutureWarning)
     parser = _build_parser()
     args = parser.parse_args(argv)
+    for flag in ("verbose", "quiet", "debug"):
+        setattr(args, flag, vars(args).get(flag, False))
+    if args.verbose and args.quiet:
+        parser.error("-v/--verbose and -q/--quiet exclude each other")
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
     import os

@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 
 import bayesvae
-from bayesvae.anomaly import VAEAnomalyDetector, detect_anomalies, ranking_metrics
+from bayesvae.anomaly import (
+    AnomalyMixture,
+    VAEAnomalyDetector,
+    detect_anomalies,
+    ranking_metrics,
+)
 from bayesvae.cli import main
 from bayesvae.data import read_features
 
@@ -252,3 +257,13 @@ def test_vae_anomaly_command_scores_every_row(manifold_with_outliers, tmp_path, 
     assert VAEAnomalyDetector.load(out).epochs == 20
     assert main(["vae-anomaly", str(tmp_path / "table.npz"), "--contamination", "0.9"]) == 2
     assert "contamination" in capsys.readouterr().err
+
+
+def test_the_mixture_names_features_after_a_dataframes_columns():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(80, 2)), columns=["latency", "bytes"])
+    model = AnomalyMixture(epochs=5, num_posterior_draws=5).fit(X)
+    idata = model.to_inference_data(X)
+    assert idata.posterior.coords["feature"].values.tolist() == ["latency", "bytes"]

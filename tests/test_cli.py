@@ -147,3 +147,28 @@ def test_unknown_choice_is_rejected_by_argparse(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["vae", "--out", "x", "--likelihood", "poisson"])
     assert exit_info.value.code == 2
+
+
+def test_version_help_defaults_and_log_levels(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"bayesvae {bayesvae.__version__}"
+    for command in ("vae", "abtest", "anomaly", "vae-anomaly", "topics", "fit"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "(default: 0)" in text, command  # --seed shows its default
+        assert "-q, --quiet" in text and "(default: None)" not in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["abtest", "--arm", "A=1/10", "--arm", "B=2/10", "-v", "-q"])
+    assert exit_info.value.code == 2 and "exclude each other" in capsys.readouterr().err
+
+
+def test_vae_takes_the_loop_options_users_reach_for(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["vae", "--epochs", "3", "--hidden", "16", "--out", str(out), "--no-progress"]
+    args += ["--lr-schedule", "cosine", "--clip-norm", "5", "--early-stopping", "1", "-q"]
+    assert main(args) == 0
+    fit = yaml.safe_load((out / "config.yaml").read_text())["fit"]
+    assert (fit["lr_schedule"], fit["clip_norm"], fit["early_stopping"]) == ("cosine", 5.0, 1)

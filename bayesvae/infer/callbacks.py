@@ -22,6 +22,8 @@ __all__ = [
     "IterateAveraging",
     "KLWarmup",
     "Checkpointer",
+    "TensorBoardLogger",
+    "MLflowLogger",
 ]
 
 
@@ -210,3 +212,50 @@ class Checkpointer(Callback):
             save_checkpoint(self.folder / self.last_name, payload)
         if improved:
             save_checkpoint(self.folder / self.best_name, payload)
+
+
+class TensorBoardLogger(Callback):
+    """Write every history row's numbers to TensorBoard (``torch.utils.tensorboard``; needs the
+    ``tensorboard`` package, which bayesvae does not require), one scalar per column, at the
+    row's SVI step. ``fit(..., callbacks=[TensorBoardLogger("runs/tb")])``."""
+
+    def __init__(self, log_dir: str | Path, *, prefix: str = "fit") -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:  # tensorboard is optional
+            raise ImportError(
+                "TensorBoardLogger needs the tensorboard package: pip install tensorboard"
+            ) from err
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.prefix = prefix
+
+    def on_epoch_end(self, state: FitState) -> None:
+        for key, value in state.history[-1].items():
+            if key not in ("epoch", "step") and isinstance(value, (int, float)):
+                self.writer.add_scalar(f"{self.prefix}/{key}", value, global_step=state.step)
+
+    def on_fit_end(self, state: FitState) -> None:
+        self.writer.flush()
+
+
+class MLflowLogger(Callback):
+    """Log every history row's numbers to the active MLflow run (``mlflow.log_metrics``; needs
+    the ``mlflow`` package, which bayesvae does not require), at the row's SVI step."""
+
+    def __init__(self) -> None:
+        try:
+            import mlflow
+        except ImportError as err:  # mlflow is optional
+            raise ImportError("MLflowLogger needs the mlflow package: pip install mlflow") from err
+        self.mlflow = mlflow
+
+    def on_epoch_end(self, state: FitState) -> None:
+        row = state.history[-1]
+        metrics = {
+            key: float(value)
+            for key, value in row.items()
+            if key not in ("epoch", "step")
+            and isinstance(value, (int, float))
+            and math.isfinite(value)
+        }
+        self.mlflow.log_metrics(metrics, step=state.step)

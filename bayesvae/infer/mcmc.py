@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from bayesvae.data.validation import check_choice, check_positive_int
-from bayesvae.infer.posterior import check_coords, label_dims
+from bayesvae.infer.posterior import check_coords, label_dims, present_dims
 
 __all__ = [
     "mcmc",
@@ -462,7 +462,12 @@ def _program_mcmc(
     num_prior_draws: int,
     coords: dict[str, list[Any]],
 ) -> MCMCResult:
-    from bayesvae.models.program import inspect_sites, is_numpyro_program, program_inputs
+    from bayesvae.models.program import (
+        inspect_sites,
+        is_numpyro_program,
+        pandas_coords,
+        program_inputs,
+    )
 
     init_values = init_strategy if isinstance(init_strategy, dict) else None
     strategy = init_strategy if isinstance(init_strategy, str) else "median"
@@ -472,9 +477,14 @@ def _program_mcmc(
             "this is a NumPyro program (numpyro.sample); it runs on backend='numpyro', not 'pyro'."
         )
     started = time.perf_counter()
+    input_coords = pandas_coords(fn, data, kwargs)  # before the inputs become tensors
+
+    def labelled(idata: Any) -> Any:  # the pandas inputs' labels, then the coords given
+        return label_dims(idata, {**present_dims(idata, input_coords), **coords})
+
     if numpyro_program:
         idata = _numpyro_program_nuts(fn, data, kwargs, run, init_values, strategy, num_prior_draws)
-        result = _result(label_dims(idata, coords), "numpyro", run, time.perf_counter() - started)
+        result = _result(labelled(idata), "numpyro", run, time.perf_counter() - started)
         result.model, result.data = fn, (data, kwargs)
         return result
     if backend == "numpyro":
@@ -491,7 +501,7 @@ def _program_mcmc(
                     f"coords[{dim!r}] has {len(labels)} labels; plate {dim!r} has {plates[dim][0]}."
                 )
     idata = _pyro_program_nuts(fn, args, kwargs, run, init_values, strategy, num_prior_draws)
-    result = _result(label_dims(idata, coords), "pyro", run, time.perf_counter() - started)
+    result = _result(labelled(idata), "pyro", run, time.perf_counter() - started)
     result.model, result.data = fn, (args, kwargs)
     return result
 

@@ -304,7 +304,17 @@ def svi_to_inference_data(
                 },
             ).posterior
         )
+    if isinstance(model, PyroProgram):  # its pandas inputs' labels, where their dims are
+        coords_given = {**present_dims(idata, model.input_coords), **coords_given}
     return label_dims(idata, coords_given)
+
+
+def present_dims(idata: Any, coords: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The entries of ``coords`` whose dim ``idata`` has, with a matching length."""
+    sizes: dict[str, int] = {}
+    for group in idata.groups():
+        sizes.update(idata[group].sizes)
+    return {dim: labels for dim, labels in coords.items() if sizes.get(dim) == len(labels)}
 
 
 class _Event0:

@@ -41,7 +41,13 @@ from bayesvae.infer.engine import (
 )
 from bayesvae.infer.objectives import ELBO_NAMES, make_elbo, quiet_jit_deprecation
 from bayesvae.models.contract import ModelContract
-from bayesvae.models.program import PyroProgram, as_model, check_program, program_inputs
+from bayesvae.models.program import (
+    PyroProgram,
+    as_model,
+    check_program,
+    pandas_coords,
+    program_inputs,
+)
 from bayesvae.runs import RunWriter, load_model_state, model_state, save_model, save_program
 
 __all__ = [
@@ -607,6 +613,7 @@ def fit(
     num_val = 0
     if is_program:
         assert isinstance(contract, PyroProgram)
+        contract.input_coords = pandas_coords(contract.model_fn, data, program_kwargs)
         program_args, program_kwargs = program_inputs(contract.model_fn, data, program_kwargs)
         contract.to(target)
         program_args = tuple(_to_device(a, target) for a in program_args)

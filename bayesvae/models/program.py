@@ -135,6 +135,9 @@ class PyroProgram(ModelContract, torch.nn.Module):
         self.config = {"model": _name_of(model_fn), "guide": self.guide_name}
         #: the arguments a loaded program was fitted on (set by ``bayesvae.load``)
         self.fitted_data: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        #: labels of the pandas inputs it was fitted on (:func:`pandas_coords`), kept as
+        #: coordinates of their dims in the InferenceData
+        self.input_coords: dict[str, list[Any]] = {}
 
     def model(self, *args: Any, **kwargs: Any) -> Any:
         """The user's program, unchanged."""
@@ -239,6 +242,20 @@ def named_inputs(model_fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -
     """Argument name -> value for every argument given (positional ones named by signature)."""
     names = _parameter_names(model_fn, len(args))
     return {**dict(zip(names, args, strict=True)), **kwargs}
+
+
+def pandas_coords(model_fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict:
+    """Coordinates from a program's pandas arguments, by the dims their values get in the
+    InferenceData (``<argument>_dim_0`` rows, ``<argument>_dim_1`` columns): a DataFrame's index
+    and column names, a Series' index. ``{}`` when no argument is a pandas object."""
+    coords: dict[str, list[Any]] = {}
+    for name, value in named_inputs(model_fn, args, kwargs).items():
+        if hasattr(value, "columns") and hasattr(value, "index"):  # a DataFrame
+            coords[f"{name}_dim_0"] = value.index.tolist()
+            coords[f"{name}_dim_1"] = [str(column) for column in value.columns]
+        elif hasattr(value, "index") and hasattr(value, "to_numpy"):  # a Series
+            coords[f"{name}_dim_0"] = value.index.tolist()
+    return coords
 
 
 def is_numpyro_program(model_fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

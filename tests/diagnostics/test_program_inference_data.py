@@ -130,3 +130,28 @@ def test_mcmc_checks_coords_against_the_plates_before_sampling(fits):
         )
     assert nuts.inference_data.posterior.coords["groups"].values.tolist() == ["a", "b", "c"]
     assert nuts.inference_data.prior.coords["groups"].values.tolist() == ["a", "b", "c"]
+
+
+def regression(X, y=None):
+    beta = pyro.sample("beta", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+    with pyro.plate("data", X.shape[0]):
+        pyro.sample("y", dist.Normal(X @ beta, 1.0), obs=y)
+
+
+def test_a_dataframes_columns_and_index_become_coordinates():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(30, 3)), columns=["age", "income", "score"])
+    X.index = [f"row{i}" for i in range(30)]
+    y = pd.Series(X.to_numpy() @ np.array([1.0, 0.0, -1.0]) + rng.normal(size=30), index=X.index)
+    pyro.clear_param_store()
+    svi = bayesvae.fit(regression, X, y, num_steps=100, progress=False)
+    constant = svi.to_inference_data(num_samples=20).constant_data
+    assert constant["X"].coords["X_dim_1"].values.tolist() == ["age", "income", "score"]
+    assert constant["X"].coords["X_dim_0"].values.tolist()[:2] == ["row0", "row1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bayesvae.infer.mcmc.ConvergenceWarning)
+        nuts = bayesvae.mcmc(regression, X, y, num_warmup=20, num_samples=20, num_chains=1)
+    labels = nuts.inference_data.constant_data["X"].coords["X_dim_1"].values.tolist()
+    assert labels == ["age", "income", "score"]

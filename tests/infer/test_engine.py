@@ -95,3 +95,49 @@ def test_the_checkpointer_writes_last_every_n_rows_best_on_improvement(tmp_path)
             assert written == {"last.pt": 3, "best.pt": 1}
     assert written == {"last.pt": 7, "best.pt": 4}  # rows 3, 6 and the last; best at 1 and 4
     assert checks == [1, 3, 4, 6, 7]  # parameters checked before every write
+
+
+def test_metrics_go_to_tensorboard_and_mlflow_when_installed(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    import bayesvae
+    from bayesvae.infer.callbacks import MLflowLogger, TensorBoardLogger
+
+    scalars, logged = [], []
+
+    class SummaryWriter:  # what the callback needs of torch.utils.tensorboard's
+        def __init__(self, log_dir):
+            self.log_dir = log_dir
+
+        def add_scalar(self, tag, value, global_step):
+            scalars.append((tag, value, global_step))
+
+        def flush(self):
+            scalars.append("flushed")
+
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=SummaryWriter)
+    )
+    monkeypatch.setitem(
+        sys.modules,
+        "mlflow",
+        types.SimpleNamespace(log_metrics=lambda metrics, step: logged.append((metrics, step))),
+    )
+    y = torch.randn(40)
+    result = bayesvae.fit(
+        _model,
+        y,
+        guide=_guide,
+        num_steps=20,
+        eval_every=10,
+        progress=False,
+        callbacks=[TensorBoardLogger(tmp_path), MLflowLogger()],
+    )
+    assert ("fit/train_elbo", result.history["train_elbo"].iloc[0], 10) in scalars
+    assert scalars[-1] == "flushed"
+    assert [step for _, step in logged] == [10, 20]
+    assert logged[-1][0]["train_elbo"] == pytest.approx(result.history["train_elbo"].iloc[-1])
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # not installed
+    with pytest.raises(ImportError, match="pip install mlflow"):
+        MLflowLogger()
