@@ -199,17 +199,35 @@ def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], run: A
 
     if not model.continuous_latent:
         return
+    first, second = 0, 1
+    if shown.y is not None and model.family != "ConditionalVAE":  # two different classes
+        others = np.flatnonzero(np.asarray(shown.y) != shown.y[0])
+        second = int(others[0]) if len(others) else 1
     y = None if model.family != "ConditionalVAE" else int(shown.y[0])
-    x = torch.as_tensor(shown.x[:2])
+    x = torch.as_tensor(shown.x[[first, second]])
     images = latent.interpolate(model, x[0], x[1], steps=10, method="spherical", y=y)
+    endpoints = None
+    if shown.y is not None:
+        endpoints = (f"label {shown.y[first]}", f"label {shown.y[second]}")
     plots.interpolation(
-        images, image_shape, run.file("interpolation.png"), title="spherical interpolation"
+        images,
+        image_shape,
+        run.file("interpolation.png"),
+        title="spherical interpolation",
+        endpoints=endpoints,
     )
-    traversed = latent.traversals(model, x=x[0], dims=range(min(model.latent_dim, 10)), y=y)
-    plots.traversals(traversed, image_shape, run.file("traversals.png"))
+    dims = list(range(min(model.latent_dim, 10)))
+    traversed = latent.traversals(model, x=x[0], dims=dims, y=y)
+    plots.traversals(
+        traversed,
+        image_shape,
+        run.file("traversals.png"),
+        dims=dims,
+        values=latent.TRAVERSAL_VALUES,
+    )
     if model.latent_dim >= 2:
         grid = latent.manifold_grid(model, n=15, y=y)
-        plots.manifold(grid, image_shape, run.file("manifold.png"))
+        plots.manifold(grid, image_shape, run.file("manifold.png"), dims=(0, 1))
 
 
 def _run_vae(args: argparse.Namespace) -> int:
@@ -322,13 +340,17 @@ def _write_vae_run(
         train.image_shape,
         run.file("reconstructions.png"),
     )
+    row_labels = None
     if conditional:  # one row per class
         labels = np.repeat(np.arange(num_classes), 10)
         samples = model.sample(len(labels), labels, seed=args.seed)
         title = "samples (decoder means), one class per row"
+        row_labels = [f"class {k}" for k in range(num_classes)]
     else:
         samples, title = model.sample(40, seed=args.seed), "samples (decoder means)"
-    plots.image_grid(samples, train.image_shape, run.file("samples.png"), title=title)
+    plots.image_grid(
+        samples, train.image_shape, run.file("samples.png"), title=title, row_labels=row_labels
+    )
     if shown.y is not None and model.continuous_latent:
         labels_shown = shown.y[:2000] if conditional else None
         loc, _ = model.encode(torch.as_tensor(shown.x[:2000]), labels_shown)

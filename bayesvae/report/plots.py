@@ -53,7 +53,8 @@ def _as_numpy(array: Any) -> np.ndarray:
 
 
 def loss_curves(history: Any, path: str | Path | None = None) -> Any:
-    """ELBO per data point by epoch (train, and validation when present) and the KL term.
+    """ELBO per data point by epoch (train, and validation when present) and, when the history
+    has them, the KL and reconstruction terms in a second panel.
 
     ``history``: a DataFrame (or list of rows) as in ``FitResult.history``.
     """
@@ -62,19 +63,31 @@ def loss_curves(history: Any, path: str | Path | None = None) -> Any:
     frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
     x = "step" if "step" in frame else "epoch"  # a program's rows come every eval_every steps
     plt = _pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    terms = "kl" in frame and "recon" in frame
+    figure, axes = plt.subplots(1, 2 if terms else 1, figsize=(10 if terms else 5.5, 3.5))
+    left = axes[0] if terms else axes
     left.plot(frame[x], frame["train_elbo"], label="train (objective)")
     if "val_elbo" in frame:
         left.plot(frame[x], frame["val_elbo"], label="validation")
     left.set(xlabel=x, ylabel="ELBO per data point (nats)", title="ELBO")
     left.legend()
-    if "kl" in frame:
+    _integer_ticks(left)
+    if terms:
+        right = axes[1]
         right.plot(frame[x], frame["kl"], color="tab:red", label="KL")
         right.plot(frame[x], -frame["recon"], color="tab:green", label="-reconstruction")
         right.set(xlabel=x, ylabel="nats per data point", title="ELBO terms")
         right.legend()
+        _integer_ticks(right)
     figure.tight_layout()
     return save_figure(figure, path)
+
+
+def _integer_ticks(axis: Any) -> None:
+    """Epochs and steps are whole numbers: no fractional ticks on short runs."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def image_grid(
@@ -84,18 +97,36 @@ def image_grid(
     *,
     columns: int = 10,
     title: str | None = None,
+    row_labels: Any = None,
+    column_labels: Any = None,
 ) -> Any:
-    """Show ``images: (N, ...)`` reshaped to ``image_shape`` ``(C, H, W)`` in a grid."""
+    """Show ``images: (N, ...)`` reshaped to ``image_shape`` ``(C, H, W)`` in a grid, with a
+    label left of each row and above each column when given."""
     images = _as_numpy(images).reshape(-1, *image_shape)
     rows = max(1, math.ceil(len(images) / columns))
     plt = _pyplot()
-    figure, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 0.9), squeeze=False)
+    figure, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(columns * 0.9 + (0.8 if row_labels is not None else 0), rows * 0.9 + 0.5),
+        squeeze=False,
+        layout="constrained",  # the title sits right above the images, whatever the rows
+    )
     for index, axis in enumerate(axes.flat):
-        axis.axis("off")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        for spine in axis.spines.values():
+            spine.set_visible(False)
         if index < len(images):
             image = images[index]
             image = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
             axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+    if row_labels is not None:
+        for axis, label in zip(axes[:, 0], row_labels, strict=False):
+            axis.set_ylabel(str(label), rotation=0, ha="right", va="center", fontsize=8)
+    if column_labels is not None:
+        for axis, label in zip(axes[0], column_labels, strict=False):
+            axis.set_title(str(label), fontsize=8)
     if title:
         figure.suptitle(title)
     return save_figure(figure, path)
@@ -134,7 +165,9 @@ def latent_scatter(
 ) -> Any:
     """Latent means ``z: (N, latent_dim)`` coloured by ``labels``: the latent itself when it has
     at most 2 dimensions (``method="auto"``), else its first two principal components
-    (``"pca"``) or a seeded t-SNE embedding (``"tsne"``, scikit-learn)."""
+    (``"pca"``) or a seeded t-SNE embedding (``"tsne"``, scikit-learn). Class labels (at most 20
+    distinct whole numbers or strings) get a categorical palette and a legend; other labels a
+    colour bar."""
     from bayesvae.data.validation import check_choice
 
     check_choice("method", method, SCATTER_METHODS)
@@ -161,22 +194,43 @@ def latent_scatter(
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
     if labels is not None:
-        scatter = axis.scatter(
-            points[:, 0], points[:, 1], c=_as_numpy(labels), cmap="tab10", s=6, alpha=0.8
+        values = _as_numpy(labels)
+        classes = np.unique(values)
+        categorical = len(classes) <= 20 and (
+            values.dtype.kind in "iuUSOb" or bool(np.all(np.mod(values.astype(np.float64), 1) == 0))
         )
-        figure.colorbar(scatter, ax=axis, label="label")
+        if categorical:
+            palette = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+            for index, label in enumerate(classes):
+                chosen = values == label
+                axis.scatter(
+                    points[chosen, 0],
+                    points[chosen, 1],
+                    s=6,
+                    alpha=0.8,
+                    color=palette(index),
+                    label=str(label.item() if hasattr(label, "item") else label),
+                )
+            axis.legend(title="label", markerscale=2.5, fontsize=7, loc="best", frameon=False)
+        else:
+            scatter = axis.scatter(points[:, 0], points[:, 1], c=values, s=6, alpha=0.8)
+            figure.colorbar(scatter, ax=axis, label="label")
     else:
         axis.scatter(points[:, 0], points[:, 1], s=6, alpha=0.8)
     axis.set(xlabel=axis_names[0], ylabel=axis_names[1], title="latent space (posterior means)")
     return save_figure(figure, path)
 
 
-def _tile(images: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
-    """``(R, C, *image_shape)`` -> one ``(R*H, C*W)`` grey (or ``(.., 3)`` colour) image."""
+def _tile(images: np.ndarray, image_shape: tuple[int, ...], gap: int = 0) -> np.ndarray:
+    """``(R, C, *image_shape)`` -> one ``(R*(H+gap), C*(W+gap))`` grey (or ``(.., 3)`` colour)
+    image, tiles separated by ``gap`` white pixels."""
     rows, columns = images.shape[:2]
     c, h, w = image_shape if len(image_shape) == 3 else (1, *image_shape)
-    tiles = images.reshape(rows, columns, c, h, w).transpose(0, 3, 1, 4, 2)
-    tiled = tiles.reshape(rows * h, columns * w, c)
+    tiles = images.reshape(rows, columns, c, h, w)
+    if gap:
+        tiles = np.pad(tiles, ((0, 0), (0, 0), (0, 0), (0, gap), (0, gap)), constant_values=1.0)
+        h, w = h + gap, w + gap
+    tiled = tiles.transpose(0, 3, 1, 4, 2).reshape(rows * h, columns * w, c)
     return tiled[..., 0] if c == 1 else tiled
 
 
@@ -185,19 +239,37 @@ def manifold(
     image_shape: tuple[int, ...],
     path: str | Path | None = None,
     *,
+    dims: tuple[int, int] = (0, 1),
     title: str = "latent manifold (inverse normal CDF grid)",
 ) -> Any:
-    """The 2-D manifold figure from :func:`bayesvae.latent.manifold_grid`'s
-    ``(n, n, ...)`` images, as one tiled picture."""
+    """The 2-D manifold figure from :func:`bayesvae.latent.manifold_grid`'s ``(n, n, ...)``
+    images, tiled with a gap between tiles; the axes name the latent dimensions ``dims`` and
+    their ticks the z values (the standard normal's quantiles at the cell centres)."""
+    from scipy.stats import norm
+
     images = _as_numpy(grid)
     n_rows, n_cols = images.shape[:2]
-    tiled = _tile(images.reshape(n_rows, n_cols, -1), image_shape)
+    gap = max(1, image_shape[-1] // 8)
+    tiled = _tile(images.reshape(n_rows, n_cols, -1), image_shape, gap=gap)
+    height, width = image_shape[-2] + gap, image_shape[-1] + gap
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(6, 6))
+    figure, axis = plt.subplots(figsize=(6.5, 6.5))
     axis.imshow(np.clip(tiled, 0, 1), cmap="gray", vmin=0, vmax=1)
-    axis.set(title=title, xlabel="z[dims[0]] (low to high)", ylabel="z[dims[1]] (high to low)")
-    axis.set_xticks([])
-    axis.set_yticks([])
+    values = norm.ppf((np.arange(max(n_rows, n_cols)) + 0.5) / max(n_rows, n_cols))
+    every = max(1, n_cols // 5)
+    x_index = np.arange(0, n_cols, every)
+    y_index = np.arange(0, n_rows, every)
+    axis.set_xticks(x_index * width + (width - gap) / 2, [f"{values[j]:.1f}" for j in x_index])
+    axis.set_yticks(
+        y_index * height + (height - gap) / 2, [f"{values[::-1][i]:.1f}" for i in y_index]
+    )
+    axis.set(
+        title=title,
+        xlabel=f"z[{dims[0]}] (standard normal quantiles)",
+        ylabel=f"z[{dims[1]}] (standard normal quantiles)",
+    )
+    for spine in axis.spines.values():
+        spine.set_visible(False)
     return save_figure(figure, path)
 
 
@@ -207,11 +279,16 @@ def interpolation(
     path: str | Path | None = None,
     *,
     title: str = "latent interpolation",
+    endpoints: tuple[Any, Any] | None = None,
 ) -> Any:
     """Decoded images along one latent path, ``(steps, ...)``
-    (:func:`bayesvae.latent.interpolate`), in one row."""
+    (:func:`bayesvae.latent.interpolate`), in one row; ``endpoints`` labels the first and last
+    image (e.g. the two inputs' classes)."""
     flat = _as_numpy(images).reshape(-1, *image_shape)
-    return image_grid(flat, image_shape, path, columns=len(flat), title=title)
+    labels = None
+    if endpoints is not None:
+        labels = [str(endpoints[0])] + [""] * (len(flat) - 2) + [str(endpoints[1])]
+    return image_grid(flat, image_shape, path, columns=len(flat), title=title, column_labels=labels)
 
 
 def traversals(
@@ -219,13 +296,24 @@ def traversals(
     image_shape: tuple[int, ...],
     path: str | Path | None = None,
     *,
+    dims: Any = None,
+    values: Any = None,
     title: str = "latent traversals (one dimension per row)",
 ) -> Any:
-    """The ``(dims, values, ...)`` images of :func:`bayesvae.latent.traversals` in a grid."""
+    """The ``(dims, values, ...)`` images of :func:`bayesvae.latent.traversals` in a grid, each
+    row labelled with its latent dimension (``dims``, default ``0..``) and each column with the
+    value it takes (``values``, as passed to ``traversals``)."""
     images = _as_numpy(images)
-    columns = images.shape[1]
+    rows, columns = images.shape[:2]
+    dims = list(range(rows)) if dims is None else list(dims)
     return image_grid(
-        images.reshape(-1, *image_shape), image_shape, path, columns=columns, title=title
+        images.reshape(-1, *image_shape),
+        image_shape,
+        path,
+        columns=columns,
+        title=title,
+        row_labels=[f"z[{d}]" for d in dims],
+        column_labels=None if values is None else [f"{float(v):+.1f}" for v in values],
     )
 
 
@@ -312,6 +400,7 @@ def gradient_norms(history: Any, path: str | Path | None = None) -> Any:
     figure, axis = plt.subplots(figsize=(6, 3.2))
     axis.plot(frame[x], frame["grad_norm"], color="tab:purple")
     axis.set(xlabel=x, ylabel="gradient norm", yscale="log", title="gradient norm")
+    _integer_ticks(axis)
     return save_figure(figure, path)
 
 
@@ -397,10 +486,13 @@ def topic_top_words(
     max_topics: int = 20,
     npmi: Any = None,
 ) -> Any:
-    """Bar charts of the ``n`` highest-weighted words of each topic (the first ``max_topics``
-    topics) from the topic-word matrix ``weights`` (K, V)."""
+    """Bar charts of the ``n`` most probable words of each topic (the first ``max_topics``
+    topics): ``P(word | topic) = softmax(weights_k)`` from the topic-word matrix ``weights``
+    (K, V) of unnormalised log-weights (``ProdLDA.topic_word_weights()``)."""
+    from scipy.special import softmax
+
     plt = _pyplot()
-    weights = _as_numpy(weights)
+    weights = softmax(_as_numpy(weights).astype(np.float64), axis=1)
     shown = min(len(weights), max_topics)
     cols = min(5, shown)
     rows = math.ceil(shown / cols)
@@ -414,6 +506,7 @@ def topic_top_words(
         axis.set_yticks(range(len(order)), [str(vocabulary[i]) for i in order], fontsize=7)
         title = f"topic {k}" + (f" (NPMI {float(npmi[k]):+.2f})" if npmi is not None else "")
         axis.set_title(title, fontsize=8)
+        axis.set_xlabel("P(word | topic)", fontsize=7)
         axis.tick_params(axis="x", labelsize=6)
     figure.tight_layout()
     return save_figure(figure, path)
