@@ -534,6 +534,8 @@ def _run_vae_anomaly(args: argparse.Namespace) -> int:
     from bayesvae.data import read_features
     from bayesvae.runs import RunWriter
 
+    if args.report and not args.out:
+        raise UsageError("--report needs --out DIR (the report is written there)")
     detector = VAEAnomalyDetector(
         latent_dim=args.latent_dim,
         hidden_dims=tuple(args.hidden),
@@ -565,10 +567,22 @@ def _run_vae_anomaly(args: argparse.Namespace) -> int:
         table = pd.DataFrame(
             {"row": np.arange(len(X)), "score": score, "anomaly_score": -score, "flag": flags}
         )
-        with RunWriter(args.out, overwrite=True) as run:
+        from bayesvae.report import plots
+
+        with RunWriter(args.out, overwrite=True) as run, _Stages(args, 2, "save") as stage:
+            stage("run folder")
             detector.save(run)
             run.write_csv("scores.csv", table)
             run.write_json("result.json", summary)
+            plots.vae_anomaly_scores(
+                -score, run.file("scores.png"), threshold=-detector.offset_, labels=labels
+            )
+            plots.loss_curves(detector.history_, run.file("loss_curves.png"))
+            if args.report:
+                from bayesvae.report import build
+
+                stage("report")
+                build(run.reader())
     if args.json:
         print(json.dumps(summary))
     else:
@@ -1034,6 +1048,9 @@ def _build_parser() -> argparse.ArgumentParser:
     vae_anomaly.add_argument("--out", help="run folder: the detector, scores.csv, result.json")
     vae_anomaly.add_argument(
         "--overwrite", action="store_true", help="replace a run already in --out"
+    )
+    vae_anomaly.add_argument(
+        "--report", action="store_true", help="also write report.html and report.md into --out"
     )
     vae_anomaly.set_defaults(run=_run_vae_anomaly)
 

@@ -13,12 +13,12 @@ __all__ = ["mcmc_checks", "BFMI_THRESHOLD"]
 BFMI_THRESHOLD = 0.3
 
 
-def mcmc_checks(idata: Any) -> dict[str, Any]:
-    """Summary table (mean, sd, HDI, MCSE, bulk/tail ESS, R-hat), divergences, BFMI per chain,
-    and ``problems``: R-hat > 1.01, ESS < 400, any divergence, BFMI < 0.3."""
+def mcmc_checks(idata: Any, *, hdi_prob: float = 0.95) -> dict[str, Any]:
+    """Summary table (mean, sd, ``hdi_prob`` HDI, MCSE, bulk/tail ESS, R-hat), divergences,
+    BFMI per chain, and ``problems``: R-hat > 1.01, ESS < 400, any divergence, BFMI < 0.3."""
     import arviz as az
 
-    summary = az.summary(idata)
+    summary = az.summary(idata, hdi_prob=hdi_prob)
     problems = convergence_problems(idata)
     divergences = 0
     bfmi: list[float] = []

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from bayesvae.runs import RunFolder, open_run
@@ -35,6 +36,11 @@ class Section:
     (PNG files in the run folder)."""
 
     title: str
+    #: two or three plain sentences first: what the section means for the reader's decision
+    lead: list[str] = field(default_factory=list)
+    #: a decision, styled by what it means: ``{"kind": "choose"|"equivalent"|"collect",
+    #: "text": ...}``
+    decision: dict[str, str] | None = None
     text: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
@@ -42,7 +48,8 @@ class Section:
     figures: list[dict[str, str]] = field(default_factory=list)
 
     def add_table(self, caption: str, frame: Any, *, index: bool = False, digits: int = 4) -> None:
-        rounded = frame.round(digits)
+        """A table, every number formatted by its magnitude (see :func:`format_number`)."""
+        rounded = frame.map(lambda value: format_number(value, digits))
         from markupsafe import Markup
 
         self.tables.append(
@@ -66,6 +73,24 @@ class Section:
                     "data_uri": f"data:image/png;base64,{encoded}",
                 }
             )
+
+
+def format_number(value: Any, digits: int = 4) -> Any:
+    """A number as a reader wants it: whole numbers (counts, ESS) without decimals, small ones
+    (an MCSE of 0.00004) with two significant digits rather than rounded to 0, the rest to
+    ``digits`` decimals; anything else as it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return value
+    value = float(value)
+    if not math.isfinite(value):
+        return str(value)
+    if (value.is_integer() and abs(value) >= 1) or abs(value) >= 1000:
+        return f"{value:.0f}"
+    if value != 0 and abs(value) < 10 ** (-digits + 1):
+        return f"{value:.2g}"
+    if abs(value) >= 100:
+        return f"{value:.1f}"
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -157,6 +182,12 @@ def _svi_section(run: RunFolder, config: dict[str, Any]) -> list[Section]:
         + verdict["reason"]
         + "."
     )
+    section.lead.append(
+        "Training has settled: the ELBO stopped improving, so more epochs would change little."
+        if verdict["converged"]
+        else "Training had not settled when it stopped: the ELBO was still moving. Train longer "
+        "(or raise the learning rate) before relying on the fit."
+    )
     if not run.has("loss_curves.png"):
         plots.loss_curves(history, run.file("loss_curves.png"))
         run.record("loss_curves.png")
@@ -186,6 +217,17 @@ def _svi_section(run: RunFolder, config: dict[str, Any]) -> list[Section]:
                 f"{psis['share_bad_points']:.1%} of points with k̂ >= 0.7."
             )
         (section.checks if psis["verdict"] == "good" else section.problems).append(text)
+        section.lead.append(
+            {
+                "good": "The fitted guide is a trustworthy stand-in for the posterior here.",
+                "usable": "The fitted guide is usable for summaries, but its tails are off: "
+                "check key numbers against NUTS.",
+            }.get(
+                psis["verdict"],
+                "The fitted guide does not match the posterior well: do not trust its "
+                "uncertainty; use NUTS or a richer guide.",
+            )
+        )
         if run.has("khat.png"):
             section.add_figure(run, "khat.png", "Pareto k̂ per data point")
     return [section]
@@ -198,8 +240,15 @@ def _mcmc_section(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     idata = run.inference_data()
     if idata is None or "sample_stats" not in idata.groups():
         return []
-    checks = mcmc_checks(idata)
+    hdi_prob = float((config.get("analysis") or {}).get("hdi_prob") or 0.95)
+    checks = mcmc_checks(idata, hdi_prob=hdi_prob)
     section = Section("MCMC diagnostics")
+    section.lead.append(
+        "The chains agree and mixed well: the posterior summaries below can be used."
+        if not checks["problems"]
+        else "The chains disagree or mixed poorly (see the warnings): treat the summaries "
+        "below with caution, and run longer chains or reparameterize."
+    )
     section.text.append(
         f"{idata.posterior.sizes['chain']} chains x {idata.posterior.sizes['draw']} draws. "
         f"Thresholds: R-hat <= {checks['thresholds']['r_hat']}, bulk and tail ESS >= "
@@ -215,7 +264,9 @@ def _mcmc_section(run: RunFolder, config: dict[str, Any]) -> list[Section]:
                 else "no energy recorded (Pyro's NUTS), so no BFMI."
             )
         )
-    section.add_table("posterior summary (ArviZ)", checks["summary"], index=True)
+    section.add_table(
+        f"posterior summary (ArviZ; {hdi_prob:.0%} HDI)", checks["summary"], index=True
+    )
     plots.mcmc_figures(idata, run.path)
     run.record(*(name for name in MCMC_FIGURES if run.has(name)))
     section.add_figure(run, "trace.png", "trace plots")
@@ -302,7 +353,15 @@ def _vae_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
         active = f"{diagnostics['active_units']} of {diagnostics['latent_dim']} latent dimensions"
         if diagnostics["active_units"] < max(1, diagnostics["latent_dim"] // 2):
             section.problems.append(f"posterior collapse: only {active} are active.")
+            section.lead.append(
+                "Most latent dimensions carry no information about the inputs (posterior "
+                "collapse): use fewer latent dimensions, KL warm-up, or a weaker decoder."
+            )
         else:
+            section.lead.append(
+                f"The model uses its latent space ({active} active) and its held-out "
+                "likelihood is below; compare it with other fits by that number."
+            )
             section.checks.append(f"{active} are active (variance of the posterior mean > 0.01).")
         section.add_table(
             "per latent dimension",
@@ -320,6 +379,34 @@ def _vae_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     section.add_figure(run, "interpolation.png", "spherical interpolation between two inputs")
     section.add_figure(run, "traversals.png", "traversals: one latent dimension per row, -3 to 3")
     section.add_figure(run, "manifold.png", "2-D manifold: inverse-normal-CDF grid, decoded")
+    return [section, *_vae_anomaly_section(run, config)]
+
+
+def _vae_anomaly_section(run: RunFolder, config: dict[str, Any]) -> list[Section]:
+    """The ``bayesvae vae-anomaly`` run's scores: what was flagged, AUC against labels."""
+    result = run.json("result.json")
+    if result.get("detector") != "VAEAnomalyDetector":
+        return []
+    section = Section("VAE anomaly scores")
+    section.lead.append(
+        f"{result['flagged']} of {result['rows']} rows score as anomalous: the VAE finds them "
+        "unlikely (a low ELBO) compared with the bulk of the data. Review the rows in the "
+        "table below first."
+    )
+    section.text.append(
+        f"Score: the negative {result['score'].upper()} bound in nats (higher = more "
+        f"anomalous); rows above {-result['threshold_score']:.3f} are flagged (the training "
+        "data's contamination quantile)."
+    )
+    if "aucroc" in result:
+        section.checks.append(
+            f"against the labels: AUCROC {result['aucroc']:.4f}, AUCPR {result['aucpr']:.4f}."
+        )
+    scores = run.csv("scores.csv")
+    if scores is not None:
+        top = scores.sort_values("anomaly_score", ascending=False).head(10)
+        section.add_table("the ten rows with the highest anomaly scores", top, digits=4)
+    section.add_figure(run, "scores.png", "distribution of the anomaly scores")
     return [section]
 
 
@@ -332,8 +419,19 @@ def _abtest_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
         return []
     section = Section("A/B test")
     decision = result["decision"]
+    kind = {"choose": "choose", "equivalent": "equivalent"}.get(decision["action"], "collect")
+    section.lead.append(
+        {
+            "choose": f"The data support shipping {decision.get('arm')}: the expected loss of "
+            "choosing it is below the threshold you set.",
+            "equivalent": "The arms perform the same within the region of practical "
+            "equivalence: pick on other grounds (cost, simplicity).",
+            "collect": "The data do not yet support a choice: no arm is clearly best, and the "
+            "arms are not shown to be equivalent. Keep the test running.",
+        }[kind]
+    )
+    section.decision = {"kind": kind, "text": f"{decision['text']} ({decision['reason']})"}
     section.text.append(f"Method: {result['method']}; control: {result['control']}.")
-    section.checks.append(f"decision: {decision['text']} ({decision['reason']}).")
     pct = f"{result['hdi_prob']:.0%} HDI"
     section.add_table(
         "arms",
@@ -371,7 +469,12 @@ def _abtest_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
         digits=5,
     )
     section.add_figure(run, "posteriors.png", "posterior density of each arm's rate")
-    section.add_figure(run, "lift.png", "lift over the control, HDI shaded, ROPE marked")
+    rope = (config.get("analysis") or {}).get("rope")
+    section.add_figure(
+        run,
+        "lift.png",
+        "lift over the control, HDI shaded" + (f", ROPE ±{rope:g} marked" if rope else ""),
+    )
     section.add_figure(run, "prob_best.png", "probability that each arm is best")
     return [section]
 
@@ -385,6 +488,12 @@ def _anomaly_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
         return []
     section = Section("Anomaly mixture")
     low, high = result["contamination_interval"]
+    section.lead.append(
+        f"{result['flagged']} of {result['rows']} rows look anomalous (more likely from the "
+        f"broad anomaly component than from the normal data, P > {result['threshold']:g}); the "
+        f"data hold about {100 * low:.1f}-{100 * high:.1f} % anomalies. Review the rows in "
+        "the table below first."
+    )
     section.text.append(
         f"{result['method'].upper()} fit of {result['n_components']} Gaussian component(s) "
         f"({result['covariance']} covariance) plus a broad anomaly component on "
@@ -416,6 +525,17 @@ def _prodlda_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     if not result:
         return []
     section = Section("Topic model (ProdLDA)")
+    coherent = result["npmi_mean"] >= 0.1
+    section.lead.append(
+        f"{result['num_topics']} topics were found; "
+        + (
+            "on average their top words co-occur clearly more than chance, so the topics are "
+            "readable themes."
+            if coherent
+            else "their top words co-occur little more than chance (low NPMI): read the topics "
+            "with care, or fit longer, or with fewer topics."
+        )
+    )
     section.text.append(
         f"{result['num_topics']} topics over {result['vocab_size']} words, fitted on "
         f"{result['documents']} documents with the {result['backend']} backend "

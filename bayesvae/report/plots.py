@@ -441,6 +441,36 @@ def anomaly_scores(
     return save_figure(figure, path)
 
 
+def vae_anomaly_scores(
+    anomaly_score: Any,
+    path: str | Path | None = None,
+    *,
+    threshold: float,
+    labels: Any = None,
+) -> Any:
+    """Histogram of a VAE's anomaly scores ``(N,)`` (negative ELBO or IWAE bound, nats; split by
+    true label when ``labels`` are given) with the flagging threshold marked."""
+    plt = _pyplot()
+    score = _as_numpy(anomaly_score).astype(np.float64)
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    bins = np.linspace(score.min(), score.max(), 41)
+    if labels is None:
+        axis.hist(score, bins=bins, color="tab:gray")
+    else:
+        labels = _as_numpy(labels).astype(bool)
+        axis.hist(score[~labels], bins=bins, alpha=0.7, color="tab:blue", label="labelled normal")
+        axis.hist(score[labels], bins=bins, alpha=0.7, color="tab:red", label="labelled anomaly")
+    axis.axvline(threshold, color="black", ls="--", label="threshold (flagged to the right)")
+    axis.set(
+        xlabel="anomaly score (negative ELBO, nats)",
+        ylabel="rows",
+        yscale="log",
+        title="VAE anomaly scores",
+    )
+    axis.legend()
+    return save_figure(figure, path)
+
+
 def anomaly_projection(
     features: Any,
     flagged: Any,

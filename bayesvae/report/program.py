@@ -199,6 +199,10 @@ def _program_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
 
     sections = []
     model = Section("Model")
+    model.lead.append(
+        "Your Pyro program as bayesvae ran it: check that the graph below is the model you "
+        "meant (which variables depend on which, what is observed)."
+    )
     arguments = config.get("program", {}).get("arguments", {})
     model.text.append(
         f"A Pyro program, {config['model']['model']}, given "
@@ -216,6 +220,10 @@ def _program_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     source = "NUTS" if mcmc_idata is not None else "the SVI guide"
     if main is not None:
         summary = Section("Posterior summary")
+        summary.lead.append(
+            "What the data say about each parameter: its mean and a 95 % interval that holds "
+            f"it with 95 % probability, from {source}."
+        )
         summary.text.append(
             f"Means, standard deviations and 95 % highest-density intervals from {source}"
             + (
@@ -231,6 +239,10 @@ def _program_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
         sections.append(summary)
 
         ppc = Section("Posterior predictive checks")
+        ppc.lead.append(
+            "Does the model reproduce the data? If the observed data look like one of the "
+            "simulated replications, yes; a systematic difference shows what the model misses."
+        )
         ppc.text.append(
             "Data replicated from the fitted model against the observed data: if the observed "
             "curve or bars sit inside the replications, the model reproduces the data's shape."
@@ -250,6 +262,15 @@ def _program_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
             f"effective parameters {float(loo.p_loo):.2f}, from {source}."
         )
         bad = int((khat > 0.7).sum())
+        loo_section.lead.append(
+            "How well the model predicts a point it has not seen, for comparing models (higher "
+            "is better); "
+            + (
+                f"{bad} influential points make the estimate unreliable."
+                if bad
+                else "every point's estimate is reliable."
+            )
+        )
         (loo_section.problems if bad else loo_section.checks).append(
             f"{bad} of {khat.size} points have Pareto k̂ > 0.7"
             + (
@@ -267,6 +288,12 @@ def _program_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     if frame is not None:
         section = Section("The guide against NUTS")
         good = int(frame["agrees"].sum())
+        section.lead.append(
+            "The fast SVI guide agrees with exact-in-the-limit NUTS: its summaries can be used."
+            if good == len(frame)
+            else f"The fast SVI guide disagrees with NUTS on {len(frame) - good} of "
+            f"{len(frame)} parameters: trust NUTS for those."
+        )
         section.text.append(
             f"The SVI guide ({config['model']['guide']}) and NUTS on the same model and data. "
             f"A parameter agrees when the guide's mean is within {GUIDE_MEAN_TOLERANCE} NUTS "

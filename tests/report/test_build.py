@@ -1,5 +1,6 @@
 import re
 
+import numpy as np
 import pytest
 
 from bayesvae.cli import main
@@ -118,3 +119,50 @@ def test_a_run_records_its_versions_and_the_report_shows_them(tmp_path, digits):
     html = build_report(run).html.read_text()
     assert "versions at fit time" in html and "torch 1.0.0-recorded" in html
     assert str(tmp_path) not in html  # the folder's name, never its absolute path
+
+
+@pytest.mark.parametrize(
+    ("arms", "rope", "kind"),
+    [
+        (["A=200/1000", "B=300/1000"], None, "choose"),
+        (["A=20/100", "B=22/100"], None, "collect"),
+        (["A=5000/10000", "B=5010/10000"], "0.02", "equivalent"),
+    ],
+)
+def test_a_decision_is_styled_by_what_it_means_and_the_page_uses_the_runs_hdi(
+    tmp_path, arms, rope, kind
+):
+    out = tmp_path / "ab"
+    args = ["abtest", *[f"--arm={arm}" for arm in arms], "--method", "mcmc", "--out", str(out)]
+    args += ["--hdi-prob", "0.9", "--report", "--no-progress"]
+    assert main(args + (["--rope", rope] if rope else [])) == 0
+    html = (out / "report.html").read_text()
+    assert f'class="decision decision-{kind}"' in html
+    assert '<p class="ok">&#10003; decision' not in html  # never a pass/fail tick
+    assert "90% HDI" in html and "hdi_3%" not in html and "hdi_5%" in html
+    assert ("ROPE ±0.02 marked" in html) == (rope is not None)
+    assert ("ROPE" in html.split("lift over the control")[1][:40]) == (rope is not None)
+    assert html.count('class="lead"') >= 2  # the A/B and MCMC sections open in plain words
+
+
+def test_numbers_are_formatted_by_magnitude():
+    from bayesvae.report.build import format_number
+
+    assert format_number(17188.0) == "17188" and format_number(17188.4) == "17188"
+    assert format_number(0.00004) == "4e-05"  # an MCSE is not rounded away to 0.0
+    assert format_number(0.5) == "0.5" and format_number(1.23456) == "1.2346"
+    assert format_number("B") == "B" and format_number(3) == "3"
+
+
+def test_vae_anomaly_runs_get_their_own_report_section(tmp_path):
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(200, 3)), rng.normal(6.0, 1.0, size=(8, 3))])
+    np.savez(tmp_path / "points.npz", X=X, y=np.r_[np.zeros(200), np.ones(8)])
+    out = tmp_path / "run"
+    args = ["vae-anomaly", str(tmp_path / "points.npz"), "--label-column", "y", "--epochs", "5"]
+    assert main([*args, "--out", str(out), "--report", "--no-progress"]) == 0
+    markdown = (out / "report.md").read_text()
+    assert "## VAE anomaly scores" in markdown and "AUCROC" in markdown
+    assert "ten rows with the highest anomaly scores" in markdown
+    assert (out / "scores.png").is_file()
+    assert main([*args, "--report"]) == 2  # --report needs --out
