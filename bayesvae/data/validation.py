@@ -20,7 +20,15 @@ __all__ = [
 
 
 def as_float_tensor(name: str, value: Any, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Convert an array-like to a float tensor; refuse empty, non-numeric or non-finite input."""
+    """Convert an array-like (a numpy array, a tensor, a list, a pandas DataFrame or Series) to
+    a float tensor; refuse empty, non-numeric or non-finite input."""
+    if hasattr(value, "columns") and hasattr(value, "to_numpy"):  # a pandas DataFrame
+        text = [str(c) for c, kind in value.dtypes.items() if kind.kind not in "iufb"]
+        if text:
+            raise TypeError(f"{name} must be numeric; its column(s) {text} are not.")
+        value = value.to_numpy()
+    elif hasattr(value, "to_numpy") and hasattr(value, "index"):  # a pandas Series
+        value = value.to_numpy()
     if isinstance(value, torch.Tensor):
         tensor = value
     elif isinstance(value, np.ndarray) or isinstance(value, (list, tuple)):

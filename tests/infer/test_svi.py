@@ -452,3 +452,14 @@ def test_jit_falls_back_to_trace_elbo_with_a_logged_reason(digits, caplog):
         )
     assert "could not be traced (RuntimeError: data-dependent control flow)" in caplog.text
     assert np.isfinite(result.history["train_elbo"]).all()
+
+
+def test_a_family_fits_a_dataframe_and_names_non_numeric_columns():
+    import pandas as pd
+
+    frame = pd.DataFrame(np.random.default_rng(0).random((64, 8)).round())
+    result = bayesvae.fit(VAE(8, latent_dim=2, hidden_dims=(8,)), frame, epochs=1, progress=False)
+    assert len(result.history) == 1
+    frame["city"] = "Oslo"
+    with pytest.raises(TypeError, match=r"train: x must be numeric; its column\(s\) \['city'\]"):
+        bayesvae.fit(VAE(9, latent_dim=2, hidden_dims=(8,)), frame, epochs=1, progress=False)
