@@ -872,7 +872,12 @@ def fit(
                 # loss is -ELBO scaled to the full data set: per point, averaged over steps.
                 row["train_elbo"] = -loss_sum / max(step, 1) / num_train
                 if eval_inputs is not None:
-                    terms = engine.evaluate(contract, eval_inputs(), num_eval)
+                    if ddp is None:
+                        terms = engine.evaluate(contract, eval_inputs(), num_eval)
+                    else:  # the same guide draws on every rank: the same row, the same stop
+                        with torch.random.fork_rng(devices=[target] if on_cuda else []):
+                            torch.manual_seed(seed + 7919 * epoch)
+                            terms = engine.evaluate(contract, eval_inputs(), num_eval)
                     if val_loader is not None:
                         row["val_elbo"] = terms["elbo"]
                     row.update({k: v for k, v in terms.items() if k.startswith(("recon", "kl"))})

@@ -110,6 +110,41 @@ def test_global_batches_split_into_contiguous_shards():
         DDPContext(0, 3, torch.device("cpu")).check_batch_size(64)
 
 
+VAE_SCRIPT = textwrap.dedent(
+    """
+    import sys
+
+    import numpy as np
+    import torch
+    import torch.distributed as dist
+
+    import bayesvae
+
+    out = sys.argv[1]
+    x = (np.random.default_rng(0).random((128, 16)) > 0.5).astype(np.float32)
+    vae = bayesvae.VAE(16, latent_dim=2, hidden_dims=(8,), seed=0)
+    result = bayesvae.fit(vae, x[:96], val=x[96:], epochs=3, batch_size=32, seed=0,
+                          progress=False, strategy="ddp", early_stopping=1)
+    torch.save(result.history.to_dict("list"), f"{out}/vae{dist.get_rank()}.pt")
+    dist.destroy_process_group()
+    """
+)
+
+
+def test_validation_rows_agree_on_every_rank_so_early_stopping_stops_them_together(tmp_path):
+    script = tmp_path / "vae.py"
+    script.write_text(VAE_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+    command += [str(script), str(tmp_path)]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first, second = (torch.load(tmp_path / f"vae{r}.pt", weights_only=False) for r in (0, 1))
+    assert first["epoch"] == second["epoch"]
+    np.testing.assert_array_equal(first["val_elbo"], second["val_elbo"])
+
+
 PROGRAM_SCRIPT = textwrap.dedent(
     """
     import sys
