@@ -187,6 +187,7 @@ class NumPyroProdLDA:
         self.params: dict[str, Any] | None = None
         self.net_state: dict[str, Any] | None = None
         self.history: list[dict[str, float]] = []
+        self._pyro: ProdLDA | None = None  # the trained Pyro model, built on first use
 
     # ------------------------------------------------------------------ model and guide
     def _model_and_guide(self, key: Any) -> tuple[Any, Any, dict[str, Any]]:
@@ -310,7 +311,7 @@ class NumPyroProdLDA:
         """The equivalent trained :class:`~bayesvae.models.ProdLDA` (weights and batch-norm
         running statistics copied), for saving, ``transform`` and ``perplexity``."""
         self._check_fitted()
-        if getattr(self, "_pyro", None) is None:
+        if self._pyro is None:
             self._pyro = self.export_to(ProdLDA(**self.config))
         return self._pyro
 
