@@ -180,21 +180,21 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
         return self
 
     def _validate(self, X: Any, *, reset: bool) -> np.ndarray:
-        """scikit-learn's input checks (2-D, numeric, finite, not sparse, at least 2 rows and
-        the fitted number of features), as float64."""
+        """scikit-learn's input checks (2-D, numeric, finite, not sparse; to fit, at least 2
+        rows; to predict, the fitted number of features), as float64."""
         from sklearn.utils.validation import validate_data
 
         if isinstance(X, torch.Tensor):
             X = X.detach().cpu().numpy()
-        return validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=2)
+        return validate_data(
+            self, X, reset=reset, dtype=np.float64, ensure_min_samples=2 if reset else 1
+        )
 
     def _fitted_model(self, X: Any) -> tuple[AnomalyMixtureModel, np.ndarray]:
-        from sklearn.utils.validation import check_is_fitted, validate_data
+        from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self)
-        if isinstance(X, torch.Tensor):
-            X = X.detach().cpu().numpy()
-        return self.model_, validate_data(self, X, reset=False, dtype=np.float64)
+        return self.model_, self._validate(X, reset=False)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior responsibilities ``(N, K + 1)``, the last column P(anomaly | x)."""

@@ -838,15 +838,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bayesvae {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands_add_parser = commands.add_parser
 
     def add_parser(name: str, **options: Any) -> argparse.ArgumentParser:
-        return commands_add_parser(
+        """A subcommand with the common options and defaults in its ``--help``."""
+        return commands.add_parser(
             name, parents=[common], formatter_class=_HelpFormatter, **options
         )
 
-    commands.add_parser = add_parser  # type: ignore[method-assign]
-    vae = commands.add_parser("vae", help="train a variational autoencoder and write a run folder")
+    vae = add_parser("vae", help="train a variational autoencoder and write a run folder")
     vae.add_argument(
         "--data",
         default="digits",
@@ -939,7 +938,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     vae.set_defaults(run=_run_vae)
 
-    ab = commands.add_parser("abtest", help="Bayesian A/B/n test of conversion counts")
+    ab = add_parser("abtest", help="Bayesian A/B/n test of conversion counts")
     ab.add_argument("data", nargs="?", help="CSV of per-user rows (with --group, --outcome)")
     ab.add_argument(
         "--arm",
@@ -985,7 +984,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ab.set_defaults(run=_run_abtest)
 
-    anomaly = commands.add_parser(
+    anomaly = add_parser(
         "anomaly", help="Bayesian anomaly mixture: P(anomaly) for every row of a table"
     )
     anomaly.add_argument("data", help="a .csv, .npy or .npz (array X, optional labels) file")
@@ -1021,7 +1020,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     anomaly.set_defaults(run=_run_anomaly)
 
-    vae_anomaly = commands.add_parser(
+    vae_anomaly = add_parser(
         "vae-anomaly", help="VAE anomaly scores (negative ELBO or IWAE) for every row of a table"
     )
     vae_anomaly.add_argument("data", help="a .csv, .npy or .npz (array X, optional labels) file")
@@ -1054,7 +1053,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     vae_anomaly.set_defaults(run=_run_vae_anomaly)
 
-    topics = commands.add_parser("topics", help="fit a ProdLDA topic model to a corpus")
+    topics = add_parser("topics", help="fit a ProdLDA topic model to a corpus")
     topics.add_argument(
         "corpus",
         help="a .txt (one document per line) or .txt.gz, a folder of .txt files, a .csv "
@@ -1084,7 +1083,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     topics.set_defaults(run=_run_topics)
 
-    fit = commands.add_parser(
+    fit = add_parser(
         "fit",
         help="fit your own Pyro program (MODEL.py:FUNCTION) by SVI and/or NUTS",
         description="Fit a Pyro program from a file; its arguments are bound by name to the "
@@ -1114,7 +1113,7 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     fit.set_defaults(run=_run_fit)
 
-    report = commands.add_parser("report", help="write report.html and report.md for a run")
+    report = add_parser("report", help="write report.html and report.md for a run")
     report.add_argument("run_dir", help="a run folder (with config.yaml)")
     report.add_argument("--title", help="report title")
     report.set_defaults(run=_run_report)

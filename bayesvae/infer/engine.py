@@ -25,6 +25,7 @@ from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 
 from bayesvae.infer.objectives import backward_loss, quiet_jit_deprecation
+from bayesvae.models.program import param_sites
 
 __all__ = ["SVIEngine", "TrainingDivergedError", "check_losses", "evaluate", "evaluate_inputs"]
 
@@ -228,14 +229,8 @@ def _capture_params(
     model_fn: Any, guide_fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[torch.Tensor]:
     """Run model and guide once (no gradients) and collect the unconstrained Pyro params."""
-    with torch.no_grad(), poutine.trace(param_only=True) as capture:
-        guide_trace = poutine.trace(guide_fn).get_trace(*args, **kwargs)
-        poutine.replay(model_fn, trace=guide_trace)(*args, **kwargs)
-    params = list(
-        {
-            id(p): p for p in (s["value"].unconstrained() for s in capture.trace.nodes.values())
-        }.values()
-    )
+    sites = param_sites(model_fn, guide_fn, args, kwargs)
+    params = list({id(p): p for p in (s["value"].unconstrained() for s in sites.values())}.values())
     if not params:
         raise ValueError(
             "the model and guide declare no parameters to fit (no pyro.param or "

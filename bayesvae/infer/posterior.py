@@ -311,9 +311,7 @@ def svi_to_inference_data(
 
 def present_dims(idata: Any, coords: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """The entries of ``coords`` whose dim ``idata`` has, with a matching length."""
-    sizes: dict[str, int] = {}
-    for group in idata.groups():
-        sizes.update(idata[group].sizes)
+    sizes = _dim_sizes(idata)
     return {dim: labels for dim, labels in coords.items() if sizes.get(dim) == len(labels)}
 
 
@@ -364,9 +362,7 @@ def label_dims(idata: Any, coords: Any) -> Any:
     coords = check_coords(coords)
     if not coords:
         return idata
-    sizes: dict[str, int] = {}
-    for group in idata.groups():
-        sizes.update(idata[group].sizes)
+    sizes = _dim_sizes(idata)
     unknown = sorted(set(coords) - set(sizes))
     if unknown:
         named = sorted(d for d in sizes if d not in ("chain", "draw"))
@@ -377,3 +373,11 @@ def label_dims(idata: Any, coords: Any) -> Any:
                 f"coords[{dim!r}] has {len(labels)} labels; dim {dim!r} has {sizes[dim]}."
             )
     return idata.assign_coords(coords)
+
+
+def _dim_sizes(idata: Any) -> dict[str, int]:
+    """Every dim of every group of ``idata`` and its size."""
+    sizes: dict[str, int] = {}
+    for group in idata.groups():
+        sizes.update(idata[group].sizes)
+    return sizes

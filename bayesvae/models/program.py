@@ -377,6 +377,18 @@ def site_dims(
     return names
 
 
+def param_sites(
+    model_fn: Any, guide_fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """Run ``guide_fn`` and then ``model_fn`` replayed on it once, without gradients (creating
+    lazy parameters, e.g. an AutoGuide's), and return the ``pyro.param`` sites they touched,
+    name -> site, in order of first use."""
+    with torch.no_grad(), poutine.trace(param_only=True) as capture:
+        guide_trace = poutine.trace(guide_fn).get_trace(*args, **kwargs)
+        poutine.replay(model_fn, trace=guide_trace)(*args, **kwargs)
+    return dict(capture.trace.nodes)
+
+
 def inspect_sites(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> ProgramSites:
     """Trace ``fn(*args, **kwargs)`` once (parameters created as a side effect, no gradient)."""
     with torch.no_grad():

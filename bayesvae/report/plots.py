@@ -425,20 +425,17 @@ def anomaly_scores(
 ) -> Any:
     """Histogram of P(anomaly | x) ``(N,)`` (split by true label when ``labels`` are given), on a
     log count axis, with the decision threshold marked."""
-    plt = _pyplot()
-    prob = _as_numpy(prob_anomaly)
-    figure, axis = plt.subplots(figsize=(6, 3.2))
-    bins = np.linspace(0.0, 1.0, 41)
-    if labels is None:
-        axis.hist(prob, bins=bins, color="tab:gray")
-    else:
-        labels = _as_numpy(labels).astype(bool)
-        axis.hist(prob[~labels], bins=bins, alpha=0.7, color="tab:blue", label="labelled normal")
-        axis.hist(prob[labels], bins=bins, alpha=0.7, color="tab:red", label="labelled anomaly")
-    axis.axvline(threshold, color="black", ls="--", label=f"threshold {threshold:g}")
-    axis.set(xlabel="P(anomaly | x)", ylabel="points", yscale="log", title="anomaly scores")
-    axis.legend()
-    return save_figure(figure, path)
+    return _score_histogram(
+        _as_numpy(prob_anomaly),
+        np.linspace(0.0, 1.0, 41),
+        path,
+        labels=labels,
+        threshold=threshold,
+        threshold_label=f"threshold {threshold:g}",
+        xlabel="P(anomaly | x)",
+        ylabel="points",
+        title="anomaly scores",
+    )
 
 
 def vae_anomaly_scores(
@@ -450,23 +447,44 @@ def vae_anomaly_scores(
 ) -> Any:
     """Histogram of a VAE's anomaly scores ``(N,)`` (negative ELBO or IWAE bound, nats; split by
     true label when ``labels`` are given) with the flagging threshold marked."""
-    plt = _pyplot()
     score = _as_numpy(anomaly_score).astype(np.float64)
-    figure, axis = plt.subplots(figsize=(6, 3.2))
-    bins = np.linspace(score.min(), score.max(), 41)
-    if labels is None:
-        axis.hist(score, bins=bins, color="tab:gray")
-    else:
-        labels = _as_numpy(labels).astype(bool)
-        axis.hist(score[~labels], bins=bins, alpha=0.7, color="tab:blue", label="labelled normal")
-        axis.hist(score[labels], bins=bins, alpha=0.7, color="tab:red", label="labelled anomaly")
-    axis.axvline(threshold, color="black", ls="--", label="threshold (flagged to the right)")
-    axis.set(
+    return _score_histogram(
+        score,
+        np.linspace(score.min(), score.max(), 41),
+        path,
+        labels=labels,
+        threshold=threshold,
+        threshold_label="threshold (flagged to the right)",
         xlabel="anomaly score (negative ELBO, nats)",
         ylabel="rows",
-        yscale="log",
         title="VAE anomaly scores",
     )
+
+
+def _score_histogram(
+    values: np.ndarray,
+    bins: np.ndarray,
+    path: str | Path | None,
+    *,
+    labels: Any,
+    threshold: float,
+    threshold_label: str,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> Any:
+    """One score histogram on a log count axis, split by 0/1 ``labels`` when given, with the
+    threshold marked."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 3.2))
+    if labels is None:
+        axis.hist(values, bins=bins, color="tab:gray")
+    else:
+        labels = _as_numpy(labels).astype(bool)
+        axis.hist(values[~labels], bins=bins, alpha=0.7, color="tab:blue", label="labelled normal")
+        axis.hist(values[labels], bins=bins, alpha=0.7, color="tab:red", label="labelled anomaly")
+    axis.axvline(threshold, color="black", ls="--", label=threshold_label)
+    axis.set(xlabel=xlabel, ylabel=ylabel, yscale="log", title=title)
     axis.legend()
     return save_figure(figure, path)
 

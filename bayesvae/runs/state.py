@@ -9,6 +9,7 @@ from typing import Any
 import pyro
 import torch
 
+from bayesvae.models.program import param_sites
 from bayesvae.runs.files import UnsafeFileError
 
 __all__ = [
@@ -127,10 +128,7 @@ def load_model_state(model: Any, state: dict[str, Any]) -> None:
 def program_param_names(program: Any, args: tuple, kwargs: dict) -> list[str]:
     """Names of the param-store entries a program's guide and model use (AutoGuide parameters,
     a user guide's ``pyro.param``s, modules registered with ``pyro.module``)."""
-    with torch.no_grad(), pyro.poutine.trace(param_only=True) as capture:
-        guide_trace = pyro.poutine.trace(program.guide).get_trace(*args, **kwargs)
-        pyro.poutine.replay(program.model, trace=guide_trace)(*args, **kwargs)
-    return list(dict.fromkeys(capture.trace.nodes))
+    return list(param_sites(program.model, program.guide, args, kwargs))
 
 
 def plain_value(value: Any, name: str) -> Any:

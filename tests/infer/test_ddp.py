@@ -49,6 +49,19 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _torchrun(tmp_path, name, script, *, timeout):
+    """Run ``script`` (written to ``tmp_path/name``) in two gloo processes with ``tmp_path`` as
+    its argument, and fail with its stderr if it fails."""
+    path = tmp_path / name
+    path.write_text(script)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+    command += [str(path), str(tmp_path)]
+    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
 def _data():
     rng = np.random.default_rng(0)
     return np.vstack([rng.normal(size=(256, 3)), rng.normal(4.0, 1.0, size=(16, 3))])
@@ -64,14 +77,7 @@ def _by_site(params, prefix=None):
 
 
 def test_two_processes_match_one(tmp_path):
-    script = tmp_path / "train.py"
-    script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
-    command += [str(script), str(tmp_path)]
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
+    _torchrun(tmp_path, "train.py", SCRIPT, timeout=120)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert ranks[0]["settings"]["world_size"] == 2
     first, second = (_by_site(r["params"]) for r in ranks)
@@ -132,14 +138,7 @@ VAE_SCRIPT = textwrap.dedent(
 
 
 def test_validation_rows_agree_on_every_rank_so_early_stopping_stops_them_together(tmp_path):
-    script = tmp_path / "vae.py"
-    script.write_text(VAE_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
-    command += [str(script), str(tmp_path)]
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
-    assert run.returncode == 0, run.stderr[-3000:]
+    _torchrun(tmp_path, "vae.py", VAE_SCRIPT, timeout=180)
     first, second = (torch.load(tmp_path / f"vae{r}.pt", weights_only=False) for r in (0, 1))
     assert first["epoch"] == second["epoch"]
     np.testing.assert_array_equal(first["val_elbo"], second["val_elbo"])
@@ -178,14 +177,7 @@ PROGRAM_SCRIPT = textwrap.dedent(
 
 
 def test_a_users_program_trains_data_parallel_with_identical_parameters(tmp_path):
-    script = tmp_path / "program.py"
-    script.write_text(PROGRAM_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
-    command += [str(script), str(tmp_path)]
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
-    assert run.returncode == 0, run.stderr[-3000:]
+    _torchrun(tmp_path, "program.py", PROGRAM_SCRIPT, timeout=180)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert ranks[0]["settings"]["world_size"] == 2 and ranks[0]["settings"]["strategy"] == "ddp"
     first, second = ranks[0]["params"], ranks[1]["params"]
