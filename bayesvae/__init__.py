@@ -12,7 +12,14 @@ import logging
 
 from bayesvae import data, diagnostics, models, report, runs  # noqa: E402
 from bayesvae._version import __version__  # noqa: E402
-from bayesvae.abtest import ABTestResult, abtest, abtest_from_rows  # noqa: E402
+from bayesvae.abtest import (  # noqa: E402
+    ABTestResult,
+    ABTestSuite,
+    abtest,
+    abtest_from_rows,
+    abtest_metrics,
+    abtest_samples,
+)
 from bayesvae.anomaly import AnomalyMixture, AnomalyRun, detect_anomalies  # noqa: E402
 from bayesvae.infer import FitResult, fit  # noqa: E402
 from bayesvae.infer.mcmc import MCMCResult, mcmc  # noqa: E402
@@ -52,6 +59,9 @@ __all__ = [
     "MixturePriorVAE",
     "abtest",
     "abtest_from_rows",
+    "abtest_metrics",
+    "abtest_samples",
+    "ABTestSuite",
     "ABTestResult",
     "AnomalyMixture",
     "detect_anomalies",

@@ -1,8 +1,14 @@
-"""Bayesian A/B/n tests in one call: :func:`abtest` (counts) and :func:`abtest_from_rows`
-(per-user rows). Three roads to the posterior, one result:
+"""Bayesian A/B/n tests in one call: :func:`abtest` (conversion counts), :func:`abtest_samples`
+(per-unit values of any metric), :func:`abtest_from_rows` (a table, checked before it is
+analysed) and :func:`abtest_metrics` (several metrics of one table). Metrics: ``conversion``
+(Beta-Binomial), ``count`` (Gamma-Poisson, or a negative binomial for overdispersed counts),
+``continuous`` (Normal with unknown variance) and ``revenue`` (delta log-normal); see
+:mod:`bayesvae.models.ab_metrics`. Three roads to the posterior, one result:
 
-- ``method="exact"``: conjugate Beta posteriors; P(best), P(arm > control) and expected loss by
-  1-D quadrature (no Monte Carlo error); lift intervals from draws of the exact posterior.
+- ``method="exact"``: conjugate posteriors; for conversion, count (Poisson) and continuous
+  metrics P(best), P(arm > control) and expected loss by 1-D quadrature (no Monte Carlo error);
+  for revenue, whose per-unit mean has no closed form, from draws of the exact posterior (with
+  their Monte Carlo error). Lift intervals come from draws of the exact posterior.
 - ``method="mcmc"``: NUTS (NumPyro by default, ``backend="pyro"`` selectable), several chains.
 - ``method="svi"``: the Pyro model/guide fitted with :func:`bayesvae.fit`; draws from the guide.
 
@@ -20,22 +26,64 @@ from typing import Any
 
 import numpy as np
 
-from bayesvae.data.tabular import aggregate_outcomes
+from bayesvae.data.experiment import (
+    SRM_THRESHOLD,
+    SanityCheck,
+    assignment_consistency,
+    dedupe_units,
+    duplicate_units,
+    extreme_unit_influence,
+    overdispersion,
+    sample_ratio_mismatch,
+    winsorize_values,
+)
+from bayesvae.data.tabular import outcome_values, read_table
 from bayesvae.data.validation import check_choice, check_positive_int
+from bayesvae.models.ab_metrics import (
+    GammaPoissonABTest,
+    MetricSummary,
+    NegativeBinomialABTest,
+    NormalABTest,
+    RevenueABTest,
+    summarize_metric,
+)
 from bayesvae.models.abtest import (
     ArmCounts,
     BetaBinomialABTest,
-    beta_hdi,
     check_counts,
     draws_hdi,
-    exact_expected_loss,
-    exact_prob_best,
-    exact_prob_greater,
+    marginal_expected_loss,
+    marginal_hdi,
+    marginal_prob_best,
+    marginal_prob_greater,
 )
 
-__all__ = ["abtest", "abtest_from_rows", "ABTestResult", "Decision", "METHODS"]
+__all__ = [
+    "abtest",
+    "abtest_samples",
+    "abtest_from_rows",
+    "abtest_metrics",
+    "ABTestResult",
+    "ABTestSuite",
+    "Decision",
+    "METHODS",
+    "METRICS",
+    "COUNT_LIKELIHOODS",
+]
 
 METHODS = ("exact", "mcmc", "svi")
+METRICS = ("conversion", "count", "continuous", "revenue")
+COUNT_LIKELIHOODS = ("poisson", "negative-binomial")
+#: default loss threshold: absolute for conversion rates, a share of the control's mean otherwise
+CONVERSION_LOSS_THRESHOLD = 0.001
+RELATIVE_LOSS_THRESHOLD = 0.01
+LIKELIHOODS = {
+    "conversion": "Beta-Binomial",
+    "count": "Gamma-Poisson",
+    "negative-binomial": "negative binomial (Gamma-Poisson mixture per unit)",
+    "continuous": "Normal with unknown variance (Normal-Inverse-Gamma prior)",
+    "revenue": "delta log-normal (Beta paying rate x log-normal payments)",
+}
 
 
 @dataclass(frozen=True)
@@ -60,12 +108,18 @@ class Decision:
 
 @dataclass
 class ABTestResult:
-    """Posterior summaries of an A/B/n test (rates per arm, K arms).
+    """Posterior summaries of an A/B/n test of one metric over K arms.
 
     Attributes:
-        arms, successes, trials: the data, ``(K,)``.
+        arms: arm names ``(K,)``; ``successes``, ``trials``: conversion counts ``(K,)`` (``None``
+            for other metrics); ``units``: units per arm ``(K,)``; ``observed``: each arm's data
+            in words.
+        metric: ``"conversion"``, ``"count"``, ``"continuous"`` or ``"revenue"``; ``outcome``
+            the column it was read from (or ``None``); ``likelihood`` the model in words.
         method: ``"exact"``, ``"mcmc"`` or ``"svi"``; ``control`` the reference arm.
-        posterior_mean, hdi: posterior mean rate ``(K,)`` and ``hdi_prob`` HDI ``(K, 2)``.
+        posterior_mean, hdi: posterior mean of each arm's expected metric per unit (the
+            conversion rate, mean count, mean value or revenue per unit) ``(K,)`` and its
+            ``hdi_prob`` HDI ``(K, 2)``.
         prob_best, prob_best_se: P(arm has the highest rate) and its Monte Carlo standard error
             (0 for the exact method).
         expected_loss, expected_loss_se: ``E[max_j rate_j - rate_k]``, the rate given up on
@@ -75,13 +129,19 @@ class ABTestResult:
         decision: :class:`Decision`.
         draws: posterior draws of the rates ``(S, K)`` (from the exact posterior for
             ``method="exact"``).
-        exact_posterior: ``(K, 2)`` Beta parameters of the exact posterior (``method="exact"``).
+        exact_posterior: ``(K, 2)`` Beta parameters of the exact posterior (conversion,
+            ``method="exact"``).
         diagnostics: how the posterior was obtained (timings, ESS, R-hat, divergences, ELBO).
+        checks: the data's :class:`~bayesvae.data.experiment.SanityCheck` results (sample
+            ratio, duplicates, assignment, extreme units, dispersion); a failed one is shown
+            above the decision.
+        shrinkage: for the hierarchical model, each arm's observed rate, flat (independent
+            prior) posterior mean and pooled posterior mean.
     """
 
     arms: list[str]
-    successes: np.ndarray
-    trials: np.ndarray
+    successes: np.ndarray | None
+    trials: np.ndarray | None
     method: str
     control: str
     hdi_prob: float
@@ -97,6 +157,24 @@ class ABTestResult:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     inference_data: Any = None
     exact_posterior: np.ndarray | None = None
+    metric: str = "conversion"
+    outcome: str | None = None
+    likelihood: str = LIKELIHOODS["conversion"]
+    units: np.ndarray | None = None
+    observed: list[str] = field(default_factory=list)
+    checks: list[SanityCheck] = field(default_factory=list)
+    shrinkage: list[dict[str, Any]] | None = None
+    #: the exact 1-D posterior of each arm's value (frozen scipy distributions), for plots
+    exact_marginals: list[Any] | None = None
+
+    def _with_outcome(self, outcome: str | None) -> ABTestResult:
+        self.outcome = outcome
+        return self
+
+    @property
+    def failed_checks(self) -> list[SanityCheck]:
+        """The checks that did not pass."""
+        return [check for check in self.checks if not check.passed]
 
     def to_inference_data(self) -> Any:
         """ArviZ ``InferenceData``: posterior, sample_stats (MCMC), observed_data and
@@ -105,9 +183,12 @@ class ABTestResult:
 
     def predictive(self, n_users: int, *, seed: int = 0) -> Any:
         """Posterior predictive successes among the next ``n_users`` of each arm: a DataFrame
-        with the mean and the ``hdi_prob`` interval (Beta-Binomial, from the draws)."""
+        with the mean and the ``hdi_prob`` interval (Beta-Binomial, from the draws;
+        conversion only)."""
         import pandas as pd
 
+        if self.metric != "conversion":
+            raise ValueError(f"predictive() is for conversion tests, not metric={self.metric!r}.")
         n_users = check_positive_int("n_users", n_users)
         rng = np.random.default_rng(seed)
         future = rng.binomial(n_users, self.draws)
@@ -129,11 +210,17 @@ class ABTestResult:
         """Everything a report or ``--json`` needs, as plain Python values."""
         arms = []
         for k, arm in enumerate(self.arms):
+            counts = (
+                {"successes": int(self.successes[k]), "trials": int(self.trials[k])}
+                if self.successes is not None and self.trials is not None
+                else {}
+            )
             arms.append(
                 {
                     "arm": arm,
-                    "successes": int(self.successes[k]),
-                    "trials": int(self.trials[k]),
+                    **counts,
+                    "units": None if self.units is None else int(self.units[k]),
+                    "observed": self.observed[k] if self.observed else None,
                     "posterior_mean": float(self.posterior_mean[k]),
                     "hdi": [float(self.hdi[k, 0]), float(self.hdi[k, 1])],
                     "prob_best": float(self.prob_best[k]),
@@ -144,9 +231,14 @@ class ABTestResult:
             )
         decision = self.decision
         return {
+            "metric": self.metric,
+            "outcome": self.outcome,
+            "likelihood": self.likelihood,
             "method": self.method,
             "control": self.control,
             "hdi_prob": self.hdi_prob,
+            "checks": [check.to_dict() for check in self.checks],
+            "shrinkage": self.shrinkage,
             "arms": arms,
             "lift": self.lift,
             "decision": {
@@ -168,31 +260,88 @@ class ABTestResult:
         }
 
     def table(self) -> str:
-        """A readable plain-text summary."""
+        """A readable plain-text summary: the checks, one row per arm, lifts, the decision."""
         pct = f"{self.hdi_prob:.0%}"
+        what = self.metric if self.outcome is None else f"{self.outcome} ({self.metric})"
         lines = [
-            f"Bayesian A/B test ({self.method}); control: {self.control}",
+            f"Bayesian A/B test of {what}, {self.likelihood} ({self.method}); "
+            f"control: {self.control}"
+        ]
+        lines += _check_lines(self.checks)
+        observed = self.observed or [""] * len(self.arms)
+        width = max(13, *(len(o) + 2 for o in observed))
+        lines += [
             "",
-            f"{'arm':<12}{'conv.':>13}{'mean':>9}{pct + ' HDI':>20}{'P(best)':>10}"
+            f"{'arm':<12}{'observed':>{width}}{'mean':>11}{pct + ' HDI':>26}{'P(best)':>10}"
             f"{'exp. loss':>12}",
         ]
         for k, arm in enumerate(self.arms):
-            conv = f"{self.successes[k]}/{self.trials[k]}"
-            hdi = f"[{self.hdi[k, 0]:.4f}, {self.hdi[k, 1]:.4f}]"
+            hdi = f"[{self.hdi[k, 0]:.5g}, {self.hdi[k, 1]:.5g}]"
             lines.append(
-                f"{arm:<12}{conv:>13}{self.posterior_mean[k]:>9.4f}{hdi:>20}"
-                f"{self.prob_best[k]:>10.4f}{self.expected_loss[k]:>12.5f}"
+                f"{arm:<12}{observed[k]:>{width}}{self.posterior_mean[k]:>11.5g}{hdi:>26}"
+                f"{self.prob_best[k]:>10.4f}{self.expected_loss[k]:>12.5g}"
             )
+        if self.shrinkage:
+            lines += ["", "shrinkage (observed -> flat posterior -> pooled posterior):"]
+            lines += [
+                f"  {row['arm']}: {row['observed']:.4f} -> {row['flat_mean']:.4f} -> "
+                f"{row['pooled_mean']:.4f}"
+                for row in self.shrinkage
+            ]
         lines += ["", f"lift over {self.control}:"]
         for row in self.lift:
             lines.append(
                 f"  {row['arm']}: {row['relative_mean']:+.2%} relative "
                 f"[{row['relative_hdi'][0]:+.2%}, {row['relative_hdi'][1]:+.2%}], "
-                f"{row['absolute_mean']:+.4f} absolute; "
+                f"{row['absolute_mean']:+.5g} absolute; "
                 f"P({row['arm']} > {self.control}) = {row['prob_better']:.4f}"
             )
+        failed = self.failed_checks
         lines += ["", f"decision: {self.decision.text}", f"  {self.decision.reason}"]
+        if failed:
+            lines.append(f"  (read with care: {len(failed)} data check(s) failed, listed above)")
         return "\n".join(lines)
+
+
+def _check_lines(checks: Sequence[SanityCheck]) -> list[str]:
+    if not checks:
+        return []
+    lines = ["", "data checks:"]
+    for check in checks:
+        mark = "ok  " if check.passed else "FAIL"
+        lines.append(f"  [{mark}] {check.name}: {check.summary}")
+    return lines
+
+
+@dataclass
+class ABTestSuite:
+    """Several metrics of one experiment: a result per outcome column (the first is primary)
+    and the data checks they share."""
+
+    results: dict[str, ABTestResult]
+    checks: list[SanityCheck] = field(default_factory=list)
+
+    def __getitem__(self, outcome: str) -> ABTestResult:
+        return self.results[outcome]
+
+    @property
+    def primary(self) -> ABTestResult:
+        """The first metric's result (the one a decision is made on)."""
+        return next(iter(self.results.values()))
+
+    def table(self) -> str:
+        """The shared checks, then one table per metric."""
+        lines = [f"Bayesian A/B test of {len(self.results)} metrics"] + _check_lines(self.checks)
+        for result in self.results.values():
+            lines += ["", "=" * 78, result.table()]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"checks": [...], "results": [one result dict per metric]}``."""
+        return {
+            "checks": [check.to_dict() for check in self.checks],
+            "results": [result.to_dict() for result in self.results.values()],
+        }
 
 
 def _resolve_counts(counts: Any, arms: Any, successes: Any, trials: Any) -> ArmCounts:
@@ -229,18 +378,35 @@ def _mcse(values: np.ndarray) -> float:
     return float(az.mcse(values, method="mean"))
 
 
+_ANALYSIS_DOC = """
+        method: ``"exact"``, ``"mcmc"`` or ``"svi"``.
+        control: reference arm for lift (default: the first arm).
+        rope: half-width of the region of practical equivalence on the absolute difference of
+            the metric (its own units); arms whose difference from the best has its HDI inside
+            ``[-rope, rope]`` are "equivalent". ``None`` disables the check.
+        loss_threshold: choose the best arm once its expected loss is at most this (metric
+            units). Default: 0.001 for conversion rates; 1 % of the control arm's posterior
+            mean for other metrics.
+        hdi_prob: mass of the highest-density intervals.
+        backend, num_samples, num_warmup, num_chains: NUTS settings (``method="mcmc"``); the
+            defaults keep the Monte Carlo error of P(B > A) near 0.003.
+        svi_steps: optimisation steps (``method="svi"``); ``num_draws`` draws from the guide (and
+            from the exact posterior with ``method="exact"``).
+        seed: every random choice derives from it."""
+
+
 def abtest(
     counts: Mapping[str, Sequence[int]] | None = None,
     *,
     arms: Sequence[str] | None = None,
     successes: Sequence[int] | None = None,
     trials: Sequence[int] | None = None,
-    prior: Sequence[float] = (1.0, 1.0),
+    prior: Sequence[float] | None = None,
     hierarchical: bool = False,
     method: str = "exact",
     control: str | None = None,
     rope: float | None = None,
-    loss_threshold: float = 0.001,
+    loss_threshold: float | None = None,
     hdi_prob: float = 0.95,
     backend: str = "numpyro",
     num_samples: int = 5000,
@@ -250,219 +416,601 @@ def abtest(
     num_draws: int = 50_000,
     seed: int = 0,
     progress: bool = False,
+    checks: Sequence[SanityCheck] = (),
 ) -> ABTestResult:
     """Bayesian A/B/n test of conversion counts.
 
     Args:
         counts: ``{"A": (successes, trials), "B": (...)}``; or ``arms``, ``successes`` and
             ``trials`` as ``(K,)`` sequences.
-        prior: ``(a, b)`` of each arm's Beta prior; ``hierarchical`` shares one prior with
-            hyperpriors (mcmc and svi only).
-        method: ``"exact"``, ``"mcmc"`` or ``"svi"``.
-        control: reference arm for lift (default: the first arm).
-        rope: half-width of the region of practical equivalence on the absolute difference in
-            rates; arms whose difference from the best has its HDI inside ``[-rope, rope]`` are
-            "equivalent". ``None`` disables the check.
-        loss_threshold: choose the best arm once its expected loss is at most this (rate units).
-        hdi_prob: mass of the highest-density intervals.
-        backend, num_samples, num_warmup, num_chains: NUTS settings (``method="mcmc"``); the
-            defaults keep the Monte Carlo error of P(B > A) near 0.003.
-        svi_steps: optimisation steps (``method="svi"``); ``num_draws`` draws from the guide (and
-            from the exact posterior for lift intervals with ``method="exact"``).
-        seed: every random choice derives from it.
+        prior: ``(a, b)`` of each arm's Beta prior (default ``(1, 1)``); ``hierarchical``
+            shares one prior with hyperpriors (mcmc and svi only); the result then shows each
+            arm's shrinkage against the flat model.
+        checks: data checks made upstream (e.g. by :func:`abtest_from_rows`), shown with the
+            result.
     """
     data = _resolve_counts(counts, arms, successes, trials)
-    check_choice("method", method, METHODS)
-    if not 0 < hdi_prob < 1:
-        raise ValueError(f"hdi_prob must lie in (0, 1), got {hdi_prob}.")
-    if rope is not None and not (isinstance(rope, (int, float)) and rope > 0):
-        raise ValueError(f"rope must be a positive number or None, got {rope!r}.")
-    if not (isinstance(loss_threshold, (int, float)) and loss_threshold >= 0):
-        raise ValueError(f"loss_threshold must be a number >= 0, got {loss_threshold!r}.")
-    control = data.names[0] if control is None else str(control)
-    if control not in data.names:
-        raise ValueError(f"control arm {control!r} is not one of the arms {list(data.names)}.")
     if method == "exact" and hierarchical:
         raise ValueError(
             "method='exact' needs the non-hierarchical model; use method='mcmc' "
             "or 'svi' with hierarchical=True."
         )
-    num_draws = check_positive_int("num_draws", num_draws)
-    model = BetaBinomialABTest(list(data.names), prior=prior, hierarchical=hierarchical)
-    started = time.perf_counter()
-    idata = None
-    if method == "exact":
-        chains, diagnostics, exact = _exact(model, data, num_draws, seed)
-        idata = _draws_to_inference_data(model, data, {"rate": chains})
-    elif method == "mcmc":
-        chains, diagnostics, idata = _mcmc(
-            model, data, backend, num_samples, num_warmup, num_chains, seed, progress
-        )
-        exact = None
-    else:
-        chains, diagnostics, idata = _svi(model, data, svi_steps, num_draws, seed, progress)
-        exact = None
-    diagnostics["seconds"] = time.perf_counter() - started
-    return _summarize(
-        data,
-        chains,
-        method,
-        control,
-        hdi_prob,
-        rope,
-        float(loss_threshold),
-        diagnostics,
-        idata,
-        exact,
+    summary = MetricSummary(
+        metric="conversion",
+        names=data.names,
+        units=data.trials,
+        total=data.successes.astype(np.float64),
+        mean=data.successes / data.trials,
+        sum_squares=np.zeros(len(data)),
+        payers=np.zeros(len(data), dtype=np.int64),
+        largest=np.ones(len(data)),
+        distinct_values=np.zeros(0),
+        distinct_arm=np.zeros(0, dtype=np.int64),
+        distinct_weight=np.zeros(0),
+    )
+    return _analyse(
+        summary,
+        BetaBinomialABTest(
+            list(data.names),
+            prior=(1.0, 1.0) if prior is None else prior,
+            hierarchical=hierarchical,
+        ),
+        _Settings(
+            method,
+            control,
+            rope,
+            loss_threshold,
+            hdi_prob,
+            backend,
+            num_samples,
+            num_warmup,
+            num_chains,
+            svi_steps,
+            num_draws,
+            seed,
+            progress,
+        ),
+        checks=list(checks),
+        counts=data,
     )
 
 
-def abtest_from_rows(source: Any, *, group: str, outcome: str, **options: Any) -> ABTestResult:
-    """:func:`abtest` on per-user rows: a CSV path or DataFrame with a ``group`` column and a 0/1
-    ``outcome`` column, aggregated per arm (first-appearance order)."""
-    names, successes, trials = aggregate_outcomes(source, group=group, outcome=outcome)
-    return abtest(arms=names, successes=successes, trials=trials, **options)
+abtest.__doc__ = (abtest.__doc__ or "") + _ANALYSIS_DOC
 
 
-# ------------------------------------------------------------------------------ three roads
+def abtest_samples(
+    samples: Mapping[str, Any],
+    *,
+    metric: str = "continuous",
+    count_likelihood: str = "poisson",
+    prior: Sequence[float] | None = None,
+    hierarchical: bool = False,
+    winsorize: float | None = None,
+    outcome: str | None = None,
+    method: str = "exact",
+    control: str | None = None,
+    rope: float | None = None,
+    loss_threshold: float | None = None,
+    hdi_prob: float = 0.95,
+    backend: str = "numpyro",
+    num_samples: int = 5000,
+    num_warmup: int = 1000,
+    num_chains: int = 4,
+    svi_steps: int = 2000,
+    num_draws: int = 50_000,
+    seed: int = 0,
+    progress: bool = False,
+    checks: Sequence[SanityCheck] = (),
+) -> ABTestResult:
+    """Bayesian A/B/n test of per-unit values: ``samples = {"A": values (n_A,), ...}``.
+
+    Args:
+        metric: ``"conversion"`` (0/1 values), ``"count"`` (whole numbers >= 0),
+            ``"continuous"`` (any real values) or ``"revenue"`` (>= 0, zero for units that did
+            not pay); see :mod:`bayesvae.models.ab_metrics` for each model and its ``prior``.
+        count_likelihood: ``"poisson"`` (conjugate) or ``"negative-binomial"`` (overdispersed
+            counts; mcmc or svi) for ``metric="count"``.
+        winsorize: cap every arm's values at this pooled quantile (e.g. ``0.999``; for revenue,
+            among payers) so that a single extreme unit cannot decide the test.
+        outcome: the column name, for the tables.
+        checks: data checks made upstream, shown with the result; this function adds the
+            extreme-unit check (and, for Poisson counts, the dispersion check).
+    """
+    check_choice("metric", metric, METRICS)
+    check_choice("count_likelihood", count_likelihood, COUNT_LIKELIHOODS)
+    if not isinstance(samples, Mapping):
+        raise TypeError(
+            f"samples must map arm name -> per-unit values, got {type(samples).__name__}."
+        )
+    names = [str(n) for n in samples]
+    values = [np.asarray(v) for v in samples.values()]
+    if hierarchical and metric != "conversion":
+        raise ValueError(
+            f"hierarchical=True is for conversion rates; metric={metric!r} has no "
+            "hierarchical model."
+        )
+    checks = list(checks)
+    summary = summarize_metric(metric, names, values)  # validates before any transformation
+    if winsorize is not None:
+        if metric == "conversion":
+            raise ValueError("winsorize applies to count, continuous and revenue metrics.")
+        values, capped = winsorize_values(values, winsorize, positive_only=metric == "revenue")
+        if metric == "count":
+            values = [np.floor(v) for v in values]
+        checks.append(capped)
+        summary = summarize_metric(metric, names, values)
+    if metric != "conversion":
+        checks.append(extreme_unit_influence(names, values))
+    if metric == "count" and count_likelihood == "poisson":
+        checks.append(overdispersion(names, values))
+    if metric == "conversion":
+        counts = check_counts(names, summary.total, summary.units)
+        return abtest(
+            arms=names,
+            successes=counts.successes,
+            trials=counts.trials,
+            prior=prior,
+            hierarchical=hierarchical,
+            method=method,
+            control=control,
+            rope=rope,
+            loss_threshold=loss_threshold,
+            hdi_prob=hdi_prob,
+            backend=backend,
+            num_samples=num_samples,
+            num_warmup=num_warmup,
+            num_chains=num_chains,
+            svi_steps=svi_steps,
+            num_draws=num_draws,
+            seed=seed,
+            progress=progress,
+            checks=checks,
+        )._with_outcome(outcome)
+    model: Any
+    if metric == "count":
+        model = (
+            GammaPoissonABTest(names, prior=prior)
+            if count_likelihood == "poisson"
+            else NegativeBinomialABTest(names, prior=prior)
+        )
+    elif metric == "continuous":
+        model = NormalABTest(names, prior=prior)
+    else:
+        model = RevenueABTest(names, prior=prior)
+    settings = _Settings(
+        method,
+        control,
+        rope,
+        loss_threshold,
+        hdi_prob,
+        backend,
+        num_samples,
+        num_warmup,
+        num_chains,
+        svi_steps,
+        num_draws,
+        seed,
+        progress,
+    )
+    return _analyse(summary, model, settings, checks=checks, outcome=outcome)
+
+
+abtest_samples.__doc__ = (abtest_samples.__doc__ or "") + _ANALYSIS_DOC
+
+
+def _checked_rows(
+    source: Any,
+    *,
+    group: str,
+    unit: str | None,
+    dedupe: str | None,
+    allocation: Mapping[str, float] | Sequence[float] | None,
+    check_column: str | None,
+    srm_threshold: float,
+) -> tuple[Any, list[SanityCheck]]:
+    """The table after dedupe, and the shared data checks (duplicates, assignment, SRM)."""
+    frame = read_table(source)
+    if group not in frame.columns:
+        raise ValueError(f"group column {group!r} not found; columns are {list(frame.columns)}.")
+    if frame[group].isna().any():
+        raise ValueError(f"group column {group!r} has missing values.")
+    if dedupe is not None and unit is None:
+        raise ValueError("dedupe needs unit=, the column that identifies a unit (user).")
+    checks = []
+    if unit is not None:
+        checks.append(duplicate_units(frame, group=group, unit=unit))
+        if dedupe is not None:
+            frame, removed = dedupe_units(frame, group=group, unit=unit, how=dedupe)
+            checks.append(removed)
+    if check_column is not None:
+        checks.append(assignment_consistency(frame, group=group, check_column=check_column))
+    labels = frame[group].astype(str)
+    names = list(dict.fromkeys(labels.tolist()))
+    sizes = labels.value_counts().reindex(names).to_numpy()
+    checks.insert(0, sample_ratio_mismatch(names, sizes, allocation, threshold=srm_threshold))
+    return frame, checks
+
+
+def abtest_from_rows(
+    source: Any,
+    *,
+    group: str,
+    outcome: str,
+    metric: str = "conversion",
+    unit: str | None = None,
+    dedupe: str | None = None,
+    allocation: Mapping[str, float] | Sequence[float] | None = None,
+    check_column: str | None = None,
+    srm_threshold: float = SRM_THRESHOLD,
+    **options: Any,
+) -> ABTestResult:
+    """:func:`abtest_samples` on per-unit rows (a CSV path or DataFrame), checked first.
+
+    Args:
+        group: the column holding each row's arm (arms in order of first appearance).
+        outcome: the metric's column (0/1 or True/False for conversion).
+        metric: see :func:`abtest_samples`; ``**options`` are its options.
+        unit: the column identifying a unit (user): units in two arms, or counted twice, are
+            reported; ``dedupe="first"`` keeps each unit's first row, ``"drop"`` removes units
+            seen in several arms.
+        allocation: intended share per arm for the sample-ratio check (a sequence in arm
+            order or a mapping; default equal); flagged when the chi-square ``p <
+            srm_threshold``.
+        check_column: a second column that should agree with the arm (e.g. the page shown):
+            rows that disagree are reported.
+
+    A failed check does not stop the analysis: it is in ``result.checks`` and shown above the
+    decision.
+    """
+    frame, checks = _checked_rows(
+        source,
+        group=group,
+        unit=unit,
+        dedupe=dedupe,
+        allocation=allocation,
+        check_column=check_column,
+        srm_threshold=srm_threshold,
+    )
+    check_choice("metric", metric, METRICS)
+    names, values = outcome_values(
+        frame, group=group, outcome=outcome, binary=metric == "conversion"
+    )
+    return abtest_samples(
+        dict(zip(names, values, strict=True)),
+        metric=metric,
+        outcome=outcome,
+        checks=checks,
+        **options,
+    )
+
+
+def abtest_metrics(
+    source: Any,
+    *,
+    group: str,
+    metrics: Mapping[str, str],
+    unit: str | None = None,
+    dedupe: str | None = None,
+    allocation: Mapping[str, float] | Sequence[float] | None = None,
+    check_column: str | None = None,
+    srm_threshold: float = SRM_THRESHOLD,
+    **options: Any,
+) -> ABTestSuite:
+    """Several metrics of one experiment: ``metrics = {"retention_7": "conversion",
+    "sum_gamerounds": "count"}`` (outcome column -> metric; the first is primary). The table is
+    checked once (see :func:`abtest_from_rows`) and every metric analysed with ``**options``
+    (those of :func:`abtest_samples`)."""
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise ValueError("metrics must map at least one outcome column to a metric name.")
+    for column, metric in metrics.items():
+        check_choice(f"metric of {column!r}", metric, METRICS)
+    frame, checks = _checked_rows(
+        source,
+        group=group,
+        unit=unit,
+        dedupe=dedupe,
+        allocation=allocation,
+        check_column=check_column,
+        srm_threshold=srm_threshold,
+    )
+    results = {}
+    for column, metric in metrics.items():
+        names, values = outcome_values(
+            frame, group=group, outcome=column, binary=metric == "conversion"
+        )
+        metric_options = dict(options)
+        if metric != "count":
+            metric_options.pop("count_likelihood", None)
+        if metric == "conversion":
+            metric_options.pop("winsorize", None)
+        if metric != "conversion":
+            metric_options.pop("hierarchical", None)
+        results[column] = abtest_samples(
+            dict(zip(names, values, strict=True)),
+            metric=metric,
+            outcome=column,
+            **metric_options,
+        )
+    return ABTestSuite(results, checks)
+
+
+# ------------------------------------------------------------------------------ analysis
+@dataclass(frozen=True)
+class _Settings:
+    """The analysis options every metric shares (validated in :func:`_analyse`)."""
+
+    method: str
+    control: str | None
+    rope: float | None
+    loss_threshold: float | None
+    hdi_prob: float
+    backend: str
+    num_samples: int
+    num_warmup: int
+    num_chains: int
+    svi_steps: int
+    num_draws: int
+    seed: int
+    progress: bool
+
+
+def _model_data(model: Any, summary: MetricSummary) -> tuple[np.ndarray, ...]:
+    """The arrays ``model.model`` observes."""
+    if isinstance(model, BetaBinomialABTest):
+        return summary.total.astype(np.int64), summary.units
+    if isinstance(model, GammaPoissonABTest):
+        return summary.total, summary.units
+    if isinstance(model, NegativeBinomialABTest):
+        return summary.distinct_values, summary.distinct_arm, summary.distinct_weight
+    if isinstance(model, NormalABTest):
+        return summary.mean, summary.sum_squares, summary.units
+    return summary.payers, summary.units, summary.mean, summary.sum_squares
+
+
+def _likelihood_name(model: Any) -> str:
+    if isinstance(model, NegativeBinomialABTest):
+        return LIKELIHOODS["negative-binomial"]
+    if isinstance(model, BetaBinomialABTest) and model.hierarchical:
+        return LIKELIHOODS["conversion"] + ", hierarchical"
+    return LIKELIHOODS[_metric_of(model)]
+
+
+def _metric_of(model: Any) -> str:
+    return "conversion" if isinstance(model, BetaBinomialABTest) else model.metric
+
+
+def _analyse(
+    summary: MetricSummary,
+    model: Any,
+    settings: _Settings,
+    *,
+    checks: list[SanityCheck],
+    counts: ArmCounts | None = None,
+    outcome: str | None = None,
+) -> ABTestResult:
+    method = settings.method
+    check_choice("method", method, METHODS)
+    hdi_prob = settings.hdi_prob
+    if not 0 < hdi_prob < 1:
+        raise ValueError(f"hdi_prob must lie in (0, 1), got {hdi_prob}.")
+    rope = settings.rope
+    if rope is not None and not (isinstance(rope, (int, float)) and rope > 0):
+        raise ValueError(f"rope must be a positive number or None, got {rope!r}.")
+    threshold = settings.loss_threshold
+    if threshold is not None and not (isinstance(threshold, (int, float)) and threshold >= 0):
+        raise ValueError(f"loss_threshold must be a number >= 0, got {threshold!r}.")
+    names = list(summary.names)
+    control = names[0] if settings.control is None else str(settings.control)
+    if control not in names:
+        raise ValueError(f"control arm {control!r} is not one of the arms {names}.")
+    num_draws = check_positive_int("num_draws", settings.num_draws)
+    metric = _metric_of(model)
+    if threshold is None and metric == "conversion":
+        threshold = CONVERSION_LOSS_THRESHOLD
+    if method == "exact" and isinstance(model, NegativeBinomialABTest):
+        raise ValueError(
+            "the negative binomial has no closed-form posterior; use method='mcmc' or 'svi' "
+            "(or count_likelihood='poisson')."
+        )
+    data = _model_data(model, summary)
+    started = time.perf_counter()
+    exact: dict[str, Any] | None = None
+    if method == "exact":
+        chains, diagnostics, exact, posterior = _exact(model, summary, num_draws, settings.seed)
+        idata = _draws_to_inference_data(model, data, posterior)
+    elif method == "mcmc":
+        chains, diagnostics, idata = _mcmc(model, data, settings)
+    else:
+        chains, diagnostics, idata = _svi(model, data, settings, num_draws)
+    diagnostics["seconds"] = time.perf_counter() - started
+    result = _summarize(
+        names, chains, method, control, hdi_prob, rope, threshold, diagnostics, idata, exact
+    )
+    result.metric, result.outcome, result.likelihood = metric, outcome, _likelihood_name(model)
+    result.units = np.asarray(summary.units)
+    result.observed = [summary.describe(k) for k in range(len(names))]
+    result.checks = checks
+    if counts is not None:
+        result.successes, result.trials = counts.successes, counts.trials
+        if model.hierarchical:
+            result.shrinkage = _shrinkage(result, counts)
+    return result
+
+
+def _shrinkage(result: ABTestResult, counts: ArmCounts) -> list[dict[str, Any]]:
+    """Observed rate, flat Beta(1, 1) posterior mean and pooled posterior mean per arm."""
+    flat = (counts.successes + 1.0) / (counts.trials + 2.0)
+    return [
+        {
+            "arm": arm,
+            "observed": float(counts.successes[k] / counts.trials[k]),
+            "flat_mean": float(flat[k]),
+            "pooled_mean": float(result.posterior_mean[k]),
+            "shift": float(result.posterior_mean[k] - flat[k]),
+        }
+        for k, arm in enumerate(result.arms)
+    ]
+
+
 def _exact(
-    model: BetaBinomialABTest, data: ArmCounts, num_draws: int, seed: int
-) -> tuple[np.ndarray, dict[str, Any], dict[str, Any]]:
-    alpha, beta = model.exact_posterior(data)
+    model: Any, summary: MetricSummary, num_draws: int, seed: int
+) -> tuple[np.ndarray, dict[str, Any], dict[str, Any] | None, dict[str, np.ndarray]]:
+    """Draws of the decision quantity ``(1, S, K)``, how they were made, the quadrature answers
+    (``None`` when only draws exist) and every posterior site's draws for ArviZ."""
+    from scipy import stats
+
     rng = np.random.default_rng(seed)
-    draws = rng.beta(alpha, beta, size=(num_draws, len(alpha)))
+    if isinstance(model, BetaBinomialABTest):
+        alpha, beta = model.exact_posterior(
+            ArmCounts(summary.names, summary.total.astype(np.int64), summary.units)
+        )
+        draws = rng.beta(alpha, beta, size=(num_draws, len(alpha)))
+        marginals = [stats.beta(a, b) for a, b in zip(alpha, beta, strict=True)]
+        how = "Beta(a + s, b + n - s) per arm"
+        posterior = {"rate": draws[None]}
+        extra = {"alpha": alpha, "beta": beta}
+    elif isinstance(model, GammaPoissonABTest):
+        marginals = model.exact_marginals(summary)
+        draws = np.column_stack([m.rvs(size=num_draws, random_state=rng) for m in marginals])
+        how = "Gamma(a + total, b + units) per arm"
+        posterior, extra = {"rate": draws[None]}, {}
+    elif isinstance(model, NormalABTest):
+        marginals = model.exact_marginals(summary)
+        sites = model.exact_draws(summary, rng, num_draws)
+        draws = sites["mean"]
+        how = "Normal-Inverse-Gamma per arm (Student-t marginal of the mean)"
+        posterior, extra = {k: v[None] for k, v in sites.items()}, {}
+    else:
+        sites = model.exact_draws(summary, rng, num_draws)
+        draws = sites["revenue_per_unit"]
+        posterior = {k: v[None] for k, v in sites.items()}
+        how = "Beta paying rate x Normal-Inverse-Gamma log payments per arm; summaries from draws"
+        return draws[None], {"posterior": how}, None, posterior
     exact = {
-        "alpha": alpha,
-        "beta": beta,
-        "prob_best": exact_prob_best(alpha, beta),
-        "expected_loss": exact_expected_loss(alpha, beta),
+        "marginals": marginals,
+        "prob_best": marginal_prob_best(marginals),
+        "expected_loss": marginal_expected_loss(marginals),
+        **extra,
     }
-    return draws[None], {"posterior": "Beta(a + s, b + n - s) per arm"}, exact
+    return draws[None], {"posterior": how}, exact, posterior
 
 
 def _mcmc(
-    model: BetaBinomialABTest,
-    data: ArmCounts,
-    backend: str,
-    num_samples: int,
-    num_warmup: int,
-    num_chains: int,
-    seed: int,
-    progress: bool = False,
+    model: Any, data: tuple[np.ndarray, ...], settings: _Settings
 ) -> tuple[np.ndarray, dict[str, Any], Any]:
     from bayesvae.infer.mcmc import mcmc
 
     result = mcmc(
         model,
-        data.successes,
-        data.trials,
-        backend=backend,
-        num_samples=num_samples,
-        num_warmup=num_warmup,
-        num_chains=num_chains,
-        seed=seed,
-        progress=progress,
+        *data,
+        backend=settings.backend,
+        num_samples=settings.num_samples,
+        num_warmup=settings.num_warmup,
+        num_chains=settings.num_chains,
+        seed=settings.seed,
+        progress=settings.progress,
     )
     idata = result.inference_data
-    summary = result.summary(var_names=["rate"])
+    site = _decision_site(model)
+    summary = result.summary(var_names=[site])
     diagnostics = {
-        "backend": backend,
-        "num_chains": num_chains,
-        "num_samples": num_samples,
-        "num_warmup": num_warmup,
+        "backend": settings.backend,
+        "num_chains": settings.num_chains,
+        "num_samples": settings.num_samples,
+        "num_warmup": settings.num_warmup,
         "max_rhat": float(summary["r_hat"].max()),
         "min_ess_bulk": float(summary["ess_bulk"].min()),
         "divergences": int(idata.sample_stats["diverging"].sum()),
         "problems": result.problems,
     }
-    return result.samples["rate"], diagnostics, idata
+    return result.samples[site], diagnostics, idata
+
+
+def _decision_site(model: Any) -> str:
+    return "rate" if isinstance(model, BetaBinomialABTest) else model.decision_site
 
 
 def _svi(
-    model: BetaBinomialABTest,
-    data: ArmCounts,
-    steps: int,
-    num_draws: int,
-    seed: int,
-    progress: bool = False,
+    model: Any, data: tuple[np.ndarray, ...], settings: _Settings, num_draws: int
 ) -> tuple[np.ndarray, dict[str, Any], Any]:
     from bayesvae.diagnostics import svi_to_inference_data
     from bayesvae.infer import IterateAveraging, fit
 
-    steps = check_positive_int("svi_steps", steps)
-    k = len(data)
+    steps = check_positive_int("svi_steps", settings.svi_steps)
+    tensors = model.check_data(*data)
+    n = int(tensors[0].shape[0])
     # One epoch is one full-batch step; the guide's parameters are averaged over the last 3/4
     # of the steps (Polyak-Ruppert), which removes most of the optimiser's noise.
     fitted = fit(
         model,
-        (data.successes, data.trials),
+        tensors,
         epochs=steps,
-        batch_size=k,
+        batch_size=n,
         lr=0.005,
         elbo="meanfield",
         num_particles=32,
-        seed=seed,
-        progress=progress,
-        eval_size=k,
+        seed=settings.seed,
+        progress=settings.progress,
+        eval_size=n,
         device="cpu",
         callbacks=[IterateAveraging(max(steps // 4, 1))],
     )
     idata = svi_to_inference_data(
-        model, data.successes, data.trials, num_samples=num_draws, draw_batch=10_000, seed=seed
+        model, *tensors, num_samples=num_draws, draw_batch=10_000, seed=settings.seed
     )
     last = fitted.history.iloc[-1]
     diagnostics = {
         "steps": steps,
         "final_elbo": float(last["recon"] - last["kl"]),
         "elbo": "TraceMeanField_ELBO",
-        "guide": "mean-field Beta",
+        "guide": "mean-field (Beta / log-normal / normal per site)",
         "iterate_averaging": "last 3/4 of the steps",
     }
-    return idata.posterior["rate"].to_numpy(), diagnostics, idata
+    return idata.posterior[_decision_site(model)].to_numpy(), diagnostics, idata
 
 
 def _draws_to_inference_data(
-    model: BetaBinomialABTest, data: ArmCounts, posterior: dict[str, np.ndarray]
+    model: Any, data: tuple[np.ndarray, ...], posterior: dict[str, np.ndarray]
 ) -> Any:
+    """One chain of exact-posterior draws as ``InferenceData``, with the conversion model's
+    pointwise log-likelihood (the other metrics observe summaries, which have none per unit)."""
     import arviz as az
     from scipy import stats
 
     coords, dims = model.arviz_dims()
-    log_lik = stats.binom.logpmf(data.successes, data.trials, posterior["rate"])
+    groups: dict[str, Any] = {}
+    if isinstance(model, BetaBinomialABTest):
+        successes, trials = data
+        groups["log_likelihood"] = {"obs": stats.binom.logpmf(successes, trials, posterior["rate"])}
+        groups["observed_data"] = {"obs": successes}
+    dims = {k: v for k, v in dims.items() if k in posterior or k in groups.get("observed_data", {})}
     with warnings.catch_warnings():  # one chain: arviz notes R-hat is unavailable
         warnings.simplefilter("ignore", UserWarning)
-        return az.from_dict(
-            posterior=posterior,
-            log_likelihood={"obs": log_lik},
-            observed_data={"obs": data.successes},
-            coords=coords,
-            dims=dims,
-        )
+        return az.from_dict(posterior=posterior, coords=coords, dims=dims, **groups)
 
 
 # ------------------------------------------------------------------------------- summaries
 def _summarize(
-    data: ArmCounts,
+    names: list[str],
     chains: np.ndarray,
     method: str,
     control: str,
     hdi_prob: float,
     rope: float | None,
-    loss_threshold: float,
+    loss_threshold: float | None,
     diagnostics: dict[str, Any],
     idata: Any,
     exact: dict[str, Any] | None,
 ) -> ABTestResult:
-    """``chains``: rate draws ``(chains, draws, K)``."""
-    names = list(data.names)
+    """``chains``: draws of each arm's value ``(chains, draws, K)``."""
     k = len(names)
     flat = chains.reshape(-1, k)
     best_index = chains.argmax(-1)
     regret = chains.max(-1, keepdims=True) - chains
     if exact is not None:
-        alpha, beta = exact["alpha"], exact["beta"]
-        mean = alpha / (alpha + beta)
-        hdi = np.array([beta_hdi(a, b, hdi_prob) for a, b in zip(alpha, beta, strict=True)])
+        marginals = exact["marginals"]
+        mean = np.array([float(m.mean()) for m in marginals])
+        hdi = np.array([marginal_hdi(m, hdi_prob) for m in marginals])
         prob_best, prob_best_se = exact["prob_best"], np.zeros(k)
         expected_loss, expected_loss_se = exact["expected_loss"], np.zeros(k)
     else:
@@ -473,17 +1021,17 @@ def _summarize(
         expected_loss = regret.reshape(-1, k).mean(0)
         expected_loss_se = np.array([_mcse(regret[..., j]) for j in range(k)])
     c = names.index(control)
+    if loss_threshold is None:  # a share of the control's mean, in the metric's units
+        loss_threshold = RELATIVE_LOSS_THRESHOLD * abs(float(mean[c]))
     lift = []
     for j, arm in enumerate(names):
         if j == c:
             continue
         absolute = flat[:, j] - flat[:, c]
-        relative = flat[:, j] / flat[:, c] - 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            relative = flat[:, j] / flat[:, c] - 1.0
         if exact is not None:
-            prob_better, prob_better_se = (
-                exact_prob_greater(exact["alpha"], exact["beta"], j, c),
-                0.0,
-            )
+            prob_better, prob_better_se = marginal_prob_greater(exact["marginals"], j, c), 0.0
             absolute_mean = float(mean[j] - mean[c])
         else:
             better = (chains[..., j] > chains[..., c]).astype(float)
@@ -501,11 +1049,11 @@ def _summarize(
                 "prob_better_se": float(prob_better_se),
             }
         )
-    decision = _decide(names, flat, expected_loss, prob_best, rope, loss_threshold, hdi_prob)
+    decision = _decide(names, flat, expected_loss, prob_best, rope, float(loss_threshold), hdi_prob)
     return ABTestResult(
         arms=names,
-        successes=data.successes,
-        trials=data.trials,
+        successes=None,
+        trials=None,
         method=method,
         control=control,
         hdi_prob=hdi_prob,
@@ -520,7 +1068,10 @@ def _summarize(
         draws=flat,
         diagnostics=diagnostics,
         inference_data=idata,
-        exact_posterior=None if exact is None else np.column_stack([exact["alpha"], exact["beta"]]),
+        exact_posterior=None
+        if exact is None or "alpha" not in exact
+        else np.column_stack([exact["alpha"], exact["beta"]]),
+        exact_marginals=None if exact is None else exact["marginals"],
     )
 
 
@@ -563,7 +1114,7 @@ def _decide(
             "equivalent",
             None,
             "equivalent",
-            f"every arm's expected loss is <= threshold {loss_threshold} (the largest "
+            f"every arm's expected loss is <= threshold {loss_threshold:.4g} (the largest "
             f"{float(expected_loss.max()):.5f}): choosing any of them costs less than the "
             "threshold",
             **numbers,
@@ -574,7 +1125,7 @@ def _decide(
             names[best],
             f"choose {names[best]}",
             f"expected loss of choosing {names[best]} is {expected_loss[best]:.5f} "
-            f"<= threshold {loss_threshold} (P(best) = {prob_best[best]:.3f})",
+            f"<= threshold {loss_threshold:.4g} (P(best) = {prob_best[best]:.3f})",
             **numbers,
         )
     return Decision(
@@ -582,7 +1133,7 @@ def _decide(
         None,
         "keep collecting",
         f"the best candidate {names[best]} still has expected loss "
-        f"{expected_loss[best]:.5f} > threshold {loss_threshold} "
+        f"{expected_loss[best]:.5f} > threshold {loss_threshold:.4g} "
         f"(P(best) = {prob_best[best]:.3f})",
         **numbers,
     )

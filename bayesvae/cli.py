@@ -377,13 +377,30 @@ def _parse_arm(text: str) -> tuple[str, int, int]:
         raise UsageError(f"--arm {text!r}: successes and trials must be whole numbers") from None
 
 
-def _parse_prior(text: str) -> tuple[float, float]:
-    parts = text.split(",")
+def _parse_prior(text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
     try:
-        a, b = (float(p) for p in parts)
+        return tuple(float(p) for p in text.split(","))
     except ValueError:
-        raise UsageError(f"--prior {text!r}: expected two numbers 'a,b', e.g. 1,1") from None
-    return a, b
+        raise UsageError(
+            f"--prior {text!r}: expected comma-separated numbers, e.g. 1,1 for a Beta prior"
+        ) from None
+
+
+def _parse_allocation(text: str | None) -> list[float] | dict[str, float] | None:
+    """``50,50`` (arm order) or ``A=50,B=50``."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        if all("=" in p for p in parts):
+            return {name: float(value) for name, value in (p.split("=", 1) for p in parts)}
+        return [float(p) for p in parts]
+    except ValueError:
+        raise UsageError(
+            f"--allocation {text!r}: expected weights in arm order (50,50) or NAME=WEIGHT pairs"
+        ) from None
 
 
 def prepare_out(out: Path, *, overwrite: bool, resume: bool = False) -> None:
@@ -424,7 +441,7 @@ def _show_progress(args: argparse.Namespace) -> bool:
 
 
 def _run_abtest(args: argparse.Namespace) -> int:
-    from bayesvae.abtest import abtest, abtest_from_rows
+    from bayesvae.abtest import abtest, abtest_from_rows, abtest_metrics
 
     options = dict(
         prior=_parse_prior(args.prior),
@@ -438,15 +455,66 @@ def _run_abtest(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=_show_progress(args),
     )
+    row_options = dict(
+        unit=args.unit,
+        dedupe=args.dedupe,
+        allocation=_parse_allocation(args.allocation),
+        check_column=args.check_column,
+    )
+    metric_options = dict(count_likelihood=args.count_likelihood, winsorize=args.winsorize)
+    outcomes, metrics = args.outcome, args.metric or ["conversion"]
     if args.data is not None:
         if args.arm:
             raise UsageError("give either a CSV file or --arm counts, not both")
-        if not (args.group and args.outcome):
+        if not (args.group and outcomes):
             raise UsageError("a CSV file needs --group and --outcome column names")
-        result = abtest_from_rows(args.data, group=args.group, outcome=args.outcome, **options)
+        if len(metrics) == 1:
+            metrics = metrics * len(outcomes)
+        if len(metrics) != len(outcomes):
+            raise UsageError(
+                f"{len(outcomes)} --outcome columns need one --metric or one each, got "
+                f"{len(metrics)}"
+            )
+        if len(set(outcomes)) != len(outcomes):
+            raise UsageError(f"--outcome columns must differ, got {outcomes}")
+        if len(outcomes) == 1:
+            result: Any = abtest_from_rows(
+                args.data,
+                group=args.group,
+                outcome=outcomes[0],
+                metric=metrics[0],
+                **row_options,
+                **options,
+                **metric_options,
+            )
+            results = [result]
+        else:
+            result = abtest_metrics(
+                args.data,
+                group=args.group,
+                metrics=dict(zip(outcomes, metrics, strict=True)),
+                **row_options,
+                **options,
+                **metric_options,
+            )
+            results = list(result.results.values())
     else:
         if not args.arm:
             raise UsageError("give --arm NAME=SUCCESSES/TRIALS (at least two) or a CSV file")
+        refused = [
+            flag
+            for flag, value in (
+                ("--outcome", outcomes),
+                ("--metric", args.metric and args.metric != ["conversion"]),
+                ("--unit", args.unit),
+                ("--allocation", args.allocation),
+                ("--check-column", args.check_column),
+                ("--winsorize", args.winsorize),
+            )
+            if value
+        ]
+        if refused:
+            raise UsageError(f"{', '.join(refused)} need a CSV file of per-unit rows")
         arms = [_parse_arm(text) for text in args.arm]
         result = abtest(
             arms=[a[0] for a in arms],
@@ -454,6 +522,7 @@ def _run_abtest(args: argparse.Namespace) -> int:
             trials=[a[2] for a in arms],
             **options,
         )
+        results = [result]
     summary = result.to_dict()
     if args.report and not args.out:
         raise UsageError("--report needs --out DIR (the report is written there)")
@@ -464,19 +533,30 @@ def _run_abtest(args: argparse.Namespace) -> int:
         with RunWriter(args.out, overwrite=True) as run:
             run.write_json("result.json", summary)
             run.write_text("summary.txt", result.table() + "\n")
-            plots.ab_posteriors(result, run.file("posteriors.png"))
-            plots.ab_lift(result, run.file("lift.png"), rope=args.rope)
-            plots.ab_prob_best(result, run.file("prob_best.png"))
-            if result.inference_data is not None:
-                run.write_netcdf("posterior.nc", result.inference_data)
+            for index, one in enumerate(results):
+                suffix = "" if len(results) == 1 else f"_{index}"
+                plots.ab_posteriors(one, run.file(f"posteriors{suffix}.png"))
+                plots.ab_lift(one, run.file(f"lift{suffix}.png"), rope=args.rope)
+                plots.ab_prob_best(one, run.file(f"prob_best{suffix}.png"))
+                if one.shrinkage:
+                    plots.ab_shrinkage(one, run.file(f"shrinkage{suffix}.png"))
+                if one.inference_data is not None:
+                    run.write_netcdf(f"posterior{suffix}.nc", one.inference_data)
+            primary = results[0]
             run.write_config(
                 "BetaBinomialABTest",
                 {
-                    "arms": result.arms,
-                    "prior": list(options["prior"]),
+                    "arms": primary.arms,
+                    "metrics": [one.metric for one in results],
+                    "prior": None if options["prior"] is None else list(options["prior"]),
                     "hierarchical": args.hierarchical,
                 },
-                analysis={k: v for k, v in options.items() if k != "prior"},
+                analysis={
+                    **{k: v for k, v in options.items() if k != "prior"},
+                    **row_options,
+                    **metric_options,
+                    "outcomes": outcomes,
+                },
             )
             if args.report:
                 from bayesvae.report import build
@@ -947,12 +1027,52 @@ def _build_parser() -> argparse.ArgumentParser:
         help="NAME=SUCCESSES/TRIALS, once per arm, e.g. --arm A=200/1000",
     )
     ab.add_argument("--group", help="CSV column naming each row's arm")
-    ab.add_argument("--outcome", help="CSV column of 0/1 outcomes")
-    ab.add_argument("--prior", default="1,1", help="Beta prior 'a,b' of each arm's rate")
+    ab.add_argument(
+        "--outcome",
+        action="append",
+        default=[],
+        help="CSV column of the metric; repeat for several metrics (the first is primary)",
+    )
+    ab.add_argument(
+        "--metric",
+        action="append",
+        choices=("conversion", "count", "continuous", "revenue"),
+        help="metric of each --outcome (one for all, or one each; default conversion)",
+    )
+    ab.add_argument(
+        "--count-likelihood",
+        default="poisson",
+        choices=("poisson", "negative-binomial"),
+        help="model of a count metric (negative-binomial for overdispersed counts)",
+    )
+    ab.add_argument(
+        "--winsorize",
+        type=float,
+        help="cap values at this pooled quantile, e.g. 0.999 (count, continuous, revenue)",
+    )
+    ab.add_argument("--unit", help="CSV column identifying a unit (user): duplicates are checked")
+    ab.add_argument(
+        "--dedupe",
+        choices=("first", "drop"),
+        help="with --unit: keep each unit's first row, or drop units seen in several arms",
+    )
+    ab.add_argument(
+        "--allocation",
+        help="intended split for the sample-ratio check, e.g. 50,50 or A=1,B=2 (default equal)",
+    )
+    ab.add_argument(
+        "--check-column",
+        help="a column that should agree with the arm (e.g. landing_page): mismatches reported",
+    )
+    ab.add_argument(
+        "--prior",
+        help="prior numbers, comma-separated: Beta 'a,b' for conversion, Gamma 'a,b' for counts, "
+        "NIG 'm0,k0,a0,b0' for continuous (default: the metric's, see docs/abtest.md)",
+    )
     ab.add_argument(
         "--hierarchical",
         action="store_true",
-        help="shared prior with hyperpriors (partial pooling)",
+        help="shared prior with hyperpriors (partial pooling; conversion)",
     )
     ab.add_argument("--method", default="exact", choices=("exact", "mcmc", "svi"))
     ab.add_argument(
@@ -970,8 +1090,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--loss-threshold",
         type=float,
-        default=0.001,
-        help="choose an arm once its expected loss is at most this",
+        help="choose an arm once its expected loss is at most this (default: 0.001 for "
+        "conversion, 1%% of the control's mean otherwise)",
     )
     ab.add_argument("--hdi-prob", type=float, default=0.95)
     ab.add_argument("--seed", type=int, default=0)

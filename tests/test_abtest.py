@@ -223,7 +223,8 @@ def test_cli_csv_and_output_folder(tmp_path, capsys):
         (["--arm", "A=2/0", "--arm", "B=3/10"], "zero trials"),
         (["--arm", "A:2/10", "--arm", "B=3/10"], "NAME=SUCCESSES/TRIALS"),
         (["--arm", "A=2/10", "--arm", "B=3/10", "--prior", "0,1"], "prior"),
-        (["--arm", "A=2/10", "--arm", "B=3/10", "--prior", "x"], "two numbers"),
+        (["--arm", "A=2/10", "--arm", "B=3/10", "--prior", "x"], "comma-separated numbers"),
+        (["--arm", "A=2/10", "--arm", "B=3/10", "--prior", "1,2,3"], "two numbers"),
         (["--arm", "A=2/10", "--arm", "B=3/10", "--control", "C"], "control arm"),
         (["missing.csv", "--group", "g", "--outcome", "y"], "does not exist"),
         (["{empty}", "--group", "g", "--outcome", "y"], "empty"),
@@ -248,3 +249,305 @@ def test_exact_result_converts_to_inference_data_too():
     assert float(idata.posterior["rate"].mean(("chain", "draw"))[1]) == pytest.approx(
         221 / 1002, abs=0.002
     )
+
+
+# ------------------------------------------------------------- metrics beyond conversion
+from bayesvae.abtest import abtest_metrics, abtest_samples  # noqa: E402
+
+_RNG = np.random.default_rng(7)
+METRIC_SAMPLES = {
+    "count": {"A": _RNG.poisson(3.0, 600), "B": _RNG.poisson(3.3, 600)},
+    "continuous": {"A": _RNG.normal(10.0, 2.0, 400), "B": _RNG.normal(10.3, 2.0, 400)},
+    "revenue": {
+        "A": _RNG.lognormal(1.0, 1.0, 3000) * (_RNG.random(3000) < 0.1),
+        "B": _RNG.lognormal(1.1, 1.0, 3000) * (_RNG.random(3000) < 0.1),
+    },
+}
+
+
+@pytest.mark.parametrize("metric", ["count", "continuous", "revenue"])
+def test_each_metric_agrees_across_exact_mcmc_and_svi(metric):
+    samples = METRIC_SAMPLES[metric]
+    exact = abtest_samples(samples, metric=metric)
+    assert exact.metric == metric and exact.units.tolist() == [len(v) for v in samples.values()]
+    means = [float(np.mean(v)) for v in samples.values()]
+    assert exact.posterior_mean == pytest.approx(means, rel=0.05)
+    reference = exact.lift[0]["prob_better"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sampled = abtest_samples(samples, metric=metric, method="mcmc", num_samples=1500)
+        fitted = abtest_samples(samples, metric=metric, method="svi", svi_steps=1500)
+    for other in (sampled, fitted):
+        lift = other.lift[0]
+        assert abs(lift["prob_better"] - reference) < max(4 * lift["prob_better_se"], 0.02)
+        assert other.posterior_mean == pytest.approx(exact.posterior_mean, rel=0.01)
+    if metric != "revenue":  # quadrature: no Monte Carlo error
+        assert exact.lift[0]["prob_better_se"] == 0.0
+
+
+def test_exact_count_answer_is_the_gamma_quadrature():
+    from scipy import integrate, stats
+
+    samples = METRIC_SAMPLES["count"]
+    result = abtest_samples(samples, metric="count")
+    a = stats.gamma(0.1 + samples["A"].sum(), scale=1 / (0.1 + 600))
+    b = stats.gamma(0.1 + samples["B"].sum(), scale=1 / (0.1 + 600))
+    expected, _ = integrate.quad(lambda x: b.pdf(x) * a.cdf(x), 2.0, 4.5, epsabs=1e-12)
+    assert result.lift[0]["prob_better"] == pytest.approx(expected, abs=1e-8)
+    assert result.decision.loss_threshold == pytest.approx(0.01 * a.mean())
+
+
+def test_overdispersed_counts_are_flagged_and_the_negative_binomial_is_wider():
+    rng = np.random.default_rng(3)
+    samples = {
+        "A": rng.negative_binomial(0.5, 0.5 / 40.5, 3000),
+        "B": rng.negative_binomial(0.5, 0.5 / 42.5, 3000),
+    }
+    poisson = abtest_samples(samples, metric="count")
+    assert [c.name for c in poisson.failed_checks] == ["dispersion"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        negbin = abtest_samples(
+            samples,
+            metric="count",
+            count_likelihood="negative-binomial",
+            method="mcmc",
+            num_samples=1000,
+        )
+    width = lambda r: np.diff(r.hdi, axis=1).ravel()  # noqa: E731
+    assert np.all(width(negbin) > 5 * width(poisson))  # variance/mean is about 80 here
+    assert "negative binomial" in negbin.likelihood
+    with pytest.raises(ValueError, match="no closed-form posterior"):
+        abtest_samples(samples, metric="count", count_likelihood="negative-binomial")
+
+
+def test_winsorize_removes_the_pull_of_one_extreme_unit():
+    rng = np.random.default_rng(4)
+    samples = {"A": rng.poisson(50, 4000).astype(float), "B": rng.poisson(50, 4000).astype(float)}
+    samples["A"][0] = 49_854.0
+    raw = abtest_samples(samples, metric="count")
+    assert "extreme units" in [c.name for c in raw.failed_checks]
+    assert raw.prob_best[0] > 0.99  # one unit makes A look better
+    capped = abtest_samples(samples, metric="count", winsorize=0.999)
+    assert 0.05 < capped.prob_best[0] < 0.95
+    assert any(c.name == "winsorize" for c in capped.checks)
+    with pytest.raises(ValueError, match="winsorize"):
+        abtest_samples(samples, metric="count", winsorize=0.2)
+
+
+def _retention_like(tmp_path, *, imbalance=0.5, duplicates=0, inconsistent=0):
+    rng = np.random.default_rng(5)
+    n = 8000
+    version = np.where(rng.random(n) < imbalance, "gate_30", "gate_40")
+    rounds = rng.negative_binomial(0.6, 0.6 / 50.6, n)
+    frame = pd.DataFrame(
+        {
+            "userid": np.arange(n),
+            "version": version,
+            "sum_gamerounds": rounds,
+            "retention_7": rng.random(n) < 0.19,
+            "page": np.where(version == "gate_30", "old", "new"),
+            "revenue": rng.lognormal(1, 1, n) * (rng.random(n) < 0.05),
+        }
+    )
+    frame.loc[: duplicates - 1, "userid"] = frame.loc[
+        duplicates : 2 * duplicates - 1, "userid"
+    ].to_numpy()
+    frame.loc[: inconsistent - 1, "page"] = "other"
+    path = tmp_path / "retention.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_rows_are_checked_before_they_are_analysed(tmp_path):
+    clean = _retention_like(tmp_path)
+    result = abtest_from_rows(
+        clean, group="version", outcome="retention_7", unit="userid", check_column="page"
+    )
+    assert [c.name for c in result.checks] == [
+        "sample ratio",
+        "duplicate units",
+        "assignment consistency",
+    ]
+    assert result.failed_checks == []
+    skewed = _retention_like(tmp_path, imbalance=0.53, duplicates=40, inconsistent=25)
+    result = abtest_from_rows(
+        skewed, group="version", outcome="retention_7", unit="userid", check_column="page"
+    )
+    failed = {c.name: c for c in result.failed_checks}
+    assert set(failed) == {"sample ratio", "duplicate units", "assignment consistency"}
+    assert failed["assignment consistency"].details["inconsistent_rows"] == 25
+    assert failed["duplicate units"].details["extra_rows"] == 40
+    assert "data checks:" in result.table() and "FAIL" in result.table()
+    deduped = abtest_from_rows(
+        skewed, group="version", outcome="retention_7", unit="userid", dedupe="first"
+    )
+    assert int(deduped.units.sum()) == 8000 - 40
+    assert (
+        abtest_from_rows(
+            skewed,
+            group="version",
+            outcome="retention_7",
+            allocation={"gate_30": 53, "gate_40": 47},
+        )
+        .checks[0]
+        .passed
+    )
+
+
+def test_many_metrics_share_one_set_of_checks(tmp_path):
+    path = _retention_like(tmp_path)
+    suite = abtest_metrics(
+        path,
+        group="version",
+        metrics={"retention_7": "conversion", "sum_gamerounds": "count", "revenue": "revenue"},
+        unit="userid",
+        winsorize=0.999,
+    )
+    assert list(suite.results) == ["retention_7", "sum_gamerounds", "revenue"]
+    assert suite.primary.metric == "conversion"
+    assert [c.name for c in suite.checks] == ["sample ratio", "duplicate units"]
+    assert "winsorize" in [c.name for c in suite["sum_gamerounds"].checks]
+    summary = suite.to_dict()
+    assert [r["metric"] for r in summary["results"]] == ["conversion", "count", "revenue"]
+    json.dumps(summary)
+    assert suite.table().count("Bayesian A/B test of") == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"metric": "ratio"}, ValueError, "metric"),
+        ({"metric": "count", "hierarchical": True}, ValueError, "hierarchical"),
+        ({"metric": "continuous", "prior": (1, 1)}, ValueError, "takes 4 numbers"),
+        ({"metric": "count", "count_likelihood": "zip"}, ValueError, "count_likelihood"),
+        ({"metric": "conversion", "winsorize": 0.99}, ValueError, "winsorize"),
+    ],
+)
+def test_bad_metric_options(kwargs, error, words):
+    with pytest.raises(error, match=words):
+        abtest_samples({"A": [0, 1, 1], "B": [1, 0, 0]}, **kwargs)
+
+
+def test_bad_row_checks(tmp_path):
+    path = _retention_like(tmp_path)
+    with pytest.raises(ValueError, match="dedupe needs unit"):
+        abtest_from_rows(path, group="version", outcome="retention_7", dedupe="first")
+    with pytest.raises(ValueError, match="allocation"):
+        abtest_from_rows(path, group="version", outcome="retention_7", allocation=[1, 2, 3])
+    with pytest.raises(ValueError, match="check column"):
+        abtest_from_rows(path, group="version", outcome="retention_7", check_column="nope")
+
+
+def test_cli_metrics_checks_and_report(tmp_path, capsys):
+    path = _retention_like(tmp_path, imbalance=0.53, duplicates=10)
+    out = tmp_path / "run"
+    code = main(
+        [
+            "abtest",
+            str(path),
+            "--group",
+            "version",
+            "--outcome",
+            "retention_7",
+            "--outcome",
+            "sum_gamerounds",
+            "--metric",
+            "conversion",
+            "--metric",
+            "count",
+            "--unit",
+            "userid",
+            "--allocation",
+            "50,50",
+            "--winsorize",
+            "0.999",
+            "--out",
+            str(out),
+            "--report",
+            "--json",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert {c["name"]: c["passed"] for c in summary["checks"]} == {
+        "sample ratio": False,
+        "duplicate units": False,
+    }
+    assert [r["outcome"] for r in summary["results"]] == ["retention_7", "sum_gamerounds"]
+    html = (out / "report.html").read_text()
+    assert "sample-ratio mismatch" in html and "A/B test: sum_gamerounds (count)" in html
+    assert (out / "posteriors_1.png").is_file()
+    assert (
+        main(
+            [
+                "abtest",
+                str(path),
+                "--group",
+                "version",
+                "--outcome",
+                "revenue",
+                "--metric",
+                "revenue",
+            ]
+        )
+        == 0
+    )
+    assert "delta log-normal" in capsys.readouterr().out
+
+
+def test_cli_hierarchical_report_shows_shrinkage(tmp_path, capsys):
+    out = tmp_path / "pooled"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        code = main(
+            [
+                "abtest",
+                "--arm",
+                "A=10/100",
+                "--arm",
+                "B=20/100",
+                "--arm",
+                "C=15/100",
+                "--hierarchical",
+                "--method",
+                "mcmc",
+                "--out",
+                str(out),
+                "--report",
+            ]
+        )
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    rows = {row["arm"]: row for row in result["shrinkage"]}
+    # the extreme arms are drawn towards the others (C, at the centre, stays near it)
+    assert rows["A"]["observed"] < rows["A"]["pooled_mean"] < 0.15
+    assert 0.15 < rows["B"]["pooled_mean"] < rows["B"]["observed"]
+    for row in rows.values():
+        assert row["shift"] == pytest.approx(row["pooled_mean"] - row["flat_mean"])
+    assert "shrinkage" in (out / "report.md").read_text()
+    assert (out / "shrinkage.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--arm", "A=1/10", "--arm", "B=2/10", "--unit", "user"], "need a CSV file"),
+        (["--arm", "A=1/10", "--arm", "B=2/10", "--metric", "count"], "need a CSV file"),
+        (["--allocation", "a,b"], "--allocation"),
+        (["--prior", "x"], "--prior"),
+    ],
+)
+def test_cli_bad_metric_input_exits_2(tmp_path, capsys, args, words):
+    if "--arm" not in args:
+        args = [
+            str(_retention_like(tmp_path)),
+            "--group",
+            "version",
+            "--outcome",
+            "retention_7",
+            *args,
+        ]
+    assert main(["abtest", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1

@@ -12,7 +12,13 @@ import numpy as np
 
 from bayesvae.data.validation import load_numpy
 
-__all__ = ["aggregate_outcomes", "check_binary_labels", "read_features", "read_table"]
+__all__ = [
+    "aggregate_outcomes",
+    "outcome_values",
+    "check_binary_labels",
+    "read_features",
+    "read_table",
+]
 
 
 def read_table(source: Any) -> Any:
@@ -74,6 +80,43 @@ def aggregate_outcomes(
     successes = grouped.sum().reindex(names).to_numpy()
     trials = grouped.count().reindex(names).to_numpy()
     return names, successes.astype(np.int64), trials.astype(np.int64)
+
+
+def outcome_values(
+    frame: Any, *, group: str, outcome: str, binary: bool = False
+) -> tuple[list[str], list[np.ndarray]]:
+    """Per-unit rows -> ``(arm names, one (n_k,) float array of outcomes per arm)``, arms in order
+    of first appearance. True/False count as 1/0; ``binary`` requires 0/1. Missing or
+    non-numeric outcomes and missing groups raise ``ValueError`` naming the column."""
+    import pandas as pd
+
+    for label, column in (("group", group), ("outcome", outcome)):
+        if column not in frame.columns:
+            raise ValueError(
+                f"{label} column {column!r} not found; columns are {list(frame.columns)}."
+            )
+    if frame[group].isna().any():
+        raise ValueError(f"group column {group!r} has missing values.")
+    values = frame[outcome]
+    if values.isna().any():
+        raise ValueError(
+            f"outcome column {outcome!r} has {int(values.isna().sum())} missing values."
+        )
+    numeric = pd.to_numeric(
+        values.map(lambda v: int(v) if isinstance(v, (bool, np.bool_)) else v), errors="coerce"
+    )
+    bad = values[numeric.isna() | (~numeric.isin([0, 1]) if binary else numeric.isna())]
+    if len(bad):
+        shown = sorted({str(v) for v in bad})[:5]
+        wanted = "only 0 and 1 (or True/False)" if binary else "numbers"
+        raise ValueError(f"outcome column {outcome!r} must hold {wanted}, found {shown}.")
+    if not np.all(np.isfinite(numeric.to_numpy(dtype=np.float64))):
+        raise ValueError(f"outcome column {outcome!r} holds inf values.")
+    labels = frame[group].astype(str)
+    names = list(dict.fromkeys(labels.tolist()))
+    arrays = numeric.astype(np.float64).groupby(labels, sort=False)
+    by_name = {str(name): part.to_numpy() for name, part in arrays}
+    return names, [by_name[name] for name in names]
 
 
 def read_features(

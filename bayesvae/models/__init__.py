@@ -1,5 +1,11 @@
 """Model families: each a Pyro model/guide pair on a :class:`~bayesvae.models.base.PyroModel`."""
 
+from bayesvae.models.ab_metrics import (
+    GammaPoissonABTest,
+    NegativeBinomialABTest,
+    NormalABTest,
+    RevenueABTest,
+)
 from bayesvae.models.abtest import BetaBinomialABTest
 from bayesvae.models.anomaly import AnomalyMixtureModel
 from bayesvae.models.base import MODEL_REGISTRY, PyroModel, get_model_class
@@ -14,6 +20,10 @@ __all__ = [
     "AnomalyMixtureModel",
     "BetaBinomialABTest",
     "ConditionalVAE",
+    "GammaPoissonABTest",
+    "NegativeBinomialABTest",
+    "NormalABTest",
+    "RevenueABTest",
     "GumbelSoftmaxVAE",
     "HierarchicalVAE",
     "MixturePriorVAE",

@@ -29,7 +29,11 @@ __all__ = [
     "exact_prob_best",
     "exact_expected_loss",
     "exact_prob_greater",
+    "marginal_prob_best",
+    "marginal_expected_loss",
+    "marginal_prob_greater",
     "beta_hdi",
+    "marginal_hdi",
     "draws_hdi",
     "HIERARCHICAL_MEAN_PRIOR",
     "HIERARCHICAL_CONCENTRATION_PRIOR",
@@ -226,30 +230,30 @@ class BetaBinomialABTest(PyroModel):
         return a + counts.successes, b + counts.trials - counts.successes
 
 
-# ------------------------------------------------------------------- exact metrics (Beta arms)
-def _grid_limits(alpha: np.ndarray, beta: np.ndarray) -> tuple[float, float]:
-    from scipy import stats
-
-    lo = float(np.min(stats.beta.ppf(1e-15, alpha, beta)))
-    hi = float(np.max(stats.beta.isf(1e-15, alpha, beta)))
+# --------------------------------------------------------- exact metrics (1-D marginals)
+def _support(marginals: Sequence[Any]) -> tuple[float, float]:
+    lo = min(float(m.ppf(1e-15)) for m in marginals)
+    hi = max(float(m.isf(1e-15)) for m in marginals)
     return lo, hi
 
 
-def _quad(fn: Any, alpha: np.ndarray, beta: np.ndarray) -> float:
+def _quad(fn: Any, marginals: Sequence[Any]) -> float:
+    """``∫ fn`` over the joint bulk of ``marginals`` (frozen scipy distributions), with the
+    breakpoints that keep quadrature accurate where the densities are narrow."""
     from scipy import integrate
 
-    lo, hi = _grid_limits(alpha, beta)
-    modes = np.clip((alpha - 1) / np.maximum(alpha + beta - 2, 1e-12), lo, hi)
-    means = alpha / (alpha + beta)
-    sds = np.sqrt(alpha * beta / ((alpha + beta) ** 2 * (alpha + beta + 1)))
-    points = np.unique(
-        np.clip(np.concatenate([modes, means, means - 3 * sds, means + 3 * sds]), lo, hi)
-    )
+    lo, hi = _support(marginals)
+    points = []
+    for m in marginals:
+        mean, sd = float(m.mean()), float(m.std())
+        points += [float(m.median()), mean, mean - 3 * sd, mean + 3 * sd]
+        points += [float(v) for v in m.ppf([1e-6, 0.01, 0.99, 1 - 1e-6])]
+    inner = np.unique(np.clip(points, lo, hi))
     value, _ = integrate.quad(
         fn,
         lo,
         hi,
-        points=points[(points > lo) & (points < hi)],
+        points=inner[(inner > lo) & (inner < hi)],
         epsabs=1e-13,
         epsrel=1e-11,
         limit=500,
@@ -257,65 +261,77 @@ def _quad(fn: Any, alpha: np.ndarray, beta: np.ndarray) -> float:
     return float(value)
 
 
-def exact_prob_greater(alpha: np.ndarray, beta: np.ndarray, i: int, j: int) -> float:
-    """``P(rate_i > rate_j)`` for independent Beta arms, by 1-D quadrature (no Monte Carlo)."""
+def marginal_prob_greater(marginals: Sequence[Any], i: int, j: int) -> float:
+    """``P(theta_i > theta_j)`` for independent arms with 1-D posteriors ``marginals`` (frozen
+    scipy distributions), by quadrature: ``∫ f_i F_j``."""
+    pair = [marginals[i], marginals[j]]
+    value = _quad(lambda x: float(pair[0].pdf(x) * pair[1].cdf(x)), pair)
+    return min(max(value, 0.0), 1.0)  # quadrature may overshoot by ~1e-15
+
+
+def marginal_prob_best(marginals: Sequence[Any]) -> np.ndarray:
+    """``P(arm k has the highest value)``: ``∫ f_k Π_{j≠k} F_j`` by quadrature, (K,)."""
+    out = np.empty(len(marginals))
+    for k, own in enumerate(marginals):
+        others = [m for j, m in enumerate(marginals) if j != k]
+
+        def integrand(x: float, own: Any = own, others: list[Any] = others) -> float:
+            return float(own.pdf(x) * np.prod([m.cdf(x) for m in others]))
+
+        out[k] = _quad(integrand, marginals)
+    return np.clip(out, 0.0, 1.0)
+
+
+def marginal_expected_loss(marginals: Sequence[Any]) -> np.ndarray:
+    """Expected loss of choosing arm k, ``E[max_j theta_j - theta_k]``, (K,):
+    ``E[max] = lo + ∫ (1 - Π_j F_j(x)) dx`` by quadrature, minus the arm's mean."""
+    lo, _ = _support(marginals)
+    expected_max = lo + _quad(
+        lambda x: 1.0 - float(np.prod([m.cdf(x) for m in marginals])), marginals
+    )
+    return np.maximum(expected_max - np.array([float(m.mean()) for m in marginals]), 0.0)
+
+
+def _beta_marginals(alpha: np.ndarray, beta: np.ndarray) -> list[Any]:
     from scipy import stats
 
-    value = _quad(
-        lambda x: stats.beta.pdf(x, alpha[i], beta[i]) * stats.beta.cdf(x, alpha[j], beta[j]),
-        alpha[[i, j]],
-        beta[[i, j]],
-    )
-    return min(max(value, 0.0), 1.0)  # quadrature may overshoot by ~1e-15
+    return [stats.beta(a, b) for a, b in zip(alpha, beta, strict=True)]
+
+
+def exact_prob_greater(alpha: np.ndarray, beta: np.ndarray, i: int, j: int) -> float:
+    """``P(rate_i > rate_j)`` for independent Beta arms, by 1-D quadrature (no Monte Carlo)."""
+    return marginal_prob_greater(_beta_marginals(alpha, beta), i, j)
 
 
 def exact_prob_best(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     """``P(arm k has the highest rate)`` for independent Beta arms: ``∫ f_k Π_{j≠k} F_j``, (K,)."""
-    from scipy import stats
-
-    out = np.empty(len(alpha))
-    for k in range(len(alpha)):
-        others = [j for j in range(len(alpha)) if j != k]
-
-        def integrand(x: float, k: int = k, others: list[int] = others) -> float:
-            return float(
-                stats.beta.pdf(x, alpha[k], beta[k])
-                * np.prod(stats.beta.cdf(x, alpha[others], beta[others]))
-            )
-
-        out[k] = _quad(integrand, alpha, beta)
-    return np.clip(out, 0.0, 1.0)
+    return marginal_prob_best(_beta_marginals(alpha, beta))
 
 
 def exact_expected_loss(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """Expected loss of choosing arm k, ``E[max_j rate_j - rate_k]``, (K,):
-    ``E[max] = ∫ (1 - Π_j F_j(x)) dx`` by quadrature, minus the arm's mean."""
-    from scipy import stats
-
-    lo, _ = _grid_limits(alpha, beta)
-    expected_max = lo + _quad(
-        lambda x: 1.0 - float(np.prod(stats.beta.cdf(x, alpha, beta))), alpha, beta
-    )
-    return np.maximum(expected_max - alpha / (alpha + beta), 0.0)
+    """Expected loss of choosing arm k, ``E[max_j rate_j - rate_k]``, (K,), by quadrature."""
+    return marginal_expected_loss(_beta_marginals(alpha, beta))
 
 
-def beta_hdi(alpha: float, beta: float, prob: float = 0.95) -> tuple[float, float]:
-    """Shortest interval holding ``prob`` of ``Beta(alpha, beta)``."""
-    from scipy import optimize, stats
+def marginal_hdi(marginal: Any, prob: float = 0.95) -> tuple[float, float]:
+    """Shortest interval holding ``prob`` of a unimodal 1-D distribution (frozen scipy)."""
+    from scipy import optimize
 
     def width(low_tail: float) -> float:
-        return float(
-            stats.beta.ppf(low_tail + prob, alpha, beta) - stats.beta.ppf(low_tail, alpha, beta)
-        )
+        return float(marginal.ppf(low_tail + prob) - marginal.ppf(low_tail))
 
     best = optimize.minimize_scalar(
         width, bounds=(0.0, 1.0 - prob), method="bounded", options={"xatol": 1e-10}
     )
     low_tail = float(best.x)
-    return (
-        float(stats.beta.ppf(low_tail, alpha, beta)),
-        float(stats.beta.ppf(low_tail + prob, alpha, beta)),
-    )
+    return float(marginal.ppf(low_tail)), float(marginal.ppf(low_tail + prob))
+
+
+def beta_hdi(alpha: float, beta: float, prob: float = 0.95) -> tuple[float, float]:
+    """Shortest interval holding ``prob`` of ``Beta(alpha, beta)``."""
+    from scipy import stats
+
+    return marginal_hdi(stats.beta(alpha, beta), prob)
 
 
 def draws_hdi(draws: np.ndarray, prob: float = 0.95) -> tuple[float, float]:

@@ -411,15 +411,55 @@ def _vae_anomaly_section(run: RunFolder, config: dict[str, Any]) -> list[Section
 
 
 @register_section("BetaBinomialABTest")
+@register_section("GammaPoissonABTest")
+@register_section("NegativeBinomialABTest")
+@register_section("NormalABTest")
+@register_section("RevenueABTest")
 def _abtest_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
+    """One section for the data checks (when any), then one per metric."""
+    stored = run.json("result.json")
+    if not stored:
+        return []
+    results = stored.get("results", [stored])
+    shared = stored.get("checks", []) if "results" in stored else []
+    sections = []
+    if shared:
+        checks = Section("Data checks")
+        _add_checks(checks, shared)
+        failed = [c for c in shared if not c["passed"]]
+        checks.lead.append(
+            f"{len(failed)} of {len(shared)} checks of the data failed: read every result "
+            "below with that in mind."
+            if failed
+            else "The data pass every check: the arm sizes match the allocation and each "
+            "unit was counted once."
+        )
+        sections.append(checks)
+    rope = (config.get("analysis") or {}).get("rope")
+    for index, result in enumerate(results):
+        suffix = "" if len(results) == 1 else f"_{index}"
+        sections.append(_abtest_section(run, result, suffix, rope))
+    return sections
+
+
+def _add_checks(section: Section, checks: list[dict[str, Any]]) -> None:
+    for check in checks:
+        target = section.checks if check["passed"] else section.problems
+        target.append(f"{check['name']}: {check['summary']}")
+
+
+def _abtest_section(
+    run: RunFolder, result: dict[str, Any], suffix: str, rope: float | None
+) -> Section:
     import pandas as pd
 
-    result = run.json("result.json")
-    if not result:
-        return []
-    section = Section("A/B test")
+    metric = result.get("metric", "conversion")
+    outcome = result.get("outcome")
+    title = "A/B test" if outcome is None else f"A/B test: {outcome} ({metric})"
+    section = Section(title)
     decision = result["decision"]
     kind = {"choose": "choose", "equivalent": "equivalent"}.get(decision["action"], "collect")
+    failed = [c for c in result.get("checks", []) if not c["passed"]]
     section.lead.append(
         {
             "choose": f"The data support shipping {decision.get('arm')}: the expected loss of "
@@ -430,8 +470,17 @@ def _abtest_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
             "arms are not shown to be equivalent. Keep the test running.",
         }[kind]
     )
+    if failed:
+        section.lead.append(
+            f"But {len(failed)} check(s) of the data failed (listed first below): resolve "
+            "them before acting on the decision."
+        )
+    _add_checks(section, result.get("checks", []))
     section.decision = {"kind": kind, "text": f"{decision['text']} ({decision['reason']})"}
-    section.text.append(f"Method: {result['method']}; control: {result['control']}.")
+    section.text.append(
+        f"Model: {result.get('likelihood', 'Beta-Binomial')}; method: {result['method']}; "
+        f"control: {result['control']}."
+    )
     pct = f"{result['hdi_prob']:.0%} HDI"
     section.add_table(
         "arms",
@@ -439,9 +488,9 @@ def _abtest_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
             [
                 {
                     "arm": a["arm"],
-                    "conversions": f"{a['successes']}/{a['trials']}",
+                    "observed": a.get("observed") or f"{a['successes']}/{a['trials']}",
                     "posterior mean": a["posterior_mean"],
-                    pct: f"[{a['hdi'][0]:.4f}, {a['hdi'][1]:.4f}]",
+                    pct: f"[{format_number(a['hdi'][0], 5)}, {format_number(a['hdi'][1], 5)}]",
                     "P(best)": a["prob_best"],
                     "± MC s.e.": a["prob_best_se"],
                     "expected loss": a["expected_loss"],
@@ -458,7 +507,7 @@ def _abtest_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
                 {
                     "arm": row["arm"],
                     "absolute": row["absolute_mean"],
-                    f"absolute {pct}": _interval(row["absolute_hdi"], "{:+.4f}"),
+                    f"absolute {pct}": _interval(row["absolute_hdi"], "{:+.5g}"),
                     "relative": f"{row['relative_mean']:+.2%}",
                     f"relative {pct}": _interval(row["relative_hdi"], "{:+.2%}"),
                     "P(better)": row["prob_better"],
@@ -468,15 +517,33 @@ def _abtest_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
         ),
         digits=5,
     )
-    section.add_figure(run, "posteriors.png", "posterior density of each arm's rate")
-    rope = (config.get("analysis") or {}).get("rope")
+    if result.get("shrinkage"):
+        section.text.append(
+            "The hierarchical model pools the arms: each arm's rate is drawn towards the "
+            "population mean, most where it rests on few units. The table shows how far each "
+            "moved from the flat model (independent Beta(1, 1) priors)."
+        )
+        section.add_table(
+            "shrinkage: flat against pooled posterior means",
+            pd.DataFrame(result["shrinkage"]).rename(
+                columns={
+                    "observed": "observed rate",
+                    "flat_mean": "flat mean",
+                    "pooled_mean": "pooled mean",
+                    "shift": "pooled - flat",
+                }
+            ),
+            digits=5,
+        )
+        section.add_figure(run, f"shrinkage{suffix}.png", "flat and pooled posterior means")
+    section.add_figure(run, f"posteriors{suffix}.png", "posterior density of each arm's value")
     section.add_figure(
         run,
-        "lift.png",
+        f"lift{suffix}.png",
         "lift over the control, HDI shaded" + (f", ROPE ±{rope:g} marked" if rope else ""),
     )
-    section.add_figure(run, "prob_best.png", "probability that each arm is best")
-    return [section]
+    section.add_figure(run, f"prob_best{suffix}.png", "probability that each arm is best")
+    return section
 
 
 @register_section("AnomalyMixture")

@@ -317,8 +317,16 @@ def traversals(
     )
 
 
+_METRIC_LABELS = {
+    "conversion": "conversion rate",
+    "count": "mean count per unit",
+    "continuous": "mean per unit",
+    "revenue": "revenue per unit",
+}
+
+
 def ab_posteriors(result: Any, path: str | Path | None = None) -> Any:
-    """Posterior density of each arm's rate (exact Beta densities for ``method="exact"``, else a
+    """Posterior density of each arm's value (the exact density where there is one, else a
     kernel density of the draws), with posterior means marked."""
     from scipy import stats
 
@@ -328,18 +336,42 @@ def ab_posteriors(result: Any, path: str | Path | None = None) -> Any:
     low, high = np.quantile(draws, [0.0005, 0.9995])
     grid = np.linspace(low, high, 400)
     for k, arm in enumerate(result.arms):
-        if result.exact_posterior is not None:
-            density = stats.beta.pdf(grid, *result.exact_posterior[k])
+        if result.exact_marginals is not None:
+            density = result.exact_marginals[k].pdf(grid)
         else:
             density = stats.gaussian_kde(draws[:, k])(grid)
-        line = axis.plot(grid, density, label=f"{arm} ({result.successes[k]}/{result.trials[k]})")
+        label = f"{arm} ({result.observed[k]})" if result.observed else arm
+        line = axis.plot(grid, density, label=label)
         axis.axvline(result.posterior_mean[k], color=line[0].get_color(), lw=0.8, ls="--")
     axis.set(
-        xlabel="conversion rate",
+        xlabel=_METRIC_LABELS.get(result.metric, result.metric),
         ylabel="posterior density",
-        title=f"posterior of each arm's rate ({result.method})",
+        title=f"posterior of each arm's {_METRIC_LABELS.get(result.metric, 'value')} "
+        f"({result.method})",
     )
     axis.legend()
+    return save_figure(figure, path)
+
+
+def ab_shrinkage(result: Any, path: str | Path | None = None) -> Any:
+    """Hierarchical shrinkage: each arm's flat posterior mean (independent priors) joined to its
+    pooled posterior mean, the pooled arms drawn towards the population."""
+    plt = _pyplot()
+    rows = result.shrinkage
+    figure, axis = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.6))
+    for position, row in enumerate(rows):
+        axis.annotate(
+            "",
+            xy=(row["pooled_mean"], position),
+            xytext=(row["flat_mean"], position),
+            arrowprops={"arrowstyle": "->", "color": "grey"},
+        )
+    positions = np.arange(len(rows))
+    axis.scatter([r["flat_mean"] for r in rows], positions, label="flat (independent arms)")
+    axis.scatter([r["pooled_mean"] for r in rows], positions, label="pooled (hierarchical)")
+    axis.set_yticks(positions, [r["arm"] for r in rows])
+    axis.set(xlabel="posterior mean rate", title="shrinkage of each arm towards the population")
+    axis.legend(loc="best", fontsize="small")
     return save_figure(figure, path)
 
 
@@ -363,7 +395,7 @@ def ab_lift(result: Any, path: str | Path | None = None, *, rope: float | None =
     if rope:
         axis.axvspan(-rope, rope, color="grey", alpha=0.2, label=f"ROPE ±{rope}")
     axis.set(
-        xlabel="absolute lift in rate",
+        xlabel=f"absolute lift in {_METRIC_LABELS.get(result.metric, 'value')}",
         ylabel="posterior density",
         title=f"lift over {result.control} ({result.hdi_prob:.0%} HDI shaded)",
     )

@@ -42,6 +42,20 @@ def _abtest_model(model: Any) -> Any:
     return partial(beta_binomial_model, prior=model.prior, hierarchical=model.hierarchical)
 
 
+def _metric_model(model: Any) -> Any:
+    from functools import partial
+
+    from bayesvae.backends.numpyro import abtest
+
+    function = {
+        "GammaPoissonABTest": abtest.gamma_poisson_model,
+        "NegativeBinomialABTest": partial(abtest.negative_binomial_model, num_arms=len(model.arms)),
+        "NormalABTest": abtest.normal_model,
+        "RevenueABTest": abtest.revenue_model,
+    }[model.family]
+    return partial(function, prior=model.prior)
+
+
 def _anomaly_model(model: Any) -> Any:
     from bayesvae.backends.numpyro.anomaly import twin_of
 
@@ -53,6 +67,10 @@ SVI_TWINS: dict[str, Callable[[Any], Any]] = {"VAE": _vae_twin, "ProdLDA": _prod
 #: family -> builder of its NumPyro model callable for NUTS
 NUTS_MODELS: dict[str, Callable[[Any], Any]] = {
     "BetaBinomialABTest": _abtest_model,
+    "GammaPoissonABTest": _metric_model,
+    "NegativeBinomialABTest": _metric_model,
+    "NormalABTest": _metric_model,
+    "RevenueABTest": _metric_model,
     "AnomalyMixtureModel": _anomaly_model,
 }
 
