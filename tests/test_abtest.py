@@ -477,6 +477,9 @@ def test_cli_metrics_checks_and_report(tmp_path, capsys):
     assert [r["outcome"] for r in summary["results"]] == ["retention_7", "sum_gamerounds"]
     html = (out / "report.html").read_text()
     assert "sample-ratio mismatch" in html and "A/B test: sum_gamerounds (count)" in html
+    count_section = html[html.index("A/B test: sum_gamerounds (count)") :]
+    # a failed check of the metric is shown before its decision
+    assert count_section.index("overdispersed counts") < count_section.index("Decision:")
     assert (out / "posteriors_1.png").is_file()
     assert (
         main(

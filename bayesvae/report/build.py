@@ -41,6 +41,8 @@ class Section:
     #: a decision, styled by what it means: ``{"kind": "choose"|"equivalent"|"collect",
     #: "text": ...}``
     decision: dict[str, str] | None = None
+    #: warnings the reader must see before the decision (e.g. failed data checks)
+    alerts: list[str] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     checks: list[str] = field(default_factory=list)
@@ -443,8 +445,9 @@ def _abtest_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
 
 
 def _add_checks(section: Section, checks: list[dict[str, Any]]) -> None:
+    """Passed checks with the other checks; failed ones as alerts, above any decision."""
     for check in checks:
-        target = section.checks if check["passed"] else section.problems
+        target = section.checks if check["passed"] else section.alerts
         target.append(f"{check['name']}: {check['summary']}")
 
 
