@@ -167,10 +167,6 @@ class ABTestResult:
     #: the exact 1-D posterior of each arm's value (frozen scipy distributions), for plots
     exact_marginals: list[Any] | None = None
 
-    def _with_outcome(self, outcome: str | None) -> ABTestResult:
-        self.outcome = outcome
-        return self
-
     @property
     def failed_checks(self) -> list[SanityCheck]:
         """The checks that did not pass."""
@@ -430,7 +426,35 @@ def abtest(
             result.
     """
     data = _resolve_counts(counts, arms, successes, trials)
-    if method == "exact" and hierarchical:
+    settings = _Settings(
+        method,
+        control,
+        rope,
+        loss_threshold,
+        hdi_prob,
+        backend,
+        num_samples,
+        num_warmup,
+        num_chains,
+        svi_steps,
+        num_draws,
+        seed,
+        progress,
+    )
+    return _conversion(data, prior, hierarchical, settings, list(checks), outcome=None)
+
+
+def _conversion(
+    data: ArmCounts,
+    prior: Sequence[float] | None,
+    hierarchical: bool,
+    settings: _Settings,
+    checks: list[SanityCheck],
+    *,
+    outcome: str | None,
+) -> ABTestResult:
+    """The Beta-Binomial analysis of validated counts."""
+    if settings.method == "exact" and hierarchical:
         raise ValueError(
             "method='exact' needs the non-hierarchical model; use method='mcmc' "
             "or 'svi' with hierarchical=True."
@@ -448,31 +472,10 @@ def abtest(
         distinct_arm=np.zeros(0, dtype=np.int64),
         distinct_weight=np.zeros(0),
     )
-    return _analyse(
-        summary,
-        BetaBinomialABTest(
-            list(data.names),
-            prior=(1.0, 1.0) if prior is None else prior,
-            hierarchical=hierarchical,
-        ),
-        _Settings(
-            method,
-            control,
-            rope,
-            loss_threshold,
-            hdi_prob,
-            backend,
-            num_samples,
-            num_warmup,
-            num_chains,
-            svi_steps,
-            num_draws,
-            seed,
-            progress,
-        ),
-        checks=list(checks),
-        counts=data,
+    model = BetaBinomialABTest(
+        list(data.names), prior=(1.0, 1.0) if prior is None else prior, hierarchical=hierarchical
     )
+    return _analyse(summary, model, settings, checks=checks, counts=data, outcome=outcome)
 
 
 abtest.__doc__ = (abtest.__doc__ or "") + _ANALYSIS_DOC
@@ -543,40 +546,6 @@ def abtest_samples(
         checks.append(extreme_unit_influence(names, values))
     if metric == "count" and count_likelihood == "poisson":
         checks.append(overdispersion(names, values))
-    if metric == "conversion":
-        counts = check_counts(names, summary.total, summary.units)
-        return abtest(
-            arms=names,
-            successes=counts.successes,
-            trials=counts.trials,
-            prior=prior,
-            hierarchical=hierarchical,
-            method=method,
-            control=control,
-            rope=rope,
-            loss_threshold=loss_threshold,
-            hdi_prob=hdi_prob,
-            backend=backend,
-            num_samples=num_samples,
-            num_warmup=num_warmup,
-            num_chains=num_chains,
-            svi_steps=svi_steps,
-            num_draws=num_draws,
-            seed=seed,
-            progress=progress,
-            checks=checks,
-        )._with_outcome(outcome)
-    model: Any
-    if metric == "count":
-        model = (
-            GammaPoissonABTest(names, prior=prior)
-            if count_likelihood == "poisson"
-            else NegativeBinomialABTest(names, prior=prior)
-        )
-    elif metric == "continuous":
-        model = NormalABTest(names, prior=prior)
-    else:
-        model = RevenueABTest(names, prior=prior)
     settings = _Settings(
         method,
         control,
@@ -592,6 +561,20 @@ def abtest_samples(
         seed,
         progress,
     )
+    if metric == "conversion":
+        counts = check_counts(names, summary.total, summary.units)
+        return _conversion(counts, prior, hierarchical, settings, checks, outcome=outcome)
+    model: Any
+    if metric == "count":
+        model = (
+            GammaPoissonABTest(names, prior=prior)
+            if count_likelihood == "poisson"
+            else NegativeBinomialABTest(names, prior=prior)
+        )
+    elif metric == "continuous":
+        model = NormalABTest(names, prior=prior)
+    else:
+        model = RevenueABTest(names, prior=prior)
     return _analyse(summary, model, settings, checks=checks, outcome=outcome)
 
 
