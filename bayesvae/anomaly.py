@@ -24,6 +24,7 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, OutlierMixin
 
 from bayesvae.data.tabular import check_binary_labels, read_features
+from bayesvae.data.validation import check_choice
 from bayesvae.infer.mcmc import mcmc
 from bayesvae.infer.svi import fit as svi_fit
 from bayesvae.models.anomaly import SITES, AnomalyMixtureModel, check_features
@@ -40,6 +41,11 @@ __all__ = [
 
 #: ``posterior.nc`` keeps the pointwise log-likelihood (draws x rows) only below this many values.
 MAX_SAVED_LOG_LIKELIHOOD = 5_000_000
+#: ``covariance="auto"`` is full (LKJ correlations) up to this many features, diagonal above:
+#: a full covariance has D(D - 1)/2 correlations per component to learn from contaminated data
+FULL_COVARIANCE_MAX_FEATURES = 15
+#: ``n_components="auto"`` holds this share of the rows out to compare K = 1..max_components
+SELECTION_HELDOUT = 0.2
 
 
 class _PicklesItsModel:
@@ -78,17 +84,27 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
     :class:`~bayesvae.models.anomaly.AnomalyMixtureModel`'s (its arguments are this class's;
     see there); after ``fit`` it is ``model_``, to save, load or run your own SVI loop on.
 
+    Its shape can come from the data: ``covariance="auto"`` (the default) is ``"full"`` up to
+    :data:`FULL_COVARIANCE_MAX_FEATURES` features and ``"diag"`` above; ``n_components="auto"``
+    fits K = 1 .. ``max_components`` on 80 % of the rows, keeps the smallest K whose held-out
+    log predictive density per row is within one standard error of the best (the one-standard-
+    error rule), and refits it on every row. Both stay settable; ``shape_`` says what was chosen
+    and why.
+
     Attributes (after :meth:`fit`): ``model_`` the fitted model; ``result_`` the
     :class:`~bayesvae.infer.FitResult` or :class:`~bayesvae.infer.mcmc.MCMCResult`;
     ``n_features_in_`` (and ``feature_names_in_`` for a DataFrame); ``offset_``;
-    ``contamination_`` the posterior mean anomaly rate.
+    ``contamination_`` the posterior mean anomaly rate; ``n_components_`` and ``covariance_``
+    the shape fitted; ``shape_`` how it was chosen (a dict with ``reason`` and, for
+    ``n_components="auto"``, the ``selection`` table).
     """
 
     def __init__(
         self,
-        n_components: int = 1,
+        n_components: int | str = 1,
         *,
-        covariance: str = "diag",
+        covariance: str = "auto",
+        max_components: int = 5,
         contamination: float = 0.05,
         contamination_strength: float = 20.0,
         anomaly_scale: float = 4.0,
@@ -108,6 +124,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
     ) -> None:
         self.n_components = n_components
         self.covariance = covariance
+        self.max_components = max_components
         self.contamination = contamination
         self.contamination_strength = contamination_strength
         self.anomaly_scale = anomaly_scale
@@ -125,16 +142,117 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
         self.threshold = threshold
         self.seed = seed
 
-    def build_model(self) -> AnomalyMixtureModel:
+    def build_model(
+        self, *, n_components: int | None = None, covariance: str | None = None
+    ) -> AnomalyMixtureModel:
         """A new, unfitted :class:`AnomalyMixtureModel` with these settings (validated:
-        ``ValueError``/``TypeError`` naming the first bad one)."""
-        return AnomalyMixtureModel(**self.get_params())
+        ``ValueError``/``TypeError`` naming the first bad one). ``"auto"`` settings need the
+        data: pass the resolved ``n_components``/``covariance`` (without them, a placeholder
+        K = 1, diagonal model validates the other settings)."""
+        self._check_shape_options()
+        params = {k: v for k, v in self.get_params().items() if k != "max_components"}
+        if params["n_components"] == "auto":
+            params["n_components"] = 1
+        if params["covariance"] == "auto":
+            params["covariance"] = "diag"
+        if n_components is not None:
+            params["n_components"] = n_components
+        if covariance is not None:
+            params["covariance"] = covariance
+        return AnomalyMixtureModel(**params)
+
+    def _check_shape_options(self) -> None:
+        if isinstance(self.n_components, str) and self.n_components != "auto":
+            raise ValueError(
+                f"n_components must be a positive integer or 'auto', got {self.n_components!r}."
+            )
+        check_choice("covariance", self.covariance, ("auto", "diag", "full"))
+        limit = self.max_components
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise ValueError(f"max_components must be a positive integer, got {limit!r}.")
 
     def fit(self, X: Any, y: Any = None, *, progress: bool = False) -> AnomalyMixture:
         """Fit to raw features ``X`` (N, D) by ``self.method``; ``y`` is ignored (unsupervised,
         accepted for scikit-learn pipelines). Returns ``self``."""
-        model = self.build_model()  # bad settings fail before the data are read
+        self.build_model()  # bad settings fail before the data are read
         X = self._validate(X, reset=True)
+        covariance, reason = self._choose_covariance(X.shape[1])
+        shape: dict[str, Any] = {"covariance_reason": reason}
+        if self.n_components == "auto":
+            n_components, shape["selection"], shape["components_reason"] = self._choose_k(
+                X, covariance, progress
+            )
+        else:
+            n_components = int(self.n_components)
+            shape["components_reason"] = f"n_components={n_components} was given."
+        model, result = self._fit_model(X, n_components, covariance, progress)
+        self.model_, self.result_ = model, result
+        self.n_components_, self.covariance_ = n_components, covariance
+        self.shape_ = {
+            "n_components": n_components,
+            "covariance": covariance,
+            "reason": f"{shape['components_reason']} {reason}",
+            **shape,
+        }
+        return self
+
+    def _choose_covariance(self, num_features: int) -> tuple[str, str]:
+        if self.covariance != "auto":
+            return self.covariance, f"covariance={self.covariance!r} was given."
+        if num_features == 1:
+            return "diag", "One feature (covariance='auto'): no correlations to model."
+        if num_features <= FULL_COVARIANCE_MAX_FEATURES:
+            return "full", (
+                f"Full covariance (covariance='auto': {num_features} features <= "
+                f"{FULL_COVARIANCE_MAX_FEATURES})."
+            )
+        return "diag", (
+            f"Diagonal covariance (covariance='auto': {num_features} features > "
+            f"{FULL_COVARIANCE_MAX_FEATURES}, too many correlations to learn)."
+        )
+
+    def _choose_k(
+        self, X: np.ndarray, covariance: str, progress: bool
+    ) -> tuple[int, list[dict[str, Any]], str]:
+        """K = 1..max_components compared by held-out log predictive density per row."""
+        from scipy.special import logsumexp
+        from sklearn.model_selection import train_test_split
+
+        heldout_rows = max(1, int(round(SELECTION_HELDOUT * len(X))))
+        candidates = [
+            k for k in range(1, int(self.max_components) + 1) if k < len(X) - heldout_rows
+        ]
+        train, heldout = train_test_split(X, test_size=heldout_rows, random_state=self.seed)
+        rows = []
+        for k in candidates:
+            model, _ = self._fit_model(train, k, covariance, progress)
+            draws = model.log_likelihood(heldout)  # (S, N)
+            density = logsumexp(draws, axis=0) - np.log(draws.shape[0])  # (N,)
+            rows.append(
+                {
+                    "n_components": k,
+                    "heldout_log_density": float(density.mean()),
+                    "standard_error": float(density.std(ddof=1) / np.sqrt(len(density)))
+                    if len(density) > 1
+                    else 0.0,
+                }
+            )
+        best = max(rows, key=lambda r: r["heldout_log_density"])
+        bar = best["heldout_log_density"] - best["standard_error"]
+        chosen = min(r["n_components"] for r in rows if r["heldout_log_density"] >= bar)
+        for row in rows:
+            row["chosen"] = row["n_components"] == chosen
+        reason = (
+            f"K={chosen} (n_components='auto': the smallest K within one standard error of the "
+            f"best held-out log density per row, {len(heldout)} of {len(X)} rows held out, "
+            f"K=1..{candidates[-1]} compared)."
+        )
+        return chosen, rows, reason
+
+    def _fit_model(
+        self, X: np.ndarray, n_components: int, covariance: str, progress: bool
+    ) -> tuple[AnomalyMixtureModel, Any]:
+        model = self.build_model(n_components=n_components, covariance=covariance)
         if model.method == "svi":
             result: Any = svi_fit(
                 model,
@@ -176,8 +294,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
             getattr(model, f"posterior_{name}").copy_(value)
         model.fitted.fill_(True)
         model.result_ = result
-        self.model_, self.result_ = model, result
-        return self
+        return model, result
 
     def _validate(self, X: Any, *, reset: bool) -> np.ndarray:
         """scikit-learn's input checks (2-D, numeric, finite, not sparse; to fit, at least 2
@@ -285,6 +402,12 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
         estimator = cls(**model.get_params())
         estimator.model_, estimator.result_ = model, None
         estimator.n_features_in_ = int(model.config["n_features"])
+        estimator.n_components_, estimator.covariance_ = model.n_components, model.covariance
+        estimator.shape_ = {
+            "n_components": model.n_components,
+            "covariance": model.covariance,
+            "reason": "loaded from a run folder.",
+        }
         return estimator
 
     def __sklearn_tags__(self) -> Any:
@@ -334,8 +457,10 @@ class AnomalyRun:
             "family": "AnomalyMixture",
             "rows": len(self.scores),
             "features": self.feature_names,
-            "n_components": self.model.n_components,
-            "covariance": self.model.covariance,
+            "n_components": self.model.n_components_,
+            "covariance": self.model.covariance_,
+            "shape_reason": self.model.shape_["reason"],
+            "shape_selection": self.model.shape_.get("selection"),
             "method": self.model.method,
             "threshold": self.model.threshold,
             **self.metrics,
@@ -345,9 +470,10 @@ class AnomalyRun:
         """A short plain-text summary."""
         m = self.metrics
         lines = [
-            f"AnomalyMixture ({self.model.method}, K={self.model.n_components}, "
-            f"{self.model.covariance} covariance) on {len(self.scores)} rows x "
+            f"AnomalyMixture ({self.model.method}, K={self.model.n_components_}, "
+            f"{self.model.covariance_} covariance) on {len(self.scores)} rows x "
             f"{len(self.feature_names)} features",
+            f"shape: {self.model.shape_['reason']}",
             f"contamination: posterior mean {m['contamination_mean']:.4f}, 90% interval "
             f"[{m['contamination_interval'][0]:.4f}, {m['contamination_interval'][1]:.4f}]",
             f"flagged: {m['flagged']} rows (P(anomaly | x) > {self.model.threshold:g})",

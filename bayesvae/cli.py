@@ -388,6 +388,18 @@ def _parse_prior(text: str | None) -> tuple[float, ...] | None:
         ) from None
 
 
+def _components(text: str) -> int | str:
+    """``--components``: a whole number or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number or 'auto', got {text!r}"
+        ) from None
+
+
 def _parse_allocation(text: str | None) -> list[float] | dict[str, float] | None:
     """``50,50`` (arm order) or ``A=50,B=50``."""
     if text is None:
@@ -592,6 +604,7 @@ def _run_anomaly(args: argparse.Namespace) -> int:
         columns=args.columns,
         label_column=args.label_column,
         n_components=args.components,
+        max_components=args.max_components,
         covariance=args.covariance,
         contamination=args.contamination,
         method=args.method,
@@ -1115,8 +1128,21 @@ def _build_parser() -> argparse.ArgumentParser:
         "--label-column",
         help="0/1 label column (1 = anomaly), used only to report AUCROC/AUCPR; a .npz key",
     )
-    anomaly.add_argument("--components", type=int, default=1, help="normal components K")
-    anomaly.add_argument("--covariance", default="diag", choices=("diag", "full"))
+    anomaly.add_argument(
+        "--components",
+        type=_components,
+        default=1,
+        help="normal components K, or 'auto' (K = 1..--max-components by held-out density)",
+    )
+    anomaly.add_argument(
+        "--max-components", type=int, default=5, help="largest K tried by --components auto"
+    )
+    anomaly.add_argument(
+        "--covariance",
+        default="auto",
+        choices=("auto", "diag", "full"),
+        help="component covariance; auto: full up to 15 features, diagonal above",
+    )
     anomaly.add_argument(
         "--contamination", type=float, default=0.05, help="expected anomaly rate in (0, 0.5)"
     )

@@ -267,3 +267,69 @@ def test_the_mixture_names_features_after_a_dataframes_columns():
     model = AnomalyMixture(epochs=5, num_posterior_draws=5).fit(X)
     idata = model.to_inference_data(X)
     assert idata.posterior.coords["feature"].values.tolist() == ["latency", "bytes"]
+
+
+# ----------------------------------------------------------------- the shape from the data
+def _three_clusters(seed=0):
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    normal = np.vstack([rng.normal(c, 0.7, size=(250, 2)) for c in centres])
+    anomalies = rng.uniform(-8, 14, size=(25, 2))
+    return np.vstack([normal, anomalies]), np.r_[np.zeros(750), np.ones(25)]
+
+
+def test_auto_covariance_follows_the_number_of_features():
+    rng = np.random.default_rng(0)
+    for features, expected in ((1, "diag"), (4, "full"), (15, "full"), (16, "diag")):
+        X = rng.normal(size=(120, features))
+        model = AnomalyMixture(epochs=5, num_posterior_draws=10).fit(X)
+        assert model.covariance_ == expected, features
+        assert model.model_.covariance == expected
+        assert "covariance='auto'" in model.shape_["reason"]
+    given = AnomalyMixture(covariance="diag", epochs=5, num_posterior_draws=10).fit(X[:, :4])
+    assert given.covariance_ == "diag" and "was given" in given.shape_["reason"]
+
+
+def test_auto_components_choose_k_by_held_out_density():
+    X, y = _three_clusters()
+    model = AnomalyMixture(n_components="auto", max_components=5, epochs=150, seed=0).fit(X)
+    table = model.shape_["selection"]
+    assert [row["n_components"] for row in table] == [1, 2, 3, 4, 5]
+    densities = [row["heldout_log_density"] for row in table]
+    assert densities[2] > densities[1] > densities[0]  # three clusters are seen as three
+    assert model.n_components_ == 3 and model.model_.n_components == 3
+    assert [row["chosen"] for row in table] == [False, False, True, False, False]
+    assert ranking_metrics(y, model.anomaly_proba(X))["aucroc"] > 0.95
+    fixed = AnomalyMixture(n_components=1, epochs=150, seed=0).fit(X)
+    assert "selection" not in fixed.shape_ and fixed.n_components_ == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_components": "many"}, "n_components must be a positive integer or 'auto'"),
+        ({"n_components": "auto", "max_components": 0}, "max_components"),
+        ({"covariance": "spherical"}, "covariance"),
+    ],
+)
+def test_bad_shape_options_fail_before_the_data_are_read(options, message):
+    with pytest.raises(ValueError, match=message):
+        AnomalyMixture(**options).fit("not read")
+
+
+def test_cli_components_auto_states_the_choice(tmp_path, capsys):
+    X, y = _three_clusters(1)
+    path = tmp_path / "clusters.npz"
+    np.savez(path, X=X, y=y)
+    out = tmp_path / "run"
+    args = ["anomaly", str(path), "--label-column", "y", "--components", "auto"]
+    args += ["--max-components", "4", "--epochs", "150", "--out", str(out), "--report", "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_components"] == 3 and summary["covariance"] == "full"
+    assert "n_components='auto'" in summary["shape_reason"]
+    assert len(summary["shape_selection"]) == 4
+    assert "choice of K" in (out / "report.html").read_text()
+    with pytest.raises(SystemExit) as stopped:  # argparse's own usage error
+        main(["anomaly", str(path), "--components", "x"])
+    assert stopped.value.code == 2

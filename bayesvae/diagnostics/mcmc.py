@@ -14,11 +14,19 @@ BFMI_THRESHOLD = 0.3
 
 
 def mcmc_checks(idata: Any, *, hdi_prob: float = 0.95) -> dict[str, Any]:
-    """Summary table (mean, sd, ``hdi_prob`` HDI, MCSE, bulk/tail ESS, R-hat), divergences,
+    """Summary table (mean, sd, ``hdi_prob`` HDI, MCSE, bulk/tail ESS, R-hat; constant
+    elements left out), divergences,
     BFMI per chain, and ``problems``: R-hat > 1.01, ESS < 400, any divergence, BFMI < 0.3."""
+    import warnings
+
     import arviz as az
 
-    summary = az.summary(idata, hdi_prob=hdi_prob)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # constant elements: 0/0 in R-hat
+        summary = az.summary(idata, hdi_prob=hdi_prob)
+    # elements fixed by construction (a Cholesky factor's unit diagonal, its zero upper
+    # triangle) have no spread, R-hat or ESS: they are not rows of the table
+    summary = summary[summary["sd"] > 0]
     problems = convergence_problems(idata)
     divergences = 0
     bfmi: list[float] = []

@@ -80,21 +80,37 @@ def convergence_problems(idata: Any) -> list[str]:
 
     problems = []
     posterior = idata.posterior
-    if posterior.sizes["chain"] > 1:
-        rhat = az.rhat(idata)
-        worst = {name: float(rhat[name].max()) for name in rhat.data_vars}
-        bad = {k: round(v, 4) for k, v in worst.items() if not v <= RHAT_THRESHOLD}
+    # elements fixed by construction (a Cholesky factor's unit diagonal and zero upper
+    # triangle) have no R-hat or ESS: they are left out rather than reported as NaN
+    varying = {
+        name: (posterior[name].std(("chain", "draw")) > 0).to_numpy()
+        for name in posterior.data_vars
+    }
+
+    def worst(stats: Any, pick: Any) -> dict[str, float]:
+        out = {}
+        for name in stats.data_vars:
+            values = np.asarray(stats[name].to_numpy(), dtype=np.float64)[varying[name]]
+            if values.size:
+                out[name] = float(pick(values))
+        return out
+
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rhat = az.rhat(idata) if posterior.sizes["chain"] > 1 else None
+        ess = {method: az.ess(idata, method=method) for method in ("bulk", "tail")}
+    if rhat is not None:
+        bad = {k: round(v, 4) for k, v in worst(rhat, np.nanmax).items() if not v <= RHAT_THRESHOLD}
         if bad:
             problems.append(
                 f"R-hat above {RHAT_THRESHOLD} for {bad}: the chains disagree; "
                 "run longer or reparameterize."
             )
     for method in ("bulk", "tail"):
-        ess = az.ess(idata, method=method)
         low = {
-            name: round(float(ess[name].min()))
-            for name in ess.data_vars
-            if float(ess[name].min()) < ESS_THRESHOLD
+            name: round(value)
+            for name, value in worst(ess[method], np.nanmin).items()
+            if value < ESS_THRESHOLD
         }
         if low:
             problems.append(f"{method} ESS below {ESS_THRESHOLD} for {low}: draw more samples.")

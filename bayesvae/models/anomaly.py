@@ -290,6 +290,10 @@ class AnomalyMixtureModel(PyroModel):
                 f"X has zero-variance column(s) {constant.tolist()}: they carry no information "
                 "and cannot be standardized; drop them first."
             )
+        if self.covariance == "full" and array.shape[1] < 2:
+            raise ValueError(
+                "covariance='full' needs at least two features (X has one); use 'diag'."
+            )
         if array.shape[0] < self.n_components:
             raise ValueError(
                 f"X has {array.shape[0]} rows, fewer than n_components={self.n_components}."

@@ -552,6 +552,7 @@ def _abtest_section(
 @register_section("AnomalyMixture")
 @register_section("AnomalyMixtureModel")
 def _anomaly_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
+    import pandas as pd
 
     result = run.json("result.json")
     if not result:
@@ -569,6 +570,19 @@ def _anomaly_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
         f"({result['covariance']} covariance) plus a broad anomaly component on "
         f"{result['rows']} rows x {len(result['features'])} features."
     )
+    if result.get("shape_reason"):
+        section.text.append(f"Shape: {result['shape_reason']}")
+    if result.get("shape_selection"):
+        section.add_table(
+            "choice of K: held-out log predictive density per row",
+            pd.DataFrame(result["shape_selection"]).rename(
+                columns={
+                    "n_components": "K",
+                    "heldout_log_density": "held-out log density",
+                    "standard_error": "± s.e.",
+                }
+            ),
+        )
     section.checks.append(
         f"contamination: posterior mean {result['contamination_mean']:.4f}, 90 % interval "
         f"[{low:.4f}, {high:.4f}]; {result['flagged']} rows flagged "

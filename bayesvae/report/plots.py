@@ -593,12 +593,26 @@ def topic_top_words(
 
 
 def mcmc_figures(idata: Any, folder: str | Path) -> None:
-    """Write ``trace.png``, ``rank.png`` and ``energy.png`` for an MCMC ``InferenceData``."""
+    """Write ``trace.png``, ``rank.png`` and ``energy.png`` for an MCMC ``InferenceData``.
+
+    Traces and ranks show the variables whose every element varies: a Cholesky factor of
+    correlations (fixed unit diagonal, zero upper triangle) is left out."""
+    from functools import partial
+
     import arviz as az
 
     plt = _pyplot()
     folder = Path(folder)
-    drawers = [("trace", az.plot_trace), ("rank", az.plot_rank)]
+    posterior = idata.posterior
+    varying = [
+        name
+        for name in posterior.data_vars
+        if bool((posterior[name].std(("chain", "draw")) > 0).all())
+    ]
+    drawers: list[tuple[str, Any]] = [
+        ("trace", partial(az.plot_trace, var_names=varying)),
+        ("rank", partial(az.plot_rank, var_names=varying)),
+    ]
     if "energy" in idata.sample_stats:
         drawers.append(("energy", az.plot_energy))
     import warnings
