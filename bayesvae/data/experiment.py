@@ -114,8 +114,9 @@ def sample_ratio_mismatch(
         if passed
         else f"sample-ratio mismatch: the arm sizes ({actual}) are unlikely under the intended "
         f"allocation ({intended}), chi-square p = {p_value:.2g} < {threshold:g}; arm "
-        f"{arms[worst]!r} is furthest off. Find the cause (assignment, logging, bots) before "
-        "trusting the result."
+        f"{arms[worst]!r} has {abs(observed[worst] - expected[worst]):.0f} "
+        f"{'more' if observed[worst] > expected[worst] else 'fewer'} units than intended. Find "
+        "the cause (assignment, logging, bots) before trusting the result."
     )
     return SanityCheck(
         "sample ratio",
