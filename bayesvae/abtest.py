@@ -467,7 +467,6 @@ def _conversion(
         mean=data.successes / data.trials,
         sum_squares=np.zeros(len(data)),
         payers=np.zeros(len(data), dtype=np.int64),
-        largest=np.ones(len(data)),
         distinct_values=np.zeros(0),
         distinct_arm=np.zeros(0, dtype=np.int64),
         distinct_weight=np.zeros(0),
@@ -737,29 +736,12 @@ class _Settings:
     progress: bool
 
 
-def _model_data(model: Any, summary: MetricSummary) -> tuple[np.ndarray, ...]:
-    """The arrays ``model.model`` observes."""
-    if isinstance(model, BetaBinomialABTest):
-        return summary.total.astype(np.int64), summary.units
-    if isinstance(model, GammaPoissonABTest):
-        return summary.total, summary.units
-    if isinstance(model, NegativeBinomialABTest):
-        return summary.distinct_values, summary.distinct_arm, summary.distinct_weight
-    if isinstance(model, NormalABTest):
-        return summary.mean, summary.sum_squares, summary.units
-    return summary.payers, summary.units, summary.mean, summary.sum_squares
-
-
 def _likelihood_name(model: Any) -> str:
     if isinstance(model, NegativeBinomialABTest):
         return LIKELIHOODS["negative-binomial"]
     if isinstance(model, BetaBinomialABTest) and model.hierarchical:
         return LIKELIHOODS["conversion"] + ", hierarchical"
-    return LIKELIHOODS[_metric_of(model)]
-
-
-def _metric_of(model: Any) -> str:
-    return "conversion" if isinstance(model, BetaBinomialABTest) else model.metric
+    return LIKELIHOODS[model.metric]
 
 
 def _analyse(
@@ -787,7 +769,7 @@ def _analyse(
     if control not in names:
         raise ValueError(f"control arm {control!r} is not one of the arms {names}.")
     num_draws = check_positive_int("num_draws", settings.num_draws)
-    metric = _metric_of(model)
+    metric = model.metric
     if threshold is None and metric == "conversion":
         threshold = CONVERSION_LOSS_THRESHOLD
     if method == "exact" and isinstance(model, NegativeBinomialABTest):
@@ -795,7 +777,7 @@ def _analyse(
             "the negative binomial has no closed-form posterior; use method='mcmc' or 'svi' "
             "(or count_likelihood='poisson')."
         )
-    data = _model_data(model, summary)
+    data = model.summary_data(summary)
     started = time.perf_counter()
     exact: dict[str, Any] | None = None
     if method == "exact":
@@ -894,7 +876,7 @@ def _mcmc(
         progress=settings.progress,
     )
     idata = result.inference_data
-    site = _decision_site(model)
+    site = model.decision_site
     summary = result.summary(var_names=[site])
     diagnostics = {
         "backend": settings.backend,
@@ -909,10 +891,6 @@ def _mcmc(
     return result.samples[site], diagnostics, idata
 
 
-def _decision_site(model: Any) -> str:
-    return "rate" if isinstance(model, BetaBinomialABTest) else model.decision_site
-
-
 def _svi(
     model: Any, data: tuple[np.ndarray, ...], settings: _Settings, num_draws: int
 ) -> tuple[np.ndarray, dict[str, Any], Any]:
@@ -920,13 +898,12 @@ def _svi(
     from bayesvae.infer import IterateAveraging, fit
 
     steps = check_positive_int("svi_steps", settings.svi_steps)
-    tensors = model.check_data(*data)
-    n = int(tensors[0].shape[0])
+    n = len(data[0])  # arms, or distinct (arm, value) pairs
     # One epoch is one full-batch step; the guide's parameters are averaged over the last 3/4
     # of the steps (Polyak-Ruppert), which removes most of the optimiser's noise.
     fitted = fit(
         model,
-        tensors,
+        data,
         epochs=steps,
         batch_size=n,
         lr=0.005,
@@ -939,7 +916,7 @@ def _svi(
         callbacks=[IterateAveraging(max(steps // 4, 1))],
     )
     idata = svi_to_inference_data(
-        model, *tensors, num_samples=num_draws, draw_batch=10_000, seed=settings.seed
+        model, *data, num_samples=num_draws, draw_batch=10_000, seed=settings.seed
     )
     last = fitted.history.iloc[-1]
     diagnostics = {
@@ -949,7 +926,7 @@ def _svi(
         "guide": "mean-field (Beta / log-normal / normal per site)",
         "iterate_averaging": "last 3/4 of the steps",
     }
-    return idata.posterior[_decision_site(model)].to_numpy(), diagnostics, idata
+    return idata.posterior[model.decision_site].to_numpy(), diagnostics, idata
 
 
 def _draws_to_inference_data(

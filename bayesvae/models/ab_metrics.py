@@ -101,7 +101,7 @@ class MetricSummary:
     mean and sum of squared deviations (for revenue: of the log values of payers). ``payers``:
     units with a positive value (revenue). ``distinct_values``/``distinct_arm``/
     ``distinct_weight``: ``(M,)`` distinct ``(arm, value)`` pairs and their multiplicities
-    (counts, for the negative binomial). ``largest``: each arm's largest value.
+    (counts, for the negative binomial).
     """
 
     metric: str
@@ -111,7 +111,6 @@ class MetricSummary:
     mean: np.ndarray
     sum_squares: np.ndarray
     payers: np.ndarray
-    largest: np.ndarray
     distinct_values: np.ndarray
     distinct_arm: np.ndarray
     distinct_weight: np.ndarray
@@ -163,7 +162,6 @@ def summarize_metric(
     k = len(names)
     units = np.array([a.size for a in arrays], dtype=np.int64)
     total = np.array([a.sum() for a in arrays])
-    largest = np.array([a.max() for a in arrays])
     mean, sum_squares, payers = np.zeros(k), np.zeros(k), np.zeros(k, dtype=np.int64)
     for j, array in enumerate(arrays):
         if metric == "revenue":
@@ -199,7 +197,6 @@ def summarize_metric(
         mean=mean,
         sum_squares=sum_squares,
         payers=payers,
-        largest=largest,
         distinct_values=np.concatenate([v for v, _ in distinct]) if distinct else np.zeros(0),
         distinct_arm=np.concatenate([np.full(v.size, j) for j, (v, _) in enumerate(distinct)])
         if distinct
@@ -303,6 +300,10 @@ class GammaPoissonABTest(_MetricABTest, PyroModel):
         with self.data_plate(total, num_data, name="arms"):
             _positive("rate", self.pyro_name, (total + 0.5) / units)
 
+    def summary_data(self, summary: MetricSummary) -> tuple[np.ndarray, ...]:
+        """The arrays :meth:`model` observes: ``(total, units)``."""
+        return summary.total, summary.units
+
     def check_data(self, total: Any, units: Any = None, *rest: Any) -> tuple[torch.Tensor, ...]:
         """``(K,)`` whole totals >= 0 and units >= 1."""
         if units is None or rest:
@@ -382,6 +383,10 @@ class NegativeBinomialABTest(_MetricABTest, PyroModel):
         with pyro.plate("arms", k):
             _positive("mean", self.pyro_name, mean)
             _positive("concentration", self.pyro_name, concentration)
+
+    def summary_data(self, summary: MetricSummary) -> tuple[np.ndarray, ...]:
+        """The arrays :meth:`model` observes: ``(values, arm, weight)``, each ``(M,)``."""
+        return summary.distinct_values, summary.distinct_arm, summary.distinct_weight
 
     def check_data(
         self, values: Any, arm: Any = None, weight: Any = None, *rest: Any
@@ -510,6 +515,10 @@ class NormalABTest(_MetricABTest, PyroModel):
         with self.data_plate(mean, num_data, name="arms"):
             _normal_guide(self.pyro_name, mean, sum_squares, units)
 
+    def summary_data(self, summary: MetricSummary) -> tuple[np.ndarray, ...]:
+        """The arrays :meth:`model` observes: ``(mean, sum_squares, units)``."""
+        return summary.mean, summary.sum_squares, summary.units
+
     def check_data(
         self, mean: Any, sum_squares: Any = None, units: Any = None, *rest: Any
     ) -> tuple[torch.Tensor, ...]:
@@ -606,6 +615,10 @@ class RevenueABTest(_MetricABTest, PyroModel):
             )
             pyro.sample("pay_rate", dist.Beta(alpha, beta))
             _normal_guide(prefix, log_mean, log_sum_squares, payers, prefix="log_")
+
+    def summary_data(self, summary: MetricSummary) -> tuple[np.ndarray, ...]:
+        """The arrays :meth:`model` observes: ``(payers, units, log_mean, log_sum_squares)``."""
+        return summary.payers, summary.units, summary.mean, summary.sum_squares
 
     def check_data(
         self,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyro
@@ -114,6 +114,9 @@ class BetaBinomialABTest(PyroModel):
     """
 
     max_plate_nesting = 1
+    metric: ClassVar[str] = "conversion"
+    #: the ``(K,)`` site a decision compares
+    decision_site: ClassVar[str] = "rate"
 
     def __init__(
         self,
@@ -199,6 +202,11 @@ class BetaBinomialABTest(PyroModel):
         mean, concentration = torch.sigmoid(logit_mean), log_concentration.exp()
         with self.data_plate(successes, num_data, name="arms"):
             pyro.sample("rate", dist.Beta(mean * concentration, (1 - mean) * concentration))
+
+    def summary_data(self, summary: Any) -> tuple[np.ndarray, ...]:
+        """The arrays :meth:`model` observes, from a
+        :class:`~bayesvae.models.ab_metrics.MetricSummary`: ``(successes, trials)``."""
+        return summary.total.astype(np.int64), summary.units
 
     def check_data(
         self, successes: Any, trials: Any = None, *rest: Any
