@@ -107,7 +107,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
         max_components: int = 5,
         contamination: float = 0.05,
         contamination_strength: float = 20.0,
-        anomaly_scale: float = 4.0,
+        anomaly_scale: float | str = "auto",
         reg_covar: float = 1e-3,
         lkj_concentration: float = 2.0,
         method: str = "svi",
@@ -461,6 +461,10 @@ class AnomalyRun:
             "covariance": self.model.covariance_,
             "shape_reason": self.model.shape_["reason"],
             "shape_selection": self.model.shape_.get("selection"),
+            # the anomaly component's standard deviation per feature, in standard deviations
+            "anomaly_scale": dict(
+                zip(self.feature_names, self.model.model_.anomaly_scales.tolist(), strict=True)
+            ),
             "method": self.model.method,
             "threshold": self.model.threshold,
             **self.metrics,

@@ -388,6 +388,16 @@ def _parse_prior(text: str | None) -> tuple[float, ...] | None:
         ) from None
 
 
+def _anomaly_scale(text: str) -> float | str:
+    """``--anomaly-scale``: a positive number or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+
+
 def _components(text: str) -> int | str:
     """``--components``: a whole number or ``auto``."""
     if text == "auto":
@@ -606,6 +616,7 @@ def _run_anomaly(args: argparse.Namespace) -> int:
         n_components=args.components,
         max_components=args.max_components,
         covariance=args.covariance,
+        anomaly_scale=args.anomaly_scale,
         contamination=args.contamination,
         method=args.method,
         epochs=args.epochs,
@@ -1142,6 +1153,13 @@ def _build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=("auto", "diag", "full"),
         help="component covariance; auto: full up to 15 features, diagonal above",
+    )
+    anomaly.add_argument(
+        "--anomaly-scale",
+        type=_anomaly_scale,
+        default="auto",
+        help="anomaly component's standard deviation (in standard deviations); auto: half "
+        "each feature's range, at least 4",
     )
     anomaly.add_argument(
         "--contamination", type=float, default=0.05, help="expected anomaly rate in (0, 0.5)"

@@ -43,6 +43,7 @@ CASES = [
     (["anomaly", "folder"], "folder"),
     (["anomaly", "empty.npz"], "empty.npz"),
     (["anomaly", "points.npz", "--out", "afile", "--epochs", "1"], "afile"),
+    (["anomaly", "points.npz", "--anomaly-scale", "-1"], "anomaly_scale"),
     (["vae-anomaly", "garbage.npz"], "garbage.npz"),
     (["topics", "garbage.npz", "--topics", "2"], "garbage.npz"),
     (["abtest", "folder", "--group", "g", "--outcome", "o"], "folder"),

@@ -13,14 +13,21 @@ the training data's mean and standard deviation, stored on the model)::
     for each point n:                                   # pyro.plate("data", N)
         assignment_n ~ Categorical([(1 - c) w_1, ..., (1 - c) w_K, c])   # summed out
         x_n | assignment_n = k <= K ~ Normal(loc_k, cov_k + reg_covar I)
-        x_n | assignment_n = K + 1  ~ Normal(0, anomaly_scale^2 I)       # the anomaly component
+        x_n | assignment_n = K + 1  ~ Normal(0, diag(a)^2)               # the anomaly component
 
-The anomaly component is a fixed, broad Gaussian around the data's centre (``anomaly_scale=4``
-standard deviations by default). It is a proper density with full support, so a point far
-outside the training range still gets a finite, well-ordered score (a uniform box would give
-zero density outside the box); it is fixed rather than learnt so that it cannot widen or shift
-to swallow the normal data; and it is lighter-tailed than a Student-t, so P(anomaly | x) rises
-monotonically as ``x`` leaves the normal components. ``reg_covar`` (added to every normal
+The anomaly component is a fixed, broad Gaussian around the data's centre. Its standard
+deviation per feature, ``a_d``, is fixed by the training data like the standardization: with
+``anomaly_scale="auto"`` (the default) it is half the feature's training range, and never less
+than :data:`MIN_ANOMALY_SCALE` = 4 standard deviations, so that it covers every training row the
+way the uniform "noise component" over the data's bounding box of Banfield & Raftery (1993)
+does; a number gives the same ``a_d`` to every feature. Covering the range matters on
+heavy-tailed features: a component of 4 standard deviations would be narrower than the normal
+data's own tails and would take them (on such data the fitted contamination then far exceeds
+the true anomaly rate). It is a proper density with full support, so a point far outside the
+training range still gets a finite, well-ordered score (a uniform box would give zero density
+outside the box); it is fixed rather than learnt so that it cannot shift to swallow the normal
+data; and it is lighter-tailed than a Student-t, so P(anomaly | x) rises monotonically as ``x``
+leaves the normal components. ``reg_covar`` (added to every normal
 component's variances, like scikit-learn's) stops a component collapsing onto duplicated rows.
 
 The assignment is a discrete latent variable marked for parallel enumeration: ``bayesvae.fit``
@@ -46,12 +53,15 @@ from bayesvae.models.base import MODEL_REGISTRY, PyroModel
 __all__ = [
     "AnomalyMixtureModel",
     "LOC_PRIOR_SCALE",
+    "MIN_ANOMALY_SCALE",
     "SCALE_PRIOR",
     "check_features",
     "relabel_components",
 ]
 
 LOC_PRIOR_SCALE = 3.0  # Normal(0, 3) on component means, in standard deviations
+#: the anomaly component's smallest standard deviation under ``anomaly_scale="auto"``
+MIN_ANOMALY_SCALE = 4.0
 SCALE_PRIOR = (0.0, 1.0)  # LogNormal(0, 1) on component scales, in standard deviations
 COVARIANCES = ("diag", "full")
 SITES = ("contamination", "weights", "loc", "scale", "corr_chol")  # the global latent sites
@@ -165,7 +175,9 @@ class AnomalyMixtureModel(PyroModel):
         covariance: ``"diag"`` or ``"full"`` (LKJ prior on each component's correlations).
         contamination: expected anomaly rate c0 in (0, 0.5): the mean of the Beta prior.
         contamination_strength: prior sample size s of that Beta prior (larger = firmer).
-        anomaly_scale: standard deviation of the anomaly component, in standard deviations.
+        anomaly_scale: standard deviation of the anomaly component, in standard deviations:
+            ``"auto"`` (half of each feature's training range, at least
+            :data:`MIN_ANOMALY_SCALE`) or a positive number for every feature.
         reg_covar: added to each normal component's variances (standardized units).
         lkj_concentration: LKJ eta (> 0) for ``covariance="full"``; 1 is uniform.
         method: ``"svi"`` (bayesvae.fit, TraceEnum_ELBO) or ``"mcmc"`` (NumPyro NUTS).
@@ -190,7 +202,7 @@ class AnomalyMixtureModel(PyroModel):
         covariance: str = "diag",
         contamination: float = 0.05,
         contamination_strength: float = 20.0,
-        anomaly_scale: float = 4.0,
+        anomaly_scale: float | str = "auto",
         reg_covar: float = 1e-3,
         lkj_concentration: float = 2.0,
         method: str = "svi",
@@ -250,6 +262,8 @@ class AnomalyMixtureModel(PyroModel):
         self.register_buffer("feature_mean", torch.zeros(D, dtype=torch.float64))
         self.register_buffer("feature_scale", torch.ones(D, dtype=torch.float64))
         self.register_buffer("principal_axis", torch.ones(D) / math.sqrt(D))
+        # the anomaly component's standard deviation per feature (standardized units)
+        self.register_buffer("anomaly_scales", torch.full((D,), self._fixed_anomaly_scale))
         self.register_buffer("init_loc", torch.zeros(K, D))
         self.register_buffer("init_scale", torch.ones(K, D))
         self.register_buffer("init_weights", torch.full((K,), 1.0 / K))
@@ -266,6 +280,23 @@ class AnomalyMixtureModel(PyroModel):
             self.register_buffer("posterior_corr_chol", torch.eye(D).expand(S, K, D, D).clone())
         # the mean-field guide's Beta(a, b) on the contamination (exact intervals)
         self.register_buffer("contamination_beta", torch.ones(2))
+
+    @property
+    def _fixed_anomaly_scale(self) -> float:
+        """The anomaly scale before training data are seen (``"auto"``: its floor)."""
+        scale = self.anomaly_scale
+        return MIN_ANOMALY_SCALE if scale == "auto" else float(scale)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """As :meth:`torch.nn.Module.load_state_dict`; a model saved before the anomaly scale
+        was stored per feature gets its fixed ``anomaly_scale`` for every feature."""
+        if "anomaly_scales" not in state_dict and "feature_mean" in state_dict:
+            D = state_dict["feature_mean"].shape[0]
+            state_dict = {
+                **state_dict,
+                "anomaly_scales": torch.full((D,), self._fixed_anomaly_scale),
+            }
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property
     def _num_stored_draws(self) -> int:
@@ -304,6 +335,9 @@ class AnomalyMixtureModel(PyroModel):
         self.feature_mean.copy_(torch.from_numpy(mean))
         self.feature_scale.copy_(torch.from_numpy(std))
         z = (array - mean) / std
+        if self.anomaly_scale == "auto":
+            half_range = (z.max(axis=0) - z.min(axis=0)) / 2
+            self.anomaly_scales.copy_(torch.as_tensor(np.maximum(half_range, MIN_ANOMALY_SCALE)))
         _, _, vt = np.linalg.svd(z[: min(len(z), 20000)], full_matrices=False)
         self.principal_axis.copy_(torch.as_tensor(vt[0], dtype=torch.float32))
         kmeans = KMeans(self.n_components, n_init=4, random_state=self.seed).fit(z)
@@ -405,7 +439,8 @@ class AnomalyMixtureModel(PyroModel):
         else:
             normal_trils = (scale**2 + self.reg_covar).sqrt().unsqueeze(-1) * eye
         locs = torch.cat([loc, loc.new_zeros(1, num_features)])
-        trils = torch.cat([normal_trils, (self.anomaly_scale * eye)[None]])
+        anomaly_tril = self.anomaly_scales.to(loc).unsqueeze(-1) * eye
+        trils = torch.cat([normal_trils, anomaly_tril[None]])
         return log_mix, locs, trils
 
     def joint_log_prob(self, draw: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
@@ -682,7 +717,11 @@ def _validate_params(config: dict[str, Any]) -> None:
     threshold = config["threshold"]
     if not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}.")
-    for name in ("contamination_strength", "anomaly_scale", "lkj_concentration", "lr"):
+    if config["anomaly_scale"] != "auto":
+        scale = config["anomaly_scale"]
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+            raise ValueError(f"anomaly_scale must be 'auto' or a positive number, got {scale!r}.")
+    for name in ("contamination_strength", "lkj_concentration", "lr"):
         value = config[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise ValueError(f"{name} must be a positive number, got {value!r}.")

@@ -154,6 +154,58 @@ def test_numpyro_twin_has_the_same_density(seed_case, svi_fit):
     np.testing.assert_allclose(np.asarray(numpyro_joint), pyro_joint, rtol=1e-4, atol=1e-3)
 
 
+@pytest.fixture(scope="module")
+def heavy_tailed_case():
+    """2,000 normal rows with Student-t (3 degrees of freedom) tails in 3-D, plus 40 anomalies
+    around (6, -6, 6): normal data whose own tails reach well past 4 standard deviations."""
+    rng = np.random.default_rng(1)
+    normal = rng.standard_t(3, size=(2000, 3))
+    anomalies = rng.normal([6.0, -6.0, 6.0], 1.0, size=(40, 3))
+    X = np.vstack([normal, anomalies])
+    y = np.r_[np.zeros(2000), np.ones(40)].astype(int)
+    return X, y
+
+
+def test_auto_anomaly_scale_covers_the_training_range(heavy_tailed_case):
+    X, y = heavy_tailed_case
+    auto = AnomalyMixture(1, epochs=100, seed=0).fit(X).model_
+    fixed = AnomalyMixture(1, epochs=100, anomaly_scale=4.0, seed=0).fit(X).model_
+    z = (X - X.mean(0)) / X.std(0)
+    expected = np.maximum((z.max(0) - z.min(0)) / 2, 4.0)
+    np.testing.assert_allclose(auto.anomaly_scales.numpy(), expected, rtol=1e-5)
+    assert expected.min() > 4.0  # the heavy tails widen every feature's component
+    np.testing.assert_array_equal(fixed.anomaly_scales.numpy(), 4.0)
+    true_rate = y.mean()
+    # a 4-sd component is narrower than the normal tails and takes them as anomalies
+    assert fixed.contamination_ > 2 * true_rate
+    assert abs(auto.contamination_ - true_rate) < abs(fixed.contamination_ - true_rate)
+    assert roc_auc_score(y, -auto.score_samples(X)) >= roc_auc_score(y, -fixed.score_samples(X))
+
+
+def test_numpyro_twin_has_the_same_density_per_feature_scales(heavy_tailed_case):
+    import jax.numpy as jnp
+    from numpyro.handlers import seed, substitute
+
+    X, _ = heavy_tailed_case
+    mixture = AnomalyMixture(1, covariance="full", epochs=5, seed=0).fit(X).model_
+    assert len(set(mixture.anomaly_scales.tolist())) == 3  # one scale per feature
+    one = {k: v[0] for k, v in mixture.posterior_draws().items()}
+    z = mixture.standardize(X)
+    pyro_joint = mixture.joint_log_prob(one, z).double().numpy()
+    values = {k: jnp.asarray(v.numpy()) for k, v in one.items()}
+    numpyro_joint = seed(substitute(nuts_model(mixture), data=values), 0)(jnp.asarray(z.numpy()))
+    np.testing.assert_allclose(np.asarray(numpyro_joint), pyro_joint, rtol=1e-4, atol=1e-3)
+
+
+def test_a_model_saved_before_per_feature_scales_loads(svi_fit, seed_case, tmp_path):
+    X, _ = seed_case
+    restored = AnomalyMixtureModel(**{**svi_fit.config, "anomaly_scale": 4.0})
+    state = {k: v for k, v in svi_fit.state_dict().items() if k != "anomaly_scales"}
+    restored.load_state_dict(state)
+    np.testing.assert_array_equal(restored.anomaly_scales.numpy(), 4.0)
+    assert np.isfinite(restored.score_samples(X)).all()
+
+
 def test_relabelling_undoes_a_label_switch():
     loc = np.array([[[-2.0, 0.0], [2.0, 0.0]], [[2.0, 0.0], [-2.0, 0.0]]])  # (S=2, K=2, D=2)
     draws = {
@@ -215,6 +267,7 @@ def test_svi_inference_data_supports_loo(seed_case, svi_fit):
         ({"method": "em"}, ValueError, "unknown method"),
         ({"threshold": 1.0}, ValueError, "threshold"),
         ({"anomaly_scale": -1.0}, ValueError, "anomaly_scale"),
+        ({"anomaly_scale": "wide"}, ValueError, "anomaly_scale must be 'auto'"),
         ({"epochs": 0}, ValueError, "epochs"),
     ],
 )

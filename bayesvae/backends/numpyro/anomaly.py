@@ -22,14 +22,15 @@ def anomaly_mixture_model(
     n_components: int,
     covariance: str = "diag",
     contamination_prior: Sequence[float] = (1.0, 19.0),
-    anomaly_scale: float = 4.0,
+    anomaly_scale: Any = 4.0,
     reg_covar: float = 1e-3,
     lkj_concentration: float = 2.0,
 ) -> Any:
     """``x``: standardized features (N, D). Sites ``contamination``, ``weights`` (K > 1),
     ``loc`` (K, D), ``scale`` (K, D), ``corr_chol`` (K, D, D; full covariance) and a per-point
-    factor ``obs`` holding ``log p(x_n | parameters)``. Returns the per-point log joint of each
-    component, ``(N, K + 1)`` (the anomaly component last)."""
+    factor ``obs`` holding ``log p(x_n | parameters)``; ``anomaly_scale`` is the anomaly
+    component's standard deviation, one number or one per feature ``(D,)``. Returns the
+    per-point log joint of each component, ``(N, K + 1)`` (the anomaly component last)."""
     x = jnp.asarray(x)
     K, D = n_components, x.shape[-1]
     contamination = numpyro.sample("contamination", dist.Beta(*contamination_prior))
@@ -67,7 +68,7 @@ def twin_of(mixture: Any) -> Any:
         n_components=mixture.n_components,
         covariance=mixture.covariance,
         contamination_prior=mixture._contamination_prior,
-        anomaly_scale=mixture.anomaly_scale,
+        anomaly_scale=mixture.anomaly_scales.cpu().numpy(),
         reg_covar=mixture.reg_covar,
         lkj_concentration=mixture.lkj_concentration,
     )
