@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,23 +39,22 @@ from bayesvae.data.experiment import (
 )
 from bayesvae.data.tabular import outcome_values, read_table
 from bayesvae.data.validation import check_choice, check_positive_int
-from bayesvae.models.ab_metrics import (
-    GammaPoissonABTest,
-    MetricSummary,
-    NegativeBinomialABTest,
-    NormalABTest,
-    RevenueABTest,
-    summarize_metric,
-)
-from bayesvae.models.abtest import (
+from bayesvae.models.ab_conjugate import (
+    ABModelSpec,
     ArmCounts,
-    BetaBinomialABTest,
+    BetaBinomialSpec,
+    GammaPoissonSpec,
+    MetricSummary,
+    NegativeBinomialSpec,
+    NormalSpec,
+    RevenueSpec,
     check_counts,
     draws_hdi,
     marginal_expected_loss,
     marginal_hdi,
     marginal_prob_best,
     marginal_prob_greater,
+    summarize_metric,
 )
 
 __all__ = [
@@ -77,13 +76,6 @@ COUNT_LIKELIHOODS = ("poisson", "negative-binomial")
 #: default loss threshold: absolute for conversion rates, a share of the control's mean otherwise
 CONVERSION_LOSS_THRESHOLD = 0.001
 RELATIVE_LOSS_THRESHOLD = 0.01
-LIKELIHOODS = {
-    "conversion": "Beta-Binomial",
-    "count": "Gamma-Poisson",
-    "negative-binomial": "negative binomial (Gamma-Poisson mixture per unit)",
-    "continuous": "Normal with unknown variance (Normal-Inverse-Gamma prior)",
-    "revenue": "delta log-normal (Beta paying rate x log-normal payments)",
-}
 
 
 @dataclass(frozen=True)
@@ -155,17 +147,27 @@ class ABTestResult:
     decision: Decision
     draws: np.ndarray
     diagnostics: dict[str, Any] = field(default_factory=dict)
-    inference_data: Any = None
+    _inference_data: Any = field(default=None, repr=False)
     exact_posterior: np.ndarray | None = None
     metric: str = "conversion"
     outcome: str | None = None
-    likelihood: str = LIKELIHOODS["conversion"]
+    likelihood: str = "Beta-Binomial"
     units: np.ndarray | None = None
     observed: list[str] = field(default_factory=list)
     checks: list[SanityCheck] = field(default_factory=list)
     shrinkage: list[dict[str, Any]] | None = None
     #: the exact 1-D posterior of each arm's value (frozen scipy distributions), for plots
     exact_marginals: list[Any] | None = None
+    #: builds ``inference_data`` on first use (exact results: ArviZ is imported only then)
+    _inference_data_factory: Callable[[], Any] | None = field(default=None, repr=False)
+
+    @property
+    def inference_data(self) -> Any:
+        """ArviZ ``InferenceData`` of the posterior (see :meth:`to_inference_data`)."""
+        if self._inference_data is None and self._inference_data_factory is not None:
+            self._inference_data = self._inference_data_factory()
+            self._inference_data_factory = None
+        return self._inference_data
 
     @property
     def failed_checks(self) -> list[SanityCheck]:
@@ -471,10 +473,10 @@ def _conversion(
         distinct_arm=np.zeros(0, dtype=np.int64),
         distinct_weight=np.zeros(0),
     )
-    model = BetaBinomialABTest(
+    spec = BetaBinomialSpec(
         list(data.names), prior=(1.0, 1.0) if prior is None else prior, hierarchical=hierarchical
     )
-    return _analyse(summary, model, settings, checks=checks, counts=data, outcome=outcome)
+    return _analyse(summary, spec, settings, checks=checks, counts=data, outcome=outcome)
 
 
 abtest.__doc__ = (abtest.__doc__ or "") + _ANALYSIS_DOC
@@ -563,18 +565,18 @@ def abtest_samples(
     if metric == "conversion":
         counts = check_counts(names, summary.total, summary.units)
         return _conversion(counts, prior, hierarchical, settings, checks, outcome=outcome)
-    model: Any
+    spec: ABModelSpec
     if metric == "count":
-        model = (
-            GammaPoissonABTest(names, prior=prior)
+        spec = (
+            GammaPoissonSpec(names, prior=prior)
             if count_likelihood == "poisson"
-            else NegativeBinomialABTest(names, prior=prior)
+            else NegativeBinomialSpec(names, prior=prior)
         )
     elif metric == "continuous":
-        model = NormalABTest(names, prior=prior)
+        spec = NormalSpec(names, prior=prior)
     else:
-        model = RevenueABTest(names, prior=prior)
-    return _analyse(summary, model, settings, checks=checks, outcome=outcome)
+        spec = RevenueSpec(names, prior=prior)
+    return _analyse(summary, spec, settings, checks=checks, outcome=outcome)
 
 
 abtest_samples.__doc__ = (abtest_samples.__doc__ or "") + _ANALYSIS_DOC
@@ -736,17 +738,9 @@ class _Settings:
     progress: bool
 
 
-def _likelihood_name(model: Any) -> str:
-    if isinstance(model, NegativeBinomialABTest):
-        return LIKELIHOODS["negative-binomial"]
-    if isinstance(model, BetaBinomialABTest) and model.hierarchical:
-        return LIKELIHOODS["conversion"] + ", hierarchical"
-    return LIKELIHOODS[model.metric]
-
-
 def _analyse(
     summary: MetricSummary,
-    model: Any,
+    spec: ABModelSpec,
     settings: _Settings,
     *,
     checks: list[SanityCheck],
@@ -769,35 +763,42 @@ def _analyse(
     if control not in names:
         raise ValueError(f"control arm {control!r} is not one of the arms {names}.")
     num_draws = check_positive_int("num_draws", settings.num_draws)
-    metric = model.metric
+    metric = spec.metric
     if threshold is None and metric == "conversion":
         threshold = CONVERSION_LOSS_THRESHOLD
-    if method == "exact" and isinstance(model, NegativeBinomialABTest):
+    if method == "exact" and not spec.has_exact:
+        hint = " (or count_likelihood='poisson')" if isinstance(spec, NegativeBinomialSpec) else ""
         raise ValueError(
-            "the negative binomial has no closed-form posterior; use method='mcmc' or 'svi' "
-            "(or count_likelihood='poisson')."
+            f"the {spec.likelihood} model has no closed-form posterior; use method='mcmc' or "
+            f"'svi'{hint}."
         )
-    data = model.summary_data(summary)
+    data = spec.summary_data(summary)
     started = time.perf_counter()
     exact: dict[str, Any] | None = None
+    idata: Any = None
+    idata_factory = None
     if method == "exact":
-        chains, diagnostics, exact, posterior = _exact(model, summary, num_draws, settings.seed)
-        idata = _draws_to_inference_data(model, data, posterior)
+        chains, diagnostics, exact, posterior = _exact(spec, summary, num_draws, settings.seed)
+
+        def idata_factory() -> Any:
+            return _draws_to_inference_data(spec, data, posterior)
+
     elif method == "mcmc":
-        chains, diagnostics, idata = _mcmc(model, data, settings)
+        chains, diagnostics, idata = _mcmc(spec, data, settings)
     else:
-        chains, diagnostics, idata = _svi(model, data, settings, num_draws)
+        chains, diagnostics, idata = _svi(spec, data, settings, num_draws)
     diagnostics["seconds"] = time.perf_counter() - started
     result = _summarize(
         names, chains, method, control, hdi_prob, rope, threshold, diagnostics, idata, exact
     )
-    result.metric, result.outcome, result.likelihood = metric, outcome, _likelihood_name(model)
+    result._inference_data_factory = idata_factory
+    result.metric, result.outcome, result.likelihood = metric, outcome, spec.likelihood
     result.units = np.asarray(summary.units)
     result.observed = [summary.describe(k) for k in range(len(names))]
     result.checks = checks
-    if counts is not None:
+    if counts is not None and isinstance(spec, BetaBinomialSpec):
         result.successes, result.trials = counts.successes, counts.trials
-        if model.hierarchical:
+        if spec.hierarchical:
             result.shrinkage = _shrinkage(result, counts)
     return result
 
@@ -818,55 +819,32 @@ def _shrinkage(result: ABTestResult, counts: ArmCounts) -> list[dict[str, Any]]:
 
 
 def _exact(
-    model: Any, summary: MetricSummary, num_draws: int, seed: int
+    spec: ABModelSpec, summary: MetricSummary, num_draws: int, seed: int
 ) -> tuple[np.ndarray, dict[str, Any], dict[str, Any] | None, dict[str, np.ndarray]]:
     """Draws of the decision quantity ``(1, S, K)``, how they were made, the quadrature answers
     (``None`` when only draws exist) and every posterior site's draws for ArviZ."""
-    from scipy import stats
-
-    rng = np.random.default_rng(seed)
-    if isinstance(model, BetaBinomialABTest):
-        alpha, beta = model.exact_posterior(
-            ArmCounts(summary.names, summary.total.astype(np.int64), summary.units)
-        )
-        draws = rng.beta(alpha, beta, size=(num_draws, len(alpha)))
-        marginals = [stats.beta(a, b) for a, b in zip(alpha, beta, strict=True)]
-        how = "Beta(a + s, b + n - s) per arm"
-        posterior = {"rate": draws[None]}
-        extra = {"alpha": alpha, "beta": beta}
-    elif isinstance(model, GammaPoissonABTest):
-        marginals = model.exact_marginals(summary)
-        draws = np.column_stack([m.rvs(size=num_draws, random_state=rng) for m in marginals])
-        how = "Gamma(a + total, b + units) per arm"
-        posterior, extra = {"rate": draws[None]}, {}
-    elif isinstance(model, NormalABTest):
-        marginals = model.exact_marginals(summary)
-        sites = model.exact_draws(summary, rng, num_draws)
-        draws = sites["mean"]
-        how = "Normal-Inverse-Gamma per arm (Student-t marginal of the mean)"
-        posterior, extra = {k: v[None] for k, v in sites.items()}, {}
-    else:
-        sites = model.exact_draws(summary, rng, num_draws)
-        draws = sites["revenue_per_unit"]
-        posterior = {k: v[None] for k, v in sites.items()}
-        how = "Beta paying rate x Normal-Inverse-Gamma log payments per arm; summaries from draws"
-        return draws[None], {"posterior": how}, None, posterior
+    posterior = spec.exact_posterior(summary, np.random.default_rng(seed), num_draws)
+    sites = {k: v[None] for k, v in posterior.sites.items()}
+    how = {"posterior": posterior.description}
+    if posterior.marginals is None:
+        return posterior.draws[None], how, None, sites
     exact = {
-        "marginals": marginals,
-        "prob_best": marginal_prob_best(marginals),
-        "expected_loss": marginal_expected_loss(marginals),
-        **extra,
+        "marginals": posterior.marginals,
+        "prob_best": marginal_prob_best(posterior.marginals),
+        "expected_loss": marginal_expected_loss(posterior.marginals),
+        **posterior.parameters,
     }
-    return draws[None], {"posterior": how}, exact, posterior
+    return posterior.draws[None], how, exact, sites
 
 
 def _mcmc(
-    model: Any, data: tuple[np.ndarray, ...], settings: _Settings
+    spec: ABModelSpec, data: tuple[np.ndarray, ...], settings: _Settings
 ) -> tuple[np.ndarray, dict[str, Any], Any]:
     from bayesvae.infer.mcmc import mcmc
+    from bayesvae.models.ab_metrics import pyro_model
 
     result = mcmc(
-        model,
+        pyro_model(spec),
         *data,
         backend=settings.backend,
         num_samples=settings.num_samples,
@@ -876,7 +854,7 @@ def _mcmc(
         progress=settings.progress,
     )
     idata = result.inference_data
-    site = model.decision_site
+    site = spec.decision_site
     summary = result.summary(var_names=[site])
     diagnostics = {
         "backend": settings.backend,
@@ -892,13 +870,15 @@ def _mcmc(
 
 
 def _svi(
-    model: Any, data: tuple[np.ndarray, ...], settings: _Settings, num_draws: int
+    spec: ABModelSpec, data: tuple[np.ndarray, ...], settings: _Settings, num_draws: int
 ) -> tuple[np.ndarray, dict[str, Any], Any]:
     from bayesvae.diagnostics import svi_to_inference_data
     from bayesvae.infer import IterateAveraging, fit
+    from bayesvae.models.ab_metrics import pyro_model
 
     steps = check_positive_int("svi_steps", settings.svi_steps)
     n = len(data[0])  # arms, or distinct (arm, value) pairs
+    model = pyro_model(spec)
     # One epoch is one full-batch step; the guide's parameters are averaged over the last 3/4
     # of the steps (Polyak-Ruppert), which removes most of the optimiser's noise.
     fitted = fit(
@@ -926,20 +906,20 @@ def _svi(
         "guide": "mean-field (Beta / log-normal / normal per site)",
         "iterate_averaging": "last 3/4 of the steps",
     }
-    return idata.posterior[model.decision_site].to_numpy(), diagnostics, idata
+    return idata.posterior[spec.decision_site].to_numpy(), diagnostics, idata
 
 
 def _draws_to_inference_data(
-    model: Any, data: tuple[np.ndarray, ...], posterior: dict[str, np.ndarray]
+    spec: ABModelSpec, data: tuple[np.ndarray, ...], posterior: dict[str, np.ndarray]
 ) -> Any:
     """One chain of exact-posterior draws as ``InferenceData``, with the conversion model's
     pointwise log-likelihood (the other metrics observe summaries, which have none per unit)."""
     import arviz as az
     from scipy import stats
 
-    coords, dims = model.arviz_dims()
+    coords, dims = spec.arviz_dims()
     groups: dict[str, Any] = {}
-    if isinstance(model, BetaBinomialABTest):
+    if isinstance(spec, BetaBinomialSpec):
         successes, trials = data
         groups["log_likelihood"] = {"obs": stats.binom.logpmf(successes, trials, posterior["rate"])}
         groups["observed_data"] = {"obs": successes}
@@ -1027,7 +1007,7 @@ def _summarize(
         decision=decision,
         draws=flat,
         diagnostics=diagnostics,
-        inference_data=idata,
+        _inference_data=idata,
         exact_posterior=None
         if exact is None or "alpha" not in exact
         else np.column_stack([exact["alpha"], exact["beta"]]),

@@ -19,7 +19,7 @@ from bayesvae.models import (
     NormalABTest,
     RevenueABTest,
 )
-from bayesvae.models.ab_metrics import summarize_metric
+from bayesvae.models.ab_conjugate import summarize_metric
 
 ARMS = ["A", "B"]
 RNG = np.random.default_rng(0)

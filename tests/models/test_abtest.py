@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from bayesvae.backends.numpyro import nuts_model
 from bayesvae.models import BetaBinomialABTest
-from bayesvae.models.abtest import (
+from bayesvae.models.ab_conjugate import (
     beta_hdi,
     check_counts,
     draws_hdi,

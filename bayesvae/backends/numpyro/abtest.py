@@ -11,8 +11,11 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
 
-from bayesvae.models.ab_metrics import CONCENTRATION_PRIOR
-from bayesvae.models.abtest import HIERARCHICAL_CONCENTRATION_PRIOR, HIERARCHICAL_MEAN_PRIOR
+from bayesvae.models.ab_conjugate import (
+    CONCENTRATION_PRIOR,
+    HIERARCHICAL_CONCENTRATION_PRIOR,
+    HIERARCHICAL_MEAN_PRIOR,
+)
 
 __all__ = [
     "beta_binomial_model",
