@@ -38,6 +38,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/augment.py
 	$(BIN)/python benchmarks/vae_anomaly.py
 	$(BIN)/python benchmarks/abtest.py
+	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/anomaly.py
 	$(BIN)/python benchmarks/prodlda.py
 

@@ -4,15 +4,21 @@
 >>> data = bayesvae.data.load_digits()
 >>> vae = bayesvae.models.VAE(64, latent_dim=2, hidden_dims=(64,))
 >>> result = bayesvae.fit(vae, data.x, epochs=1, progress=False)
+
+Every name below loads on first use (see :mod:`bayesvae._lazy`): ``import bayesvae`` imports
+neither torch nor Pyro, JAX, ArviZ, scikit-learn, matplotlib or Jinja2, and the exact A/B test
+needs numpy and scipy only. (``abtest`` is imported up front: it is both a function here and a
+module, and the function must win.)
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from bayesvae import data, diagnostics, models, report, runs  # noqa: E402
-from bayesvae._version import __version__  # noqa: E402
-from bayesvae.abtest import (  # noqa: E402
+from bayesvae._lazy import lazy_exports
+from bayesvae._version import __version__
+from bayesvae.abtest import (
     ABTestResult,
     ABTestSuite,
     abtest,
@@ -20,21 +26,29 @@ from bayesvae.abtest import (  # noqa: E402
     abtest_metrics,
     abtest_samples,
 )
-from bayesvae.anomaly import AnomalyMixture, AnomalyRun, detect_anomalies  # noqa: E402
-from bayesvae.infer import FitResult, fit  # noqa: E402
-from bayesvae.infer.mcmc import MCMCResult, mcmc  # noqa: E402
-from bayesvae.models import (  # noqa: E402
-    VAE,
-    ConditionalVAE,
-    GumbelSoftmaxVAE,
-    HierarchicalVAE,
-    MixturePriorVAE,
-    ProdLDA,
-)
-from bayesvae.models.program import PyroProgram  # noqa: E402
-from bayesvae.runs import load  # noqa: E402
-from bayesvae.runs import save_model as save  # noqa: E402
-from bayesvae.topics import TopicRun, fit_topics  # noqa: E402
+
+_EXPORTS = {
+    **{name: f"bayesvae.{name}" for name in ("data", "diagnostics", "models", "report", "runs")},
+    "fit": "bayesvae.infer.svi:fit",
+    "FitResult": "bayesvae.infer.svi:FitResult",
+    "mcmc": "bayesvae.infer.mcmc:mcmc",
+    "MCMCResult": "bayesvae.infer.mcmc:MCMCResult",
+    "PyroProgram": "bayesvae.models.program:PyroProgram",
+    "load": "bayesvae.runs.folder:load",
+    "save": "bayesvae.runs.folder:save_model",
+    "VAE": "bayesvae.models.vae:VAE",
+    "ConditionalVAE": "bayesvae.models.cvae:ConditionalVAE",
+    "HierarchicalVAE": "bayesvae.models.hvae:HierarchicalVAE",
+    "GumbelSoftmaxVAE": "bayesvae.models.gumbel_vae:GumbelSoftmaxVAE",
+    "MixturePriorVAE": "bayesvae.models.mixture_vae:MixturePriorVAE",
+    "ProdLDA": "bayesvae.models.prodlda:ProdLDA",
+    "AnomalyMixture": "bayesvae.anomaly:AnomalyMixture",
+    "detect_anomalies": "bayesvae.anomaly:detect_anomalies",
+    "AnomalyRun": "bayesvae.anomaly:AnomalyRun",
+    "fit_topics": "bayesvae.topics:fit_topics",
+    "TopicRun": "bayesvae.topics:TopicRun",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -70,3 +84,21 @@ __all__ = [
     "fit_topics",
     "TopicRun",
 ]
+
+if TYPE_CHECKING:
+    from bayesvae import data, diagnostics, models, report, runs
+    from bayesvae.anomaly import AnomalyMixture, AnomalyRun, detect_anomalies
+    from bayesvae.infer.mcmc import MCMCResult, mcmc
+    from bayesvae.infer.svi import FitResult, fit
+    from bayesvae.models import (
+        VAE,
+        ConditionalVAE,
+        GumbelSoftmaxVAE,
+        HierarchicalVAE,
+        MixturePriorVAE,
+        ProdLDA,
+    )
+    from bayesvae.models.program import PyroProgram
+    from bayesvae.runs import load
+    from bayesvae.runs import save_model as save
+    from bayesvae.topics import TopicRun, fit_topics

@@ -912,11 +912,46 @@ def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: help for an option whose choices load lazily (a metavar keeps argparse from reading them early)
+_CHOICES_HELP = "one of %(choices)s (default: %(default)s)"
+
+
+class _LazyChoices:
+    """An argparse ``choices`` container read from ``module.attribute`` (sorted) on first use,
+    so that building the parser imports no heavy module."""
+
+    def __init__(self, module: str, attribute: str) -> None:
+        self.module, self.attribute = module, attribute
+        self._values: tuple[str, ...] | None = None
+
+    def _load(self) -> tuple[str, ...]:
+        if self._values is None:
+            import importlib
+
+            self._values = tuple(
+                sorted(getattr(importlib.import_module(self.module), self.attribute))
+            )
+        return self._values
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._load()
+
+    def __iter__(self) -> Any:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from bayesvae._version import __version__
-    from bayesvae.infer.objectives import OBJECTIVES
-    from bayesvae.models.program import AUTOGUIDES
-    from bayesvae.models.vae import ENCODERS, FLOW_TYPES, LIKELIHOODS
+
+    # choices defined beside torch code are read only when that subcommand checks or shows them
+    objectives = _LazyChoices("bayesvae.infer.objectives", "OBJECTIVES")
+    autoguides = _LazyChoices("bayesvae.models.program", "AUTOGUIDES")
+    encoders = _LazyChoices("bayesvae.models.vae", "ENCODERS")
+    flow_types = _LazyChoices("bayesvae.models.vae", "FLOW_TYPES")
+    likelihoods = _LazyChoices("bayesvae.models.vae", "LIKELIHOODS")
 
     # -v/-q/--debug work before or after the subcommand; SUPPRESS keeps a subcommand from
     # resetting what was given before it
@@ -961,8 +996,16 @@ def _build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--epochs", type=int, default=20)
     vae.add_argument("--latent-dim", type=int, default=2)
     vae.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer widths")
-    vae.add_argument("--encoder", default="mlp", choices=ENCODERS)
-    vae.add_argument("--likelihood", default="bernoulli", choices=LIKELIHOODS)
+    vae.add_argument(
+        "--encoder", default="mlp", choices=encoders, metavar="NAME", help=_CHOICES_HELP
+    )
+    vae.add_argument(
+        "--likelihood",
+        default="bernoulli",
+        choices=likelihoods,
+        metavar="NAME",
+        help=_CHOICES_HELP,
+    )
     vae.add_argument("--beta", type=float, default=1.0, help="KL weight (beta-VAE)")
     vae.add_argument("--kl-warmup", type=int, default=0, help="KL warm-up epochs")
     vae.add_argument(
@@ -976,7 +1019,9 @@ def _build_parser() -> argparse.ArgumentParser:
     vae.add_argument(
         "--flows", type=int, default=0, help="conditional flows after the Gaussian guide"
     )
-    vae.add_argument("--flow-type", default="iaf", choices=FLOW_TYPES)
+    vae.add_argument(
+        "--flow-type", default="iaf", choices=flow_types, metavar="NAME", help=_CHOICES_HELP
+    )
     vae.add_argument(
         "--top-latent-dim", type=int, default=10, help="--model hvae: size of the top layer"
     )
@@ -998,8 +1043,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     vae.add_argument(
         "--elbo",
-        choices=sorted(OBJECTIVES),
-        help="objective (default: the model's own: enum for --model mixture, else trace)",
+        choices=objectives,
+        metavar="NAME",
+        help="objective, one of %(choices)s (default: the model's own: enum for --model "
+        "mixture, else trace)",
     )
     vae.add_argument(
         "--particles",
@@ -1194,7 +1241,13 @@ def _build_parser() -> argparse.ArgumentParser:
     vae_anomaly.add_argument(
         "--label-column", help="0/1 label column (1 = anomaly), only to report AUCROC/AUCPR"
     )
-    vae_anomaly.add_argument("--likelihood", default="gaussian", choices=LIKELIHOODS)
+    vae_anomaly.add_argument(
+        "--likelihood",
+        default="gaussian",
+        choices=likelihoods,
+        metavar="NAME",
+        help=_CHOICES_HELP,
+    )
     vae_anomaly.add_argument("--latent-dim", type=int, default=8)
     vae_anomaly.add_argument("--hidden", type=int, nargs="+", default=[64])
     vae_anomaly.add_argument("--score", default="elbo", choices=("elbo", "iwae"))
@@ -1263,7 +1316,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="take argument ARG from COLUMN (repeatable); otherwise by the same name",
     )
     fit.add_argument("--method", default="svi", choices=("svi", "mcmc", "both"))
-    fit.add_argument("--guide", default="normal", choices=sorted(AUTOGUIDES), help="AutoGuide")
+    fit.add_argument(
+        "--guide",
+        default="normal",
+        choices=autoguides,
+        metavar="NAME",
+        help="AutoGuide, one of %(choices)s (default: %(default)s)",
+    )
     fit.add_argument("--steps", type=int, default=2000, help="SVI steps")
     fit.add_argument("--lr", type=float, default=None, help="SVI learning rate (default 0.03)")
     fit.add_argument("--num-samples", type=int, default=1000, help="NUTS draws per chain")

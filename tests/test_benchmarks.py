@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
         "anomaly.py",
         "prodlda.py",
         "gpu.py",
+        "startup.py",
     ],
 )
 def test_benchmark_quick_run(script, monkeypatch, capsys):

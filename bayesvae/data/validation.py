@@ -1,12 +1,15 @@
 """Input checks shared by every family: each raises a ``ValueError``/``TypeError`` naming the
-argument, what was expected and what came."""
+argument, what was expected and what came. torch is imported by the checks that make tensors
+only, so the torch-free paths (the exact A/B test) can use the rest."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "as_float_tensor",
@@ -19,9 +22,16 @@ __all__ = [
 ]
 
 
-def as_float_tensor(name: str, value: Any, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def as_float_tensor(
+    name: str, value: Any, *, dtype: torch.dtype | str | None = "float32"
+) -> torch.Tensor:
     """Convert an array-like (a numpy array, a tensor, a list, a pandas DataFrame or Series) to
-    a float tensor; refuse empty, non-numeric or non-finite input."""
+    a float tensor of ``dtype`` (a torch dtype or its name; ``None`` keeps a floating input's
+    dtype); refuse empty, non-numeric or non-finite input."""
+    import torch
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
     if hasattr(value, "columns") and hasattr(value, "to_numpy"):  # a pandas DataFrame
         text = [str(c) for c, kind in value.dtypes.items() if kind.kind not in "iufb"]
         if text:
@@ -60,6 +70,8 @@ def as_float_tensor(name: str, value: Any, *, dtype: torch.dtype = torch.float32
 
 def check_finite(name: str, tensor: torch.Tensor) -> None:
     """Raise if ``tensor`` holds NaN or infinite values."""
+    import torch
+
     finite = torch.isfinite(tensor)
     if not bool(finite.all()):
         bad = int((~finite).sum())
@@ -99,6 +111,8 @@ def check_bow(name: str, bow: Any, vocab_size: int | None = None) -> torch.Tenso
     """A bag-of-words matrix ``(N, V)`` (dense or scipy sparse) as a float32 tensor of
     non-negative whole counts; refuse empty input, a wrong vocabulary size, negative or
     fractional counts and NaN."""
+    import torch
+
     if hasattr(bow, "toarray"):  # scipy.sparse
         bow = bow.toarray()
     if isinstance(bow, torch.Tensor):

@@ -20,7 +20,13 @@ _instance_counter = itertools.count()
 
 
 def get_model_class(name: str) -> type[PyroModel]:
-    """The registered model class called ``name`` (as written in a run folder's config.yaml)."""
+    """The registered model class called ``name`` (as written in a run folder's config.yaml).
+    The built-in families register when their modules are first imported: they are loaded
+    here before a name is declared unknown."""
+    if name not in MODEL_REGISTRY:
+        from bayesvae.models import load_families
+
+        load_families()
     if name not in MODEL_REGISTRY:
         known = ", ".join(sorted(MODEL_REGISTRY)) or "none"
         raise ValueError(f"unknown model family {name!r}; registered families: {known}.")
