@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "bayesvae"
 
 #: lowest first; a module may import its own layer and the ones before it
 LAYERS = [
-    ("bayesvae._version",),
+    ("bayesvae._version", "bayesvae._lazy"),
     ("bayesvae.data",),
     ("bayesvae.models",),
     ("bayesvae.backends",),
