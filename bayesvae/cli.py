@@ -388,26 +388,18 @@ def _parse_prior(text: str | None) -> tuple[float, ...] | None:
         ) from None
 
 
-def _anomaly_scale(text: str) -> float | str:
-    """``--anomaly-scale``: a positive number or ``auto``."""
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+def _number_or_auto(cast: type, what: str) -> Any:
+    """An argparse ``type`` accepting ``auto`` or a value of ``cast`` (``what`` names it)."""
 
+    def parse(text: str) -> Any:
+        if text == "auto":
+            return text
+        try:
+            return cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} or 'auto', got {text!r}") from None
 
-def _components(text: str) -> int | str:
-    """``--components``: a whole number or ``auto``."""
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a whole number or 'auto', got {text!r}"
-        ) from None
+    return parse
 
 
 def _parse_allocation(text: str | None) -> list[float] | dict[str, float] | None:
@@ -1188,7 +1180,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     anomaly.add_argument(
         "--components",
-        type=_components,
+        type=_number_or_auto(int, "a whole number"),
         default=1,
         help="normal components K, or 'auto' (K = 1..--max-components by held-out density)",
     )
@@ -1203,7 +1195,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     anomaly.add_argument(
         "--anomaly-scale",
-        type=_anomaly_scale,
+        type=_number_or_auto(float, "a number"),
         default="auto",
         help="anomaly component's standard deviation (in standard deviations); auto: half "
         "each feature's range, at least 4",

@@ -410,6 +410,4 @@ def pyro_model(spec: ABModelSpec) -> PyroModel:
         NormalSpec: NormalABTest,
         RevenueSpec: RevenueABTest,
     }
-    if isinstance(spec, PyroModel):
-        return spec
     return classes[type(spec)](**spec.spec_config)
