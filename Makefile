@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# one worker per core, whole files per worker (module fixtures are built once); each worker runs
+# torch and XLA single-threaded (tests/conftest.py)
+PYTEST_WORKERS ?= auto
+PYTEST := MPLBACKEND=Agg $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: install test test-fast demo lint format benchmark clean
 
@@ -17,10 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 test: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	MPLBACKEND=Agg $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/bayesvae vae --data digits --epochs 200 --latent-dim 2 --out runs/demo

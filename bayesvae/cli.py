@@ -835,6 +835,7 @@ def _run_fit(args: argparse.Namespace) -> int:
                 num_warmup=args.num_warmup,
                 num_samples=args.num_samples,
                 num_chains=args.chains,
+                jit_compile=args.jit,
                 seed=args.seed,
                 progress=not args.no_progress,
                 model_kwargs=bound,
@@ -1320,6 +1321,11 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--num-samples", type=int, default=1000, help="NUTS draws per chain")
     fit.add_argument("--num-warmup", type=int, default=1000, help="NUTS warm-up per chain")
     fit.add_argument("--chains", type=int, default=4, help="NUTS chains")
+    fit.add_argument(
+        "--jit",
+        action="store_true",
+        help="compile a Pyro program's NUTS potential with the PyTorch JIT (often 2-3x faster)",
+    )
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--out", help="run folder: fits, figures, report.html and report.md")
     fit.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
@@ -1380,19 +1386,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     debug = args.debug or os.environ.get("BAYESVAE_DEBUG", "") not in ("", "0")
+    out = None if vars(args).get("out") is None else Path(args.out)
+    created_out = out is not None and not out.exists()
     try:
-        if vars(args).get("out") is not None:  # only the commands that write a run folder
+        if out is not None:  # only the commands that write a run folder
             prepare_out(
-                Path(args.out),
+                out,
                 overwrite=vars(args).get("overwrite", False),
                 resume=vars(args).get("resume", False),
             )
         return int(args.run(args))
     except (UsageError, ValueError, TypeError, OSError, EOFError, RuntimeError) as err:
+        if created_out and out is not None:
+            _remove_if_empty(out)  # a refused command leaves no empty folder behind
         if debug:
             raise
         print(f"bayesvae {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if it exists and holds nothing (what ``prepare_out`` made for a command
+    that then failed)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # missing, or it holds something: leave it as it is
 
 
 def _one_line(err: BaseException) -> str:

@@ -5,9 +5,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import matplotlib
-import pyro
-import pytest
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One thread per worker: with as many workers as cores, threads inside each worker only
+    # contend (most tests are bound by Python, not by one big matrix product). Set before
+    # torch or jax is imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    os.environ.setdefault(
+        "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    )
+
+import matplotlib  # noqa: E402
+import pyro  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 matplotlib.use("Agg")
 

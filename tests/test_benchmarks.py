@@ -83,3 +83,21 @@ def test_gpu_report_and_targets_without_a_gpu(
     assert f"| {max(small, small_jit) / 10000:.2f}x | 123 |" in report
     assert (code == 0) == passes
     assert ("MISSED" not in report) == passes
+
+
+def test_speed_benchmark_data_and_timer(monkeypatch):
+    """speed.py's inputs have the stated shapes and contamination, and its timer fails loudly
+    on a failing command (its full run spawns minutes of commands, so it is not run here)."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    speed = runpy.run_path(str(ROOT / "benchmarks" / "speed.py"))
+    X, y = speed["anomaly_table"](4000, 10)
+    assert X.shape == (4000, 10) and y.shape == (4000,)
+    assert 0.04 < y.mean() < 0.06
+    normal = X[y == 0]
+    # the anomalies spread beyond the normal rows' box
+    assert ((X[y == 1] > normal.max(0)) | (X[y == 1] < normal.min(0))).any(axis=1).mean() > 0.3
+    corpus = speed["topic_corpus"](30, 60).splitlines()
+    assert len(corpus) == 30 and all(len(line.split()) == 60 for line in corpus)
+    assert speed["timed"](["--help"]) > 0
+    with pytest.raises(SystemExit, match="failed"):
+        speed["timed"](["anomaly", "no-such-file.npz"])

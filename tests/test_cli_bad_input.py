@@ -62,6 +62,7 @@ def test_bad_input_exits_2_with_one_line(files, capsys, args, names):
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert names in err
+    assert not (files / "o").exists()  # the run folder a refused command would have written
 
 
 def test_debug_shows_the_traceback(files):

@@ -30,7 +30,9 @@ def _fit_both(name, steps=3000, draws=400):
     model, make_data = gallery.GALLERY[name]
     data = make_data()
     svi = bayesvae.fit(model, **data, guide="mvn", num_steps=steps, progress=False, seed=0)
-    nuts = bayesvae.mcmc(model, **data, num_warmup=draws, num_samples=draws, num_chains=2, seed=0)
+    nuts = bayesvae.mcmc(
+        model, **data, num_warmup=draws, num_samples=draws, num_chains=2, jit_compile=True, seed=0
+    )
     return data, svi, nuts
 
 

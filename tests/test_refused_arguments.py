@@ -9,9 +9,11 @@ from bayesvae.anomaly import VAEAnomalyDetector
 from bayesvae.cli import main
 
 
-def test_a_negative_validation_fraction_is_refused(capsys):
-    assert main(["vae", "--data", "digits", "--val-fraction", "-0.1", "--out", "o"]) == 2
+def test_a_negative_validation_fraction_is_refused(capsys, tmp_path):
+    out = tmp_path / "o"
+    assert main(["vae", "--data", "digits", "--val-fraction", "-0.1", "--out", str(out)]) == 2
     assert "--val-fraction -0.1" in capsys.readouterr().err
+    assert not out.exists()  # refused before any work: no empty run folder left behind
 
 
 def test_features_too_large_for_the_model_are_refused():

@@ -145,6 +145,7 @@ def mcmc(
     target_accept_prob: float | None = None,
     dense_mass: bool = False,
     max_tree_depth: int = 10,
+    jit_compile: bool = False,
     init_strategy: str | dict[str, Any] | None = None,
     num_prior_draws: int = 500,
     seed: int = 0,
@@ -169,6 +170,11 @@ def mcmc(
             ``nuts_target_accept_prob`` (0.8; funnels need 0.95-0.99).
         dense_mass: adapt a dense mass matrix (correlated posteriors) instead of a diagonal one.
         max_tree_depth: NUTS's maximum tree depth (``2**depth`` leapfrog steps at most).
+        jit_compile: Pyro backend: compile the potential energy with the PyTorch JIT (Pyro's
+            ``NUTS(jit_compile=True)``, warnings of the tracer silenced), often 2-3x faster for a
+            small model whose control flow does not depend on the sampled values (PyTorch marks
+            its tracer deprecated; that warning is silenced). NumPyro is always compiled, so there
+            it changes nothing.
         init_strategy: ``"median"`` (the prior median, default for programs), ``"uniform"`` (in
             (-2, 2) unconstrained, each backend's default for families), ``"feasible"`` or a
             dict of site values where every chain starts.
@@ -203,6 +209,8 @@ def mcmc(
     max_tree_depth = check_positive_int("max_tree_depth", max_tree_depth)
     if not isinstance(dense_mass, bool):
         raise TypeError(f"dense_mass must be True or False, got {dense_mass!r}.")
+    if not isinstance(jit_compile, bool):
+        raise TypeError(f"jit_compile must be True or False, got {jit_compile!r}.")
     if (
         isinstance(num_prior_draws, bool)
         or not isinstance(num_prior_draws, int)
@@ -247,6 +255,7 @@ def mcmc(
                     None,
                     dense_mass,
                     max_tree_depth,
+                    jit_compile,
                 ),
                 init_strategy="median" if init_strategy is None else init_strategy,
                 num_prior_draws=num_prior_draws,
@@ -275,6 +284,7 @@ def mcmc(
         dims or None,
         dense_mass,
         max_tree_depth,
+        jit_compile,
     )
     init_values = init_strategy if isinstance(init_strategy, dict) else model.nuts_init_values()
     strategy_name = init_strategy if isinstance(init_strategy, str) else "uniform"
@@ -331,6 +341,7 @@ class _NUTSRun:
     dims: Any
     dense_mass: bool = False
     max_tree_depth: int = 10
+    jit_compile: bool = False
 
 
 def _numpyro_init(init_values: dict[str, Any] | None, strategy: str) -> Any:
@@ -457,12 +468,21 @@ def _pyro_chains(
                 max_plate_nesting=max_plate_nesting,
                 full_mass=run.dense_mass,
                 max_tree_depth=run.max_tree_depth,
+                jit_compile=run.jit_compile,
+                ignore_jit_warnings=run.jit_compile,
             ),
             num_samples=run.num_samples,
             warmup_steps=run.num_warmup,
             disable_progbar=not run.progress,
         )
-        sampler.run(*args, **kwargs)
+        with warnings.catch_warnings():
+            if run.jit_compile:  # Pyro's compiler is torch.jit.trace, deprecated in torch 2.9
+                warnings.filterwarnings(
+                    "ignore",
+                    message=r".*torch\.jit\.trace.* is deprecated",
+                    category=DeprecationWarning,
+                )
+            sampler.run(*args, **kwargs)
         yield sampler
 
 
