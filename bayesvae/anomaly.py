@@ -111,6 +111,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
         reg_covar: float = 1e-3,
         lkj_concentration: float = 2.0,
         method: str = "svi",
+        backend: str = "pyro",
         guide_type: str = "meanfield",
         epochs: int = 300,
         batch_size: int = 2048,
@@ -131,6 +132,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
         self.reg_covar = reg_covar
         self.lkj_concentration = lkj_concentration
         self.method = method
+        self.backend = backend
         self.guide_type = guide_type
         self.epochs = epochs
         self.batch_size = batch_size
@@ -264,6 +266,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
                 progress=progress,
                 device="cpu",
                 eval_size=min(len(X), 5000),
+                backend=model.backend,
             )
             draws = model._guide_draws()
             if model.guide_type == "meanfield":

@@ -549,7 +549,7 @@ def fit(
             "resume": resume,
             "strategy": strategy is not None,
             "num_particles": num_particles != 1,
-            "elbo": elbo_name not in ("trace", "meanfield"),
+            "elbo": elbo_name not in twin.supported_elbos,
         }
         bad = [name for name, is_set in refused.items() if is_set]
         if bad:

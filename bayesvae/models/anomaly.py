@@ -67,6 +67,7 @@ COVARIANCES = ("diag", "full")
 SITES = ("contamination", "weights", "loc", "scale", "corr_chol")  # the global latent sites
 GUIDES = ("meanfield", "map")
 METHODS = ("svi", "mcmc")
+BACKENDS = ("pyro", "numpyro")
 #: Keyword arguments of :class:`AnomalyMixtureModel` that are hyperparameters (``get_params``).
 _PARAM_NAMES = (
     "n_components",
@@ -77,6 +78,7 @@ _PARAM_NAMES = (
     "reg_covar",
     "lkj_concentration",
     "method",
+    "backend",
     "guide_type",
     "epochs",
     "batch_size",
@@ -181,6 +183,10 @@ class AnomalyMixtureModel(PyroModel):
         reg_covar: added to each normal component's variances (standardized units).
         lkj_concentration: LKJ eta (> 0) for ``covariance="full"``; 1 is uniform.
         method: ``"svi"`` (bayesvae.fit, TraceEnum_ELBO) or ``"mcmc"`` (NumPyro NUTS).
+        backend: SVI's loop: ``"pyro"`` (a Python step per minibatch) or ``"numpyro"`` (the
+            NumPyro twin of model and mean-field guide, assignments summed out exactly as the
+            enumeration does, one jitted scan per epoch; its parameters are written back into
+            Pyro's param store, so every query is the same). NUTS always runs on NumPyro.
         guide_type: SVI guide over the global parameters: ``"meanfield"`` (independent Beta,
             Dirichlet, Normal and LogNormal factors; correlations as point estimates) or
             ``"map"`` (point estimates of everything).
@@ -206,6 +212,7 @@ class AnomalyMixtureModel(PyroModel):
         reg_covar: float = 1e-3,
         lkj_concentration: float = 2.0,
         method: str = "svi",
+        backend: str = "pyro",
         guide_type: str = "meanfield",
         epochs: int = 300,
         batch_size: int = 2048,
@@ -711,6 +718,12 @@ def _validate_params(config: dict[str, Any]) -> None:
     check_choice("covariance", config["covariance"], COVARIANCES)
     check_choice("method", config["method"], METHODS)
     check_choice("guide_type", config["guide_type"], GUIDES)
+    check_choice("backend", config["backend"], BACKENDS)
+    if config["backend"] == "numpyro" and config["guide_type"] != "meanfield":
+        raise ValueError(
+            "backend='numpyro' trains the mean-field guide; use backend='pyro' with "
+            f"guide_type={config['guide_type']!r}."
+        )
     c0 = config["contamination"]
     if not isinstance(c0, (int, float)) or isinstance(c0, bool) or not 0 < c0 < 0.5:
         raise ValueError(f"contamination must lie in (0, 0.5), got {c0!r}.")

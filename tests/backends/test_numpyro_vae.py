@@ -120,9 +120,17 @@ def test_unsupported_options_are_refused(digits, options, match):
 
 
 def test_a_family_without_twin_is_refused():
-    X = np.random.default_rng(0).normal(size=(50, 2))
+    from bayesvae.models import HierarchicalVAE
+
+    X = (np.random.default_rng(0).random(size=(50, 6)) < 0.5).astype(np.float32)
     with pytest.raises(ValueError, match="has no NumPyro twin"):
-        bayesvae.fit(AnomalyMixture(1), X, epochs=1, backend="numpyro")
+        bayesvae.fit(HierarchicalVAE(6), X, epochs=1, backend="numpyro")
+
+
+def test_the_mixtures_twin_refuses_objectives_it_does_not_compute():
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match=r"does not support \['elbo'\]"):
+        bayesvae.fit(AnomalyMixture(1), X, epochs=1, elbo="trace", backend="numpyro")
 
 
 def test_bernoulli_16bit_draws_at_the_given_rates():

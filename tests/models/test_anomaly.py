@@ -154,6 +154,62 @@ def test_numpyro_twin_has_the_same_density(seed_case, svi_fit):
     np.testing.assert_allclose(np.asarray(numpyro_joint), pyro_joint, rtol=1e-4, atol=1e-3)
 
 
+def test_numpyro_svi_agrees_with_pyro_svi(seed_case, svi_fit):
+    """backend='numpyro' trains the same model and mean-field guide (assignments summed out
+    instead of enumerated: the same objective) in one jitted scan per epoch; its parameters land
+    in Pyro's param store, so the Pyro model's queries answer as after a Pyro fit."""
+    X, y = seed_case
+    fitted = AnomalyMixture(1, backend="numpyro", seed=0).fit(X)
+    twin = fitted.model_
+    assert fitted.result_.settings["backend"] == "numpyro"
+    assert len(fitted.result_.history) == 300
+    store = pyro.get_param_store()
+    assert f"{twin.pyro_name}.corr_chol" in store  # full covariance: the point estimate too
+    low_n, high_n = twin.contamination_interval(0.9)
+    low_p, high_p = svi_fit.contamination_interval(0.9)
+    assert low_n < TRUE_RATE < high_n
+    assert abs(twin.contamination_ - svi_fit.contamination_) < 0.25 * (high_p - low_p)
+    for name in ("loc", "scale"):  # posterior means of the normal component
+        np.testing.assert_allclose(
+            twin.posterior_draws()[name].mean(0), svi_fit.posterior_draws()[name].mean(0), atol=0.05
+        )
+    auc = roc_auc_score(y, -twin.score_samples(X))
+    assert abs(auc - roc_auc_score(y, -svi_fit.score_samples(X))) < 0.005
+
+
+def test_the_svi_twin_scales_a_minibatch_to_the_data_set():
+    """The NumPyro model's per-point factor on a minibatch of B rows counts N / B times, as
+    Pyro's subsampled plate does; the priors count once."""
+    import jax.numpy as jnp
+    from jax.scipy.special import logsumexp
+    from numpyro.handlers import substitute
+    from numpyro.infer.util import log_density
+
+    from bayesvae.backends.numpyro.anomaly import anomaly_mixture_model
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(40, 2)), dtype=jnp.float32)
+    values = {
+        "contamination": jnp.asarray(0.1),
+        "loc": jnp.zeros((1, 2)),
+        "scale": jnp.ones((1, 2)),
+    }
+    options = {"n_components": 1, "covariance": "diag"}
+
+    def density(batch, num_data):
+        return log_density(anomaly_mixture_model, (batch, num_data), options, values)[0]
+
+    def rows_term(batch):  # sum over the rows of log p(x_n | parameters)
+        joint = substitute(anomaly_mixture_model, data=values)(batch, **options)
+        return float(logsumexp(joint, axis=-1).sum())
+
+    batch = x[:10]
+    # the minibatch's rows count 40 / 10 = 4 times; the priors once
+    assert float(density(batch, 40) - density(batch, None)) == pytest.approx(
+        3 * rows_term(batch), rel=1e-5
+    )
+    assert float(density(x, 40)) == pytest.approx(float(density(x, None)), rel=1e-6)
+
+
 @pytest.fixture(scope="module")
 def heavy_tailed_case():
     """2,000 normal rows with Student-t (3 degrees of freedom) tails in 3-D, plus 40 anomalies
@@ -265,6 +321,8 @@ def test_svi_inference_data_supports_loo(seed_case, svi_fit):
         ({"contamination": 0.5}, ValueError, "contamination"),
         ({"covariance": "spherical"}, ValueError, "unknown covariance"),
         ({"method": "em"}, ValueError, "unknown method"),
+        ({"backend": "stan"}, ValueError, "unknown backend"),
+        ({"backend": "numpyro", "guide_type": "map"}, ValueError, "mean-field guide"),
         ({"threshold": 1.0}, ValueError, "threshold"),
         ({"anomaly_scale": -1.0}, ValueError, "anomaly_scale"),
         ({"anomaly_scale": "wide"}, ValueError, "anomaly_scale must be 'auto'"),

@@ -56,6 +56,12 @@ def _metric_model(model: Any) -> Any:
     return partial(function, prior=model.prior)
 
 
+def _anomaly_twin(model: Any) -> Any:
+    from bayesvae.backends.numpyro.anomaly import NumPyroAnomalyMixture
+
+    return NumPyroAnomalyMixture(model)
+
+
 def _anomaly_model(model: Any) -> Any:
     from bayesvae.backends.numpyro.anomaly import twin_of
 
@@ -63,7 +69,11 @@ def _anomaly_model(model: Any) -> Any:
 
 
 #: family -> builder of its NumPyro SVI twin (the same configuration and, for the VAE, weights)
-SVI_TWINS: dict[str, Callable[[Any], Any]] = {"VAE": _vae_twin, "ProdLDA": _prodlda_twin}
+SVI_TWINS: dict[str, Callable[[Any], Any]] = {
+    "VAE": _vae_twin,
+    "ProdLDA": _prodlda_twin,
+    "AnomalyMixtureModel": _anomaly_twin,
+}
 #: family -> builder of its NumPyro model callable for NUTS
 NUTS_MODELS: dict[str, Callable[[Any], Any]] = {
     "BetaBinomialABTest": _abtest_model,

@@ -1,5 +1,7 @@
 """NumPyro twin of :class:`bayesvae.AnomalyMixture`: the same sites and priors, with the
-discrete assignment summed out by ``logsumexp`` (NUTS needs a continuous posterior)."""
+discrete assignment summed out by ``logsumexp`` (NUTS needs a continuous posterior, and for SVI
+this is exactly what Pyro's enumeration computes); and :class:`NumPyroAnomalyMixture`, the same
+mean-field guide trained by the one jitted loop, whose parameters go back into Pyro's store."""
 
 from __future__ import annotations
 
@@ -7,17 +9,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax.scipy.special import logsumexp
+from numpyro.distributions import constraints
 
 from bayesvae.models.anomaly import LOC_PRIOR_SCALE, SCALE_PRIOR
 
-__all__ = ["anomaly_mixture_model"]
+__all__ = ["anomaly_mixture_model", "mixture_guide", "NumPyroAnomalyMixture"]
 
 
 def anomaly_mixture_model(
     x: Any,
+    num_data: int | None = None,
     *,
     n_components: int,
     covariance: str = "diag",
@@ -29,8 +34,10 @@ def anomaly_mixture_model(
     """``x``: standardized features (N, D). Sites ``contamination``, ``weights`` (K > 1),
     ``loc`` (K, D), ``scale`` (K, D), ``corr_chol`` (K, D, D; full covariance) and a per-point
     factor ``obs`` holding ``log p(x_n | parameters)``; ``anomaly_scale`` is the anomaly
-    component's standard deviation, one number or one per feature ``(D,)``. Returns the
-    per-point log joint of each component, ``(N, K + 1)`` (the anomaly component last)."""
+    component's standard deviation, one number or one per feature ``(D,)``. ``x`` may be a
+    minibatch of ``num_data`` rows: the per-point factor is then scaled by ``num_data / N``.
+    Returns the per-point log joint of each component, ``(N, K + 1)`` (the anomaly component
+    last)."""
     x = jnp.asarray(x)
     K, D = n_components, x.shape[-1]
     contamination = numpyro.sample("contamination", dist.Beta(*contamination_prior))
@@ -53,9 +60,156 @@ def anomaly_mixture_model(
         [jnp.log1p(-contamination) + jnp.log(weights), jnp.log(contamination)[None]]
     )
     joint = jnp.concatenate([normal, anomaly], axis=-1) + log_mix  # (N, K + 1)
-    with numpyro.plate("data", x.shape[0]):
+    rows = x.shape[0]
+    with numpyro.handlers.scale(scale=(num_data or rows) / rows), numpyro.plate("data", rows):
         numpyro.factor("obs", logsumexp(joint, axis=-1))
     return joint
+
+
+def mixture_guide(
+    x: Any,
+    num_data: int | None = None,
+    *,
+    n_components: int,
+    covariance: str,
+    contamination_prior: Sequence[float],
+    init_loc: Any,
+    init_scale: Any,
+    init_weights: Any,
+) -> None:
+    """The Pyro model's mean-field guide (:meth:`bayesvae.models.AnomalyMixtureModel.guide`),
+    parameter for parameter and with the same initial values: Beta on the contamination,
+    Dirichlet on the weights, Normal on the means, LogNormal on the scales and a point estimate
+    of each correlation Cholesky factor. Parameters are named as the Pyro guide's with a
+    ``q_`` in front (NumPyro keeps params and sample sites in one namespace)."""
+    K, D = n_components, x.shape[-1]
+    a0, b0 = contamination_prior
+    mean = numpyro.param(
+        "q_contamination_mean", a0 / (a0 + b0), constraint=constraints.unit_interval
+    )
+    concentration = numpyro.param(
+        "q_contamination_concentration",
+        a0 + b0 + (num_data or x.shape[0]),
+        constraint=constraints.positive,
+    )
+    numpyro.sample("contamination", dist.Beta(mean * concentration, (1 - mean) * concentration))
+    if K > 1:
+        init_w = jnp.asarray(init_weights)
+        weights = numpyro.param(
+            "q_weights_concentration", init_w * 10 * K, constraint=constraints.positive
+        )
+        numpyro.sample("weights", dist.Dirichlet(weights))
+    loc_init = jnp.asarray(init_loc)
+    with numpyro.plate("components", K):
+        loc = numpyro.param("q_loc", loc_init)
+        loc_sd = numpyro.param(
+            "q_loc_sd", jnp.full_like(loc_init, 0.05), constraint=constraints.positive
+        )
+        log_scale = numpyro.param("q_log_scale_loc", jnp.log(jnp.asarray(init_scale)))
+        log_scale_sd = numpyro.param(
+            "q_log_scale_sd", jnp.full_like(loc_init, 0.05), constraint=constraints.positive
+        )
+        numpyro.sample("loc", dist.Normal(loc, loc_sd).to_event(1))
+        numpyro.sample("scale", dist.LogNormal(log_scale, log_scale_sd).to_event(1))
+        if covariance == "full":
+            corr = numpyro.param(
+                "q_corr_chol",
+                jnp.broadcast_to(jnp.eye(D), (K, D, D)),
+                constraint=constraints.corr_cholesky,
+            )
+            numpyro.sample("corr_chol", dist.Delta(corr, event_dim=2))
+
+
+class NumPyroAnomalyMixture:
+    """SVI twin of an :class:`~bayesvae.models.AnomalyMixtureModel` (mean-field guide): trained
+    by :func:`bayesvae.backends.numpyro.loop.run_svi`, one jitted ``lax.scan`` per epoch instead
+    of a Python step per minibatch; :meth:`export_to` writes the fitted guide parameters into
+    Pyro's param store under the model's names, so every query runs on the Pyro model."""
+
+    #: the assignment is summed out exactly, which is what the Pyro model's enumeration computes
+    supported_elbos: tuple[str, ...] = ("enum",)
+
+    def __init__(self, mixture: Any) -> None:
+        if mixture.guide_type != "meanfield":
+            raise ValueError(
+                "the NumPyro backend trains the mean-field guide; use backend='pyro' with "
+                f"guide_type={mixture.guide_type!r}."
+            )
+        self.mixture = mixture
+        self.params: dict[str, Any] | None = None
+        self.history: list[dict[str, float]] = []
+
+    def fit(
+        self,
+        x: Any,
+        val: Any = None,
+        *,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        elbo: str = "enum",
+        dynamic_binarization: bool = False,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> NumPyroAnomalyMixture:
+        """Train on standardized features ``x`` (N, D) (the Pyro model prepared on them: its
+        k-means start is the guide's); ``val`` gets an ELBO per epoch. Returns ``self``."""
+        from functools import partial
+
+        import jax
+        from numpyro.infer import SVI, Trace_ELBO
+        from numpyro.optim import Adam
+
+        from bayesvae.backends.numpyro.loop import run_svi
+
+        mixture = self.mixture
+        model = twin_of(mixture)
+        guide = partial(
+            mixture_guide,
+            n_components=mixture.n_components,
+            covariance=mixture.covariance,
+            contamination_prior=mixture._contamination_prior,
+            init_loc=mixture.init_loc.cpu().numpy(),
+            init_scale=mixture.init_scale.cpu().numpy(),
+            init_weights=mixture.init_weights.cpu().numpy(),
+        )
+        data = jnp.asarray(np.asarray(x, dtype=np.float32))
+        svi = SVI(model, guide, Adam(lr, b1=betas[0], b2=betas[1]), Trace_ELBO())
+        init_key, key = jax.random.split(jax.random.PRNGKey(seed))
+        val_data = None if val is None else (jnp.asarray(np.asarray(val, dtype=np.float32)),)
+        state, self.history = run_svi(
+            svi,
+            (data,),
+            num_data=data.shape[0],
+            epochs=epochs,
+            batch_size=batch_size,
+            init_key=init_key,
+            key=key,
+            seed=seed,
+            val=val_data,
+            progress=progress,
+            desc="numpyro anomaly",
+        )
+        self.params = {name: np.array(value) for name, value in svi.get_params(state).items()}
+        return self
+
+    def export_to(self, mixture: Any) -> Any:
+        """Write the fitted guide parameters into Pyro's param store as ``mixture``'s guide
+        names them (the guide runs once to declare them with their constraints); returns it."""
+        import pyro
+        import torch
+
+        if self.params is None:
+            raise RuntimeError("this NumPyroAnomalyMixture is not fitted yet; call fit(x) first.")
+        probe = torch.zeros(1, mixture.config["n_features"])
+        with torch.no_grad(), pyro.poutine.block(), pyro.poutine.seed(rng_seed=0):
+            mixture.guide(probe)
+        store = pyro.get_param_store()
+        for name, value in self.params.items():
+            pyro_name = f"{mixture.pyro_name}.{name.removeprefix('q_')}"
+            store[pyro_name] = torch.as_tensor(value, dtype=torch.float32)
+        return mixture
 
 
 def twin_of(mixture: Any) -> Any:

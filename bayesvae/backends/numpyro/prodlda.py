@@ -154,6 +154,9 @@ class NumPyroProdLDA:
     the per-epoch history; ``to_pyro()`` gives the equivalent trained Pyro model.
     """
 
+    #: objectives :meth:`fit` trains with (``bayesvae.fit(backend="numpyro")`` refuses others)
+    supported_elbos: tuple[str, ...] = ("trace", "meanfield")
+
     def __init__(
         self,
         vocab_size: int,

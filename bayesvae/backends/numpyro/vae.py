@@ -180,6 +180,9 @@ class NumPyroVAE:
     :meth:`fit` trains; :meth:`export_to` writes the weights back into a torch VAE.
     """
 
+    #: objectives :meth:`fit` trains with (``bayesvae.fit(backend="numpyro")`` refuses others)
+    supported_elbos: tuple[str, ...] = ("trace", "meanfield")
+
     def __init__(self, vae: Any) -> None:
         self.config = dict(vae.config)
         self.input_shape = tuple(vae.input_shape)
