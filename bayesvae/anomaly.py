@@ -111,7 +111,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
         reg_covar: float = 1e-3,
         lkj_concentration: float = 2.0,
         method: str = "svi",
-        backend: str = "pyro",
+        backend: str = "auto",
         guide_type: str = "meanfield",
         epochs: int = 300,
         batch_size: int = 2048,
@@ -266,7 +266,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
                 progress=progress,
                 device="cpu",
                 eval_size=min(len(X), 5000),
-                backend=model.backend,
+                backend=model.svi_backend,
             )
             draws = model._guide_draws()
             if model.guide_type == "meanfield":

@@ -1208,9 +1208,9 @@ def _build_parser() -> argparse.ArgumentParser:
     anomaly.add_argument("--method", default="svi", choices=("svi", "mcmc"))
     anomaly.add_argument(
         "--backend",
-        default="pyro",
-        choices=("pyro", "numpyro"),
-        help="SVI loop: numpyro trains the jitted twin (several times faster on large tables)",
+        default="auto",
+        choices=("auto", "pyro", "numpyro"),
+        help="SVI loop: numpyro trains the jitted twin (faster on large tables); auto: numpyro",
     )
     anomaly.add_argument("--epochs", type=int, default=300, help="SVI epochs")
     anomaly.add_argument("--num-samples", type=int, default=500, help="NUTS draws per chain")

@@ -67,7 +67,7 @@ COVARIANCES = ("diag", "full")
 SITES = ("contamination", "weights", "loc", "scale", "corr_chol")  # the global latent sites
 GUIDES = ("meanfield", "map")
 METHODS = ("svi", "mcmc")
-BACKENDS = ("pyro", "numpyro")
+BACKENDS = ("auto", "pyro", "numpyro")
 #: Keyword arguments of :class:`AnomalyMixtureModel` that are hyperparameters (``get_params``).
 _PARAM_NAMES = (
     "n_components",
@@ -183,10 +183,11 @@ class AnomalyMixtureModel(PyroModel):
         reg_covar: added to each normal component's variances (standardized units).
         lkj_concentration: LKJ eta (> 0) for ``covariance="full"``; 1 is uniform.
         method: ``"svi"`` (bayesvae.fit, TraceEnum_ELBO) or ``"mcmc"`` (NumPyro NUTS).
-        backend: SVI's loop: ``"pyro"`` (a Python step per minibatch) or ``"numpyro"`` (the
+        backend: SVI's loop: ``"pyro"`` (a Python step per minibatch), ``"numpyro"`` (the
             NumPyro twin of model and mean-field guide, assignments summed out exactly as the
             enumeration does, one jitted scan per epoch; its parameters are written back into
-            Pyro's param store, so every query is the same). NUTS always runs on NumPyro.
+            Pyro's param store, so every query is the same) or ``"auto"`` (default: NumPyro for
+            the mean-field guide, Pyro for ``"map"``). NUTS always runs on NumPyro.
         guide_type: SVI guide over the global parameters: ``"meanfield"`` (independent Beta,
             Dirichlet, Normal and LogNormal factors; correlations as point estimates) or
             ``"map"`` (point estimates of everything).
@@ -212,7 +213,7 @@ class AnomalyMixtureModel(PyroModel):
         reg_covar: float = 1e-3,
         lkj_concentration: float = 2.0,
         method: str = "svi",
-        backend: str = "pyro",
+        backend: str = "auto",
         guide_type: str = "meanfield",
         epochs: int = 300,
         batch_size: int = 2048,
@@ -254,6 +255,14 @@ class AnomalyMixtureModel(PyroModel):
         if self.is_prepared:  # stored draws no longer match the settings
             self._allocate(self.config["n_features"])
         return self
+
+    @property
+    def svi_backend(self) -> str:
+        """The loop SVI trains with: ``backend`` resolved (``"auto"``: ``"numpyro"`` for the
+        mean-field guide, ``"pyro"`` for the MAP guide, which the NumPyro twin does not have)."""
+        if self.backend != "auto":
+            return self.backend
+        return "numpyro" if self.guide_type == "meanfield" else "pyro"
 
     def _set_attributes(self, config: dict[str, Any]) -> None:
         for name in _PARAM_NAMES:

@@ -30,7 +30,8 @@ def seed_case():
 @pytest.fixture(scope="module")
 def svi_fit(seed_case):
     X, _ = seed_case
-    return AnomalyMixture(1, seed=0).fit(X).model_  # the fitted model and its queries
+    # Pyro's own loop (the default trains in NumPyro: test_numpyro_svi_agrees_with_pyro_svi)
+    return AnomalyMixture(1, backend="pyro", seed=0).fit(X).model_
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +160,10 @@ def test_numpyro_svi_agrees_with_pyro_svi(seed_case, svi_fit):
     instead of enumerated: the same objective) in one jitted scan per epoch; its parameters land
     in Pyro's param store, so the Pyro model's queries answer as after a Pyro fit."""
     X, y = seed_case
-    fitted = AnomalyMixture(1, backend="numpyro", seed=0).fit(X)
+    fitted = AnomalyMixture(1, seed=0).fit(X)  # backend="auto": NumPyro for the mean-field guide
     twin = fitted.model_
+    assert twin.svi_backend == "numpyro"
+    assert AnomalyMixture(guide_type="map").build_model().svi_backend == "pyro"
     assert fitted.result_.settings["backend"] == "numpyro"
     assert len(fitted.result_.history) == 300
     store = pyro.get_param_store()
