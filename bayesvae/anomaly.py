@@ -266,7 +266,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
                 progress=progress,
                 device="cpu",
                 eval_size=min(len(X), 5000),
-                backend=model.svi_backend,
+                backend=model.svi_backend(len(X)),
             )
             draws = model._guide_draws()
             if model.guide_type == "meanfield":

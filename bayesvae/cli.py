@@ -1210,7 +1210,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--backend",
         default="auto",
         choices=("auto", "pyro", "numpyro"),
-        help="SVI loop: numpyro trains the jitted twin (faster on large tables); auto: numpyro",
+        help="SVI loop: numpyro trains the jitted twin (faster on large tables); auto: numpyro "
+        "above 3000 steps",
     )
     anomaly.add_argument("--epochs", type=int, default=300, help="SVI epochs")
     anomaly.add_argument("--num-samples", type=int, default=500, help="NUTS draws per chain")

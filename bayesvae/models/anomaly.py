@@ -68,6 +68,8 @@ SITES = ("contamination", "weights", "loc", "scale", "corr_chol")  # the global 
 GUIDES = ("meanfield", "map")
 METHODS = ("svi", "mcmc")
 BACKENDS = ("auto", "pyro", "numpyro")
+#: ``backend="auto"`` trains with NumPyro above this many SVI steps
+NUMPYRO_MIN_STEPS = 3000
 #: Keyword arguments of :class:`AnomalyMixtureModel` that are hyperparameters (``get_params``).
 _PARAM_NAMES = (
     "n_components",
@@ -186,8 +188,9 @@ class AnomalyMixtureModel(PyroModel):
         backend: SVI's loop: ``"pyro"`` (a Python step per minibatch), ``"numpyro"`` (the
             NumPyro twin of model and mean-field guide, assignments summed out exactly as the
             enumeration does, one jitted scan per epoch; its parameters are written back into
-            Pyro's param store, so every query is the same) or ``"auto"`` (default: NumPyro for
-            the mean-field guide, Pyro for ``"map"``). NUTS always runs on NumPyro.
+            Pyro's param store, so every query is the same) or ``"auto"`` (default: NumPyro when
+            the mean-field guide would take more than 3,000 Pyro steps, see
+            :meth:`svi_backend`). NUTS always runs on NumPyro.
         guide_type: SVI guide over the global parameters: ``"meanfield"`` (independent Beta,
             Dirichlet, Normal and LogNormal factors; correlations as point estimates) or
             ``"map"`` (point estimates of everything).
@@ -256,13 +259,16 @@ class AnomalyMixtureModel(PyroModel):
             self._allocate(self.config["n_features"])
         return self
 
-    @property
-    def svi_backend(self) -> str:
-        """The loop SVI trains with: ``backend`` resolved (``"auto"``: ``"numpyro"`` for the
-        mean-field guide, ``"pyro"`` for the MAP guide, which the NumPyro twin does not have)."""
+    def svi_backend(self, num_rows: int) -> str:
+        """The loop SVI trains with on ``num_rows`` rows: ``backend`` resolved. ``"auto"`` is
+        ``"numpyro"`` when Pyro's loop would take more than :data:`NUMPYRO_MIN_STEPS` steps
+        (``epochs`` x minibatches per epoch) with the mean-field guide, else ``"pyro"``: NumPyro
+        compiles for a few seconds first, which only many steps repay (measured in
+        ``benchmarks/speed.py``: Pyro is faster at 1,800 steps, NumPyro twice as fast at 7,500)."""
         if self.backend != "auto":
             return self.backend
-        return "numpyro" if self.guide_type == "meanfield" else "pyro"
+        steps = self.epochs * -(-num_rows // min(self.batch_size, num_rows))
+        return "numpyro" if self.guide_type == "meanfield" and steps > NUMPYRO_MIN_STEPS else "pyro"
 
     def _set_attributes(self, config: dict[str, Any]) -> None:
         for name in _PARAM_NAMES:

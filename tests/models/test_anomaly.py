@@ -30,8 +30,7 @@ def seed_case():
 @pytest.fixture(scope="module")
 def svi_fit(seed_case):
     X, _ = seed_case
-    # Pyro's own loop (the default trains in NumPyro: test_numpyro_svi_agrees_with_pyro_svi)
-    return AnomalyMixture(1, backend="pyro", seed=0).fit(X).model_
+    return AnomalyMixture(1, backend="pyro", seed=0).fit(X).model_  # Pyro's own loop
 
 
 @pytest.fixture(scope="module")
@@ -160,10 +159,12 @@ def test_numpyro_svi_agrees_with_pyro_svi(seed_case, svi_fit):
     instead of enumerated: the same objective) in one jitted scan per epoch; its parameters land
     in Pyro's param store, so the Pyro model's queries answer as after a Pyro fit."""
     X, y = seed_case
-    fitted = AnomalyMixture(1, seed=0).fit(X)  # backend="auto": NumPyro for the mean-field guide
+    fitted = AnomalyMixture(1, backend="numpyro", seed=0).fit(X)
     twin = fitted.model_
-    assert twin.svi_backend == "numpyro"
-    assert AnomalyMixture(guide_type="map").build_model().svi_backend == "pyro"
+    # "auto": NumPyro only where its compile time pays (many steps), never for the MAP guide
+    auto = AnomalyMixture().build_model()  # 300 epochs, batches of 2048
+    assert auto.svi_backend(len(X)) == "pyro" and auto.svi_backend(50_000) == "numpyro"
+    assert AnomalyMixture(guide_type="map").build_model().svi_backend(50_000) == "pyro"
     assert fitted.result_.settings["backend"] == "numpyro"
     assert len(fitted.result_.history) == 300
     store = pyro.get_param_store()
