@@ -115,7 +115,12 @@ def _vae_diagnostics(
 
     import numpy as np
 
-    from bayesvae.diagnostics import psis_diagnostic, svi_to_inference_data, vae_diagnostics
+    from bayesvae.diagnostics import (
+        psis_diagnostic,
+        sandwich,
+        svi_to_inference_data,
+        vae_diagnostics,
+    )
     from bayesvae.report import plots
 
     stage("VAE checks")
@@ -125,6 +130,8 @@ def _vae_diagnostics(
     training_data = model.check_data(*data)
     stage("PSIS k-hat")
     psis = psis_diagnostic(model, *(t[:300] for t in training_data), num_samples=500, seed=seed)
+    stage("ELBO / CUBO bounds")
+    bounds = sandwich(model, *(t[:300] for t in training_data), num_samples=500, seed=seed)
     stage("posterior draws")
     idata = svi_to_inference_data(
         model, *(t[:100] for t in training_data), num_samples=100, seed=seed
@@ -140,6 +147,7 @@ def _vae_diagnostics(
             "khat_median": float(np.median(psis.khat_per_point)),
             "share_bad_points": psis.share_bad_points,
         },
+        "bounds": bounds.summary(),
     }
     run.write_json("diagnostics.json", summary)
 
@@ -265,6 +273,7 @@ def _run_vae(args: argparse.Namespace) -> int:
         lr=args.lr,
         elbo=args.elbo,
         num_particles=args.particles,
+        alpha=args.alpha,
         kl_warmup=args.kl_warmup,
         lr_schedule=args.lr_schedule,
         clip_norm=args.clip_norm,
@@ -824,6 +833,9 @@ def _run_fit(args: argparse.Namespace) -> int:
             guide=args.guide,
             num_steps=args.steps,
             lr=args.lr,
+            elbo=args.elbo,
+            num_particles=args.particles,
+            alpha=args.alpha,
             seed=args.seed,
             progress=not args.no_progress,
             model_kwargs=bound,
@@ -1046,8 +1058,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--particles",
         type=int,
         default=1,
-        help="samples per step; with --elbo iwae the bound's K",
+        help="samples per step; the bound's K with --elbo iwae, renyi or cubo",
     )
+    vae.add_argument("--alpha", type=float, help="order of --elbo renyi (default 0.5)")
     vae.add_argument("--batch-size", type=int, default=128)
     vae.add_argument("--lr", type=float, default=1e-3)
     vae.add_argument(
@@ -1325,6 +1338,19 @@ def _build_parser() -> argparse.ArgumentParser:
         help="AutoGuide, one of %(choices)s (default: %(default)s)",
     )
     fit.add_argument("--steps", type=int, default=2000, help="SVI steps")
+    fit.add_argument(
+        "--elbo",
+        choices=objectives,
+        metavar="NAME",
+        help="SVI objective, one of %(choices)s (default: trace)",
+    )
+    fit.add_argument(
+        "--particles",
+        type=int,
+        default=1,
+        help="samples per step; the bound's K for --elbo iwae, renyi, cubo",
+    )
+    fit.add_argument("--alpha", type=float, help="order of --elbo renyi (default 0.5)")
     fit.add_argument("--lr", type=float, default=None, help="SVI learning rate (default 0.03)")
     fit.add_argument("--num-samples", type=int, default=1000, help="NUTS draws per chain")
     fit.add_argument("--num-warmup", type=int, default=1000, help="NUTS warm-up per chain")

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 import pyro
 import torch
+from scipy.special import logsumexp
 
+from bayesvae.data.validation import check_positive_int
 from bayesvae.infer.posterior import (
     draw_traces,
     prepare_inputs,
@@ -25,6 +27,9 @@ __all__ = [
     "svi_to_inference_data",
     "psis_diagnostic",
     "PSISResult",
+    "importance_log_weights",
+    "sandwich",
+    "Sandwich",
     "elbo_convergence",
     "KHAT_GOOD",
     "KHAT_USABLE",
@@ -63,6 +68,57 @@ def _verdict(khat: float) -> str:
 
 
 @torch.no_grad()
+def importance_log_weights(
+    model: ModelContract,
+    *data: Any,
+    num_samples: int = 1000,
+    local_plate: str | None = None,
+    draw_batch: int = 250,
+    seed: int = 0,
+    vectorize: bool | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
+    """``log p(x, z_s) - log q(z_s)`` for ``num_samples`` guide draws ``z_s ~ q``: ``(S,)`` for
+    the joint, or ``(S, N)`` per data point of ``local_plate`` (every latent must sit in it);
+    ``data``/``kwargs`` and ``vectorize`` as in :func:`svi_to_inference_data`."""
+    args, kwargs = prepare_inputs(model, data, kwargs)
+    num_samples = check_positive_int("num_samples", num_samples)
+    pyro.set_rng_seed(seed)
+    chunks = []
+    done = 0
+    draw_state: dict[str, Any] = {"vectorize": vectorize, "looped": vectorize is False}
+    while done < num_samples:
+        chunk = min(draw_batch, num_samples - done)
+        guide_trace, model_trace = draw_traces(model, args, kwargs, chunk, draw_state)
+        total = None
+        for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+            for _, site in sample_sites(trace).items():
+                log_prob = site["log_prob"]
+                if local_plate is not None:
+                    frames = [f for f in site["cond_indep_stack"] if f.name == local_plate]
+                    if not frames:
+                        raise ValueError(
+                            f"site {site['name']!r} is outside plate "
+                            f"{local_plate!r}: per-point weights need every latent to "
+                            "be local."
+                        )
+                    # keep the draws and the local plate's dims, sum everything else
+                    keep = {0, log_prob.dim() + frames[0].dim}
+                    reduce = [d for d in range(log_prob.dim()) if d not in keep]
+                    log_prob = log_prob.sum(reduce) if reduce else log_prob
+                else:
+                    log_prob = (
+                        log_prob.reshape(log_prob.shape[0], -1).sum(-1)
+                        if log_prob.dim() > 1
+                        else log_prob.expand(chunk)
+                    )
+                total = sign * log_prob if total is None else total + sign * log_prob
+        chunks.append(total.cpu().double().numpy())
+        done += chunk
+    return np.concatenate(chunks, axis=0)
+
+
+@torch.no_grad()
 def psis_diagnostic(
     model: ModelContract,
     *data: Any,
@@ -83,41 +139,17 @@ def psis_diagnostic(
     """
     import arviz as az
 
-    args, kwargs = prepare_inputs(model, data, kwargs)
     local_plate = local_plate if local_plate is not None else model.local_plate
-    pyro.set_rng_seed(seed)
-    chunks = []
-    done = 0
-    draw_state: dict[str, Any] = {"vectorize": vectorize, "looped": vectorize is False}
-    while done < num_samples:
-        chunk = min(draw_batch, num_samples - done)
-        guide_trace, model_trace = draw_traces(model, args, kwargs, chunk, draw_state)
-        total = None
-        for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-            for _, site in sample_sites(trace).items():
-                log_prob = site["log_prob"]
-                if local_plate is not None:
-                    frames = [f for f in site["cond_indep_stack"] if f.name == local_plate]
-                    if not frames:
-                        raise ValueError(
-                            f"site {site['name']!r} is outside plate "
-                            f"{local_plate!r}: per-point k̂ needs every latent to "
-                            "be local."
-                        )
-                    # keep the draws and the local plate's dims, sum everything else
-                    keep = {0, log_prob.dim() + frames[0].dim}
-                    reduce = [d for d in range(log_prob.dim()) if d not in keep]
-                    log_prob = log_prob.sum(reduce) if reduce else log_prob
-                else:
-                    log_prob = (
-                        log_prob.reshape(log_prob.shape[0], -1).sum(-1)
-                        if log_prob.dim() > 1
-                        else log_prob.expand(chunk)
-                    )
-                total = sign * log_prob if total is None else total + sign * log_prob
-        chunks.append(total.cpu().double().numpy())
-        done += chunk
-    log_weights = np.concatenate(chunks, axis=0)  # (S,) or (S, N)
+    log_weights = importance_log_weights(
+        model,
+        *data,
+        num_samples=num_samples,
+        local_plate=local_plate,
+        draw_batch=draw_batch,
+        seed=seed,
+        vectorize=vectorize,
+        **kwargs,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         _, khat = az.psislw(np.moveaxis(log_weights, 0, -1))
@@ -126,6 +158,87 @@ def psis_diagnostic(
         return PSISResult(None, khat, _verdict(float(khat.max())), num_samples)
     value = float(khat)
     return PSISResult(value, None, _verdict(value), num_samples)
+
+
+@dataclass(frozen=True)
+class Sandwich:
+    """Bounds on ``log p(x)`` from the same ``num_samples`` guide draws, in nats: ``elbo`` (the
+    mean log weight) ``<= iwae`` (``log`` of the mean weight: the importance-sampled estimate,
+    itself a stochastic lower bound) ``<= log p(x) <= cubo`` (the χ² upper bound,
+    ``log(mean w²) / 2``, which holds as the draws grow). Each is ``(N,)`` per data point of
+    ``local_plate``, or ``(1,)`` for the whole data set."""
+
+    elbo: np.ndarray
+    iwae: np.ndarray
+    cubo: np.ndarray
+    num_samples: int
+    local_plate: str | None
+
+    @property
+    def width(self) -> np.ndarray:
+        """``cubo - elbo`` per row: how far apart the bounds are (0 for the exact posterior)."""
+        return self.cubo - self.elbo
+
+    def to_frame(self) -> Any:
+        """A DataFrame with columns ``elbo``, ``iwae``, ``cubo``, ``width``, one row per data
+        point (or one for the data set)."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {"elbo": self.elbo, "iwae": self.iwae, "cubo": self.cubo, "width": self.width}
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Means over rows (per data point) of each bound and the width, plain floats."""
+        return {
+            "elbo": float(self.elbo.mean()),
+            "iwae": float(self.iwae.mean()),
+            "cubo": float(self.cubo.mean()),
+            "width": float(self.width.mean()),
+            "num_samples": self.num_samples,
+            "local_plate": self.local_plate,
+            "rows": int(self.elbo.size),
+        }
+
+
+def sandwich(
+    model: ModelContract,
+    *data: Any,
+    num_samples: int = 1000,
+    local_plate: str | None = None,
+    seed: int = 0,
+    vectorize: bool | None = None,
+    **kwargs: Any,
+) -> Sandwich:
+    """``ELBO <= log p(x) <= CUBO`` for a fitted guide, per data point where every latent sits in
+    ``local_plate`` (default: the model's ``local_plate``), else for the whole data set.
+
+    ``data``/``kwargs`` as in :func:`svi_to_inference_data` (a family's data arrays ``x: (N,
+    ...)``, or a program's arguments). A narrow sandwich says the guide is close to the
+    posterior and ``iwae`` is a trustworthy ``log p(x)``; a wide one says neither bound can be
+    read as the evidence. The CUBO estimate is biased low for few draws (a log of a mean), so
+    ``num_samples`` should be large.
+    """
+    local_plate = local_plate if local_plate is not None else model.local_plate
+    log_weights = importance_log_weights(
+        model,
+        *data,
+        num_samples=num_samples,
+        local_plate=local_plate,
+        seed=seed,
+        vectorize=vectorize,
+        **kwargs,
+    )
+    if log_weights.ndim == 1:
+        log_weights = log_weights[:, None]
+    log_k = math.log(log_weights.shape[0])
+    return Sandwich(
+        elbo=log_weights.mean(0),
+        iwae=logsumexp(log_weights, axis=0) - log_k,
+        cubo=(logsumexp(2.0 * log_weights, axis=0) - log_k) / 2.0,
+        num_samples=int(log_weights.shape[0]),
+        local_plate=local_plate,
+    )
 
 
 def elbo_convergence(

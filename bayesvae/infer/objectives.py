@@ -27,10 +27,14 @@ __all__ = [
     "LatentScaleMessenger",
     "quiet_jit_deprecation",
     "ImportanceWeightedELBO",
+    "RenyiBound",
+    "ChiUpperBound",
+    "renyi_bound",
     "SyncFreeTrace_ELBO",
     "SyncFreeTraceMeanField_ELBO",
     "SyncFreeJitTrace_ELBO",
     "ELBO_NAMES",
+    "PARTICLE_BOUNDS",
     "backward_loss",
 ]
 
@@ -149,21 +153,20 @@ class SyncFreeTraceMeanField_ELBO(TraceMeanField_ELBO):
         return elbo
 
 
-class ImportanceWeightedELBO(ELBO):
-    """The importance-weighted bound of Burda et al. (2016), vectorized over ``K`` particles:
+class _ParticleBound(ELBO):
+    """Bounds built from ``K`` vectorized importance weights ``w_k = p(x, z_k) / q(z_k | x)``.
 
-    ``L_K = sum_n E[log (1/K) sum_k p(x_n, z_nk) / q(z_nk | x_n)]``, ``z_nk ~ q(z | x_n)``,
-
-    the same bound as ``pyro.infer.RenyiELBO(alpha=0)``, with two differences that matter for
-    minibatch training: the weights are formed per data point with the log densities *unscaled*,
-    and a plate's subsampling factor ``N / B`` multiplies the bound after the ``logsumexp``
-    (RenyiELBO scales the log densities inside it, which sharpens the weights by ``N / B``);
-    and it has ``differentiable_loss``. Other scales (β, KL warm-up) stay inside, on their sites.
-    ``K = 1`` is the ELBO; ``L_K`` rises with ``K`` towards ``log p(x)``.
-
-    Needs every sample site in the same plates (one weight per data point), reparameterized guide
-    sites, and no enumeration: true of the VAEs here.
+    The log weights are formed per data point when every sample site sits in the same plates (a
+    VAE's ``z`` and ``x``): with the log densities *unscaled*, and a plate's subsampling factor
+    ``N / B`` applied to the bound after the ``logsumexp`` (Pyro's ``RenyiELBO`` scales the log
+    densities inside it, which sharpens the weights by ``N / B``). Otherwise (a program with global
+    latents) there is one weight for the whole data set, which needs full-data steps. Other scales
+    (β, KL warm-up) stay inside, on their sites. Needs reparameterized guide sites and no
+    enumeration.
     """
+
+    #: the objective's name in error messages
+    label = "bound"
 
     def __init__(self, num_particles: int = 5, max_plate_nesting: float = float("inf")) -> None:
         super().__init__(
@@ -175,66 +178,210 @@ class ImportanceWeightedELBO(ELBO):
     def _get_trace(self, model: Any, guide: Any, args: Any, kwargs: Any) -> Any:
         return get_importance_trace("flat", self.max_plate_nesting, model, guide, args, kwargs)
 
+    def _traces(self, model: Any, guide: Any, args: Any, kwargs: Any) -> tuple[Any, Any]:
+        if self.max_plate_nesting == float("inf"):
+            self._guess_max_plate_nesting(model, guide, args, kwargs)
+        return self._get_vectorized_trace(model, guide, args, kwargs)
+
     def _log_weights(
         self, model: Any, guide: Any, args: Any, kwargs: Any
     ) -> tuple[torch.Tensor, float]:
-        """Per-point log importance weights ``(K, *plate_shape)`` and the subsampling factor."""
-        if self.max_plate_nesting == float("inf"):
-            self._guess_max_plate_nesting(model, guide, args, kwargs)
-        model_trace, guide_trace = self._get_vectorized_trace(model, guide, args, kwargs)
-        log_weights: Any = 0.0
-        plates = outer_scale = None
+        """Log importance weights ``(K, *plate_shape)`` (per data point) or ``(K,)`` (one for the
+        data set), and the subsampling factor to apply to the bound."""
+        model_trace, guide_trace = self._traces(model, guide, args, kwargs)
+        self._check_traces(model_trace, guide_trace)
+        sites = []
         for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
             for name, site in trace.nodes.items():
                 if site["type"] != "sample" or (sign < 0 and site["is_observed"]):
                     continue
                 if site["infer"].get("enumerate"):
-                    raise ValueError(f"elbo='iwae' cannot enumerate site {name!r}.")
+                    raise ValueError(f"elbo={self.label!r} cannot enumerate site {name!r}.")
                 if sign < 0 and not site["fn"].has_rsample:
                     raise ValueError(
-                        f"elbo='iwae' needs reparameterized guide sites; {name!r} is not."
+                        f"elbo={self.label!r} needs reparameterized guide sites; {name!r} is not."
                     )
                 frames = [f for f in site["cond_indep_stack"] if f.vectorized]
-                site_plates = sorted((f.name, f.dim) for f in frames)
+                plates = sorted((f.name, f.dim) for f in frames)
                 subsample = math.prod(
                     f.full_size / f.size for f in frames if f.full_size is not None and f.size
                 )
-                if plates is None:
-                    plates, outer_scale = site_plates, subsample
-                elif site_plates != plates:
-                    raise ValueError(
-                        f"elbo='iwae' needs every sample site in the same plates; site {name!r} "
-                        f"is in {[p for p, _ in site_plates]}, others in {[p for p, _ in plates]}."
-                    )
+                sites.append((name, site, sign, plates, subsample))
+        if not sites:
+            raise ValueError(f"elbo={self.label!r} found no sample sites in the model.")
+        if all(plates == sites[0][3] for _, _, _, plates, _ in sites):
+            log_weights: Any = 0.0
+            for _, site, sign, _, subsample in sites:
                 log_prob = site["unscaled_log_prob"]
                 if site["mask"] is not None:
                     log_prob = log_prob * site["mask"]
                 log_weights = log_weights + sign * (site["scale"] / subsample) * log_prob
-        if not torch.is_tensor(log_weights):
-            raise ValueError("elbo='iwae' found no sample sites in the model.")
-        return log_weights, float(outer_scale or 1.0)
+            return self._with_particle_dim(log_weights), float(sites[0][4] or 1.0)
+        # sites in different plates: one weight for the whole data set
+        subsampled = [name for name, *_, subsample in sites if subsample != 1]
+        if subsampled:
+            raise ValueError(
+                f"elbo={self.label!r} needs every sample site in the same plates, or full-data "
+                f"steps; sites {subsampled} are subsampled while others are in other plates."
+            )
+        total: Any = 0.0
+        for _, site, sign, _, _ in sites:
+            total = total + sign * self._sum_to_particles(site["log_prob"])
+        return total, 1.0
+
+    def _check_traces(self, model_trace: Any, guide_trace: Any) -> None:
+        """Refuse traces the objective does not fit (default: accept every one)."""
+
+    def _with_particle_dim(self, log_weights: torch.Tensor) -> torch.Tensor:
+        """Per-point weights with the particles moved to dim 0 (``K = 1`` runs without the
+        particle plate, whose dim is otherwise ``-max_plate_nesting``)."""
+        if self.num_particles == 1:
+            return log_weights.unsqueeze(0)
+        return log_weights.movedim(-int(self.max_plate_nesting), 0)
+
+    def _sum_to_particles(self, log_prob: Any) -> torch.Tensor:
+        """A site's log density summed over every dim but the particles': ``(K,)``."""
+        if self.num_particles == 1:
+            return torch.as_tensor(log_prob).sum().reshape(1)
+        nesting = int(self.max_plate_nesting)
+        log_prob = torch.as_tensor(log_prob)
+        log_prob = log_prob.reshape((1,) * max(0, nesting - log_prob.dim()) + log_prob.shape)
+        per_particle = log_prob.flatten(start_dim=log_prob.dim() - nesting + 1).sum(-1)
+        return per_particle.reshape(-1).expand(self.num_particles)
+
+    def bound(self, log_weights: torch.Tensor) -> torch.Tensor:
+        """The bound per weight group from log weights ``(K, ...)`` -> ``(...)``."""
+        raise NotImplementedError
 
     def differentiable_loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
-        """``-L_K`` (scaled to the full data set), differentiable by reparameterization."""
+        """The negative bound (scaled to the full data set), differentiable by
+        reparameterization."""
         log_weights, outer_scale = self._log_weights(model, guide, args, kwargs)
-        # Pyro counts the particle plate in max_plate_nesting (its dim is -max_plate_nesting);
-        # K = 1 runs without it.
-        particle_dim = -int(self.max_plate_nesting)
-        if self.num_particles == 1:
-            log_weights, particle_dim = log_weights.unsqueeze(0), 0
-        bound = torch.logsumexp(log_weights, dim=particle_dim) - math.log(self.num_particles)
-        return -outer_scale * bound.sum()
+        return -outer_scale * self.bound(log_weights).sum()
 
     def loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> float:
-        """``-L_K`` as a float."""
+        """The loss as a float."""
         with torch.no_grad():
             return float(self.differentiable_loss(model, guide, *args, **kwargs))
 
     def loss_and_grads(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> float:
-        """``-L_K``, with its gradients accumulated into the parameters (for ``pyro.infer.SVI``)."""
+        """The loss, with its gradients accumulated into the parameters (for
+        ``pyro.infer.SVI``)."""
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
         return float(loss.detach())
+
+
+def renyi_bound(log_weights: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The variational Rényi bound from log weights ``(K, ...)`` -> ``(...)``:
+    ``L_α = log((1/K) Σ_k w_k^(1-α)) / (1 - α)``; ``α = 1`` is the ELBO (the mean log weight),
+    ``α = 0`` the importance-weighted bound, ``α = -1`` the χ² upper bound (CUBO)."""
+    if alpha == 1.0:
+        return log_weights.mean(0)
+    k = log_weights.shape[0]
+    return (torch.logsumexp((1.0 - alpha) * log_weights, dim=0) - math.log(k)) / (1.0 - alpha)
+
+
+def _check_alpha(alpha: Any) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise ValueError(f"alpha must be a finite number, got {alpha!r}.")
+    return float(alpha)
+
+
+class RenyiBound(_ParticleBound):
+    """The variational Rényi (VR) bound of Li & Turner (2016), vectorized over ``K`` particles:
+
+    ``L_α = sum_n log((1/K) sum_k w_nk^(1-α)) / (1 - α)``, ``w_nk = p(x_n, z_nk) / q(z_nk | x_n)``.
+
+    ``α = 0`` is the importance-weighted bound, ``α → 1`` the ELBO; for ``α >= 0`` it is a lower
+    bound on ``log p(x)`` that falls as ``α`` rises (for the same draws it is a power mean of the
+    weights, monotone in ``α``); ``α < 0`` gives upper bounds as ``K`` grows. Minibatch-correct
+    like the IWAE bound (see :class:`_ParticleBound`).
+    """
+
+    label = "renyi"
+
+    def __init__(
+        self,
+        num_particles: int = 5,
+        max_plate_nesting: float = float("inf"),
+        *,
+        alpha: float = 0.5,
+    ) -> None:
+        super().__init__(num_particles, max_plate_nesting)
+        self.alpha = _check_alpha(alpha)
+
+    def bound(self, log_weights: torch.Tensor) -> torch.Tensor:
+        return renyi_bound(log_weights, self.alpha)
+
+
+class ImportanceWeightedELBO(RenyiBound):
+    """The importance-weighted bound of Burda et al. (2016), vectorized over ``K`` particles:
+
+    ``L_K = sum_n E[log (1/K) sum_k p(x_n, z_nk) / q(z_nk | x_n)]``, ``z_nk ~ q(z | x_n)``,
+
+    the Rényi bound at ``α = 0`` (the same bound as ``pyro.infer.RenyiELBO(alpha=0)``, but with
+    per-point weights: see :class:`_ParticleBound`), and with ``differentiable_loss``.
+    ``K = 1`` is the ELBO; ``L_K`` rises with ``K`` towards ``log p(x)``.
+    """
+
+    label = "iwae"
+
+    def __init__(self, num_particles: int = 5, max_plate_nesting: float = float("inf")) -> None:
+        super().__init__(num_particles, max_plate_nesting, alpha=0.0)
+
+
+class ChiUpperBound(_ParticleBound):
+    """The χ² upper bound of Dieng et al. (2017, CHIVI), minimised to fit a guide:
+
+    ``CUBO_2 = sum_n (1/2) log((1/K) sum_k w_nk^2)`` (the Rényi bound at ``α = -1``), which is
+    ``>= log p(x)`` as ``K`` grows; minimising it makes the guide cover the posterior (mass
+    covering, where the ELBO is mode seeking).
+
+    The gradient is that of the exponentiated objective ``exp(2 CUBO)`` (an unbiased estimate,
+    unlike the log's), computed stably per data point from ``exp(2 (log w_k - max_k log w_k))``;
+    the loss value is the CUBO estimate itself (``train_elbo`` in the history is ``-CUBO``).
+
+    Start from a guide *wider* than the posterior (``AutoNormal(model, init_scale=...)``, or a
+    guide first fitted by the ELBO and widened): where ``q`` is narrower than ``1/√2`` of the
+    posterior the χ² is infinite, and its finite-sample gradient narrows ``q`` further.
+
+    It fits a guide to a *fixed* model: minimising an upper bound over the model's own parameters
+    would lower ``p(x)``, so a model with learnable parameters (a VAE's decoder) is refused;
+    train those with the ELBO and use :func:`bayesvae.diagnostics.sandwich` to read the CUBO.
+    """
+
+    label = "cubo"
+    power = 2.0
+
+    def bound(self, log_weights: torch.Tensor) -> torch.Tensor:
+        return renyi_bound(log_weights, 1.0 - self.power)
+
+    def _check_traces(self, model_trace: Any, guide_trace: Any) -> None:
+        learnable = sorted(
+            name
+            for name, site in model_trace.nodes.items()
+            if site["type"] == "param"
+            and name not in guide_trace.nodes
+            and torch.is_tensor(site["value"])
+            and site["value"].requires_grad
+        )
+        if learnable:
+            raise ValueError(
+                f"elbo='cubo' fits a guide to a fixed model, but the model has learnable "
+                f"parameters {learnable[:5]}; train them with elbo='trace' (an upper bound "
+                "minimised over the model would lower p(x)), then read the CUBO with "
+                "bayesvae.diagnostics.sandwich."
+            )
+
+    def differentiable_loss(self, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
+        """``CUBO`` (scaled to the full data set) with the exponentiated objective's gradient."""
+        log_weights, outer_scale = self._log_weights(model, guide, args, kwargs)
+        n = self.power
+        shift = log_weights.detach().max(dim=0).values
+        surrogate = torch.exp(n * (log_weights - shift)).mean(0) / n
+        value = self.bound(log_weights.detach())
+        return outer_scale * _with_gradient_of(value, surrogate).sum()
 
 
 #: Objective names accepted by ``bayesvae.fit(..., elbo=NAME)``.
@@ -244,11 +391,15 @@ OBJECTIVES: dict[str, type[ELBO]] = {
     "jit": SyncFreeJitTrace_ELBO,
     "enum": TraceEnum_ELBO,
     "iwae": ImportanceWeightedELBO,
+    "renyi": RenyiBound,
+    "cubo": ChiUpperBound,
 }
 
 
 #: the names ``make_elbo`` and ``fit(elbo=...)`` accept
 ELBO_NAMES = tuple(OBJECTIVES)
+#: objectives built from ``K`` importance weights per step (``num_particles`` is their ``K``)
+PARTICLE_BOUNDS = ("iwae", "renyi", "cubo")
 
 
 def backward_loss(objective: ELBO, model: Any, guide: Any, *args: Any, **kwargs: Any) -> Any:
@@ -271,21 +422,33 @@ def make_elbo(
     num_particles: int = 1,
     vectorize_particles: bool = True,
     max_plate_nesting: int | None = None,
+    alpha: float | None = None,
     **options: Any,
 ) -> ELBO:
     """Build a Pyro ELBO from its name (see :data:`OBJECTIVES`).
 
     ``num_particles > 1`` draws several samples per step, vectorized over a new leftmost batch
     dimension when ``vectorize_particles`` (the model must then have static structure).
-    ``"iwae"`` uses ``num_particles`` as the bound's ``K`` (always vectorized).
+    ``"iwae"``, ``"renyi"`` and ``"cubo"`` use ``num_particles`` as the bound's ``K`` (always
+    vectorized; the last two need ``K >= 2``, since with one particle every such bound is the
+    ELBO). ``alpha`` is the Rényi bound's order (``"renyi"`` only; default 0.5).
     """
     check_choice("elbo", name, tuple(OBJECTIVES))
     num_particles = check_positive_int("num_particles", num_particles)
+    if alpha is not None and name != "renyi":
+        raise ValueError(f"alpha is the order of elbo='renyi'; elbo={name!r} takes none.")
     kwargs: dict[str, Any] = dict(
         num_particles=num_particles, vectorize_particles=vectorize_particles and num_particles > 1
     )
-    if name == "iwae":
+    if name in PARTICLE_BOUNDS:
+        if name != "iwae" and num_particles < 2:
+            raise ValueError(
+                f"elbo={name!r} needs num_particles >= 2 (the bound's K); with one particle it "
+                "is the ELBO."
+            )
         kwargs = {"num_particles": num_particles}
+        if name == "renyi":
+            kwargs["alpha"] = 0.5 if alpha is None else alpha
     if max_plate_nesting is not None:
         kwargs["max_plate_nesting"] = max_plate_nesting
     if name == "jit":

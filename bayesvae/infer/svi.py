@@ -325,6 +325,7 @@ def fit(
     elbo: str | Any = None,
     num_particles: int = 1,
     vectorize_particles: bool = True,
+    alpha: float | None = None,
     optimizer: str | Any = "adam",
     weight_decay: float = 0.0,
     betas: tuple[float, float] = (0.9, 0.999),
@@ -382,9 +383,16 @@ def fit(
         elbo: a name — ``"trace"`` (sync-free Trace_ELBO), ``"meanfield"`` (analytic KL where
             available), ``"jit"``, ``"enum"`` (TraceEnum_ELBO: sites marked for enumeration are
             summed out) or ``"iwae"`` (the importance-weighted bound, ``K = num_particles``) —
-            or any Pyro ELBO instance (``TraceGraph_ELBO()``, ``RenyiELBO(alpha=0.5)``, ...).
-            Default: the model's ``default_elbo``.
-        num_particles: samples per step, vectorized when ``vectorize_particles`` (names only).
+            ``"renyi"`` (the variational Rényi bound of order ``alpha``, Li & Turner 2016, with
+            per-point weights like ``"iwae"``), ``"cubo"`` (the χ² upper bound, Dieng et al.
+            2017, minimised to fit a guide to a model without learnable parameters; the history's
+            ``train_elbo`` is then ``-CUBO``) — or any Pyro ELBO instance
+            (``TraceGraph_ELBO()``, ...). Default: the model's ``default_elbo``.
+        num_particles: samples per step, vectorized when ``vectorize_particles`` (names only);
+            the bound's ``K`` for ``"iwae"``, ``"renyi"`` and ``"cubo"`` (the last two need 2+).
+        alpha: order of ``elbo="renyi"`` (default 0.5): 0 is the IWAE bound, 1 the ELBO,
+            negative values give upper bounds. A program's own ``alpha`` argument goes in
+            ``model_kwargs``.
         optimizer: ``"adam"``, ``"clippedadam"``, a ``torch.optim.Optimizer`` subclass (built
             with ``lr``) or a Pyro optimizer instance (``pyro.optim.Adam({"lr": 0.01})``, which
             carries its own settings). ``weight_decay`` and ``betas`` apply to the names.
@@ -522,6 +530,15 @@ def fit(
             )
         check_choice("elbo", elbo, ELBO_NAMES)
     elbo_name = elbo if elbo_object is None else type(elbo_object).__name__
+    if alpha is not None and elbo_name != "renyi":
+        raise ValueError(
+            f"alpha is the order of elbo='renyi', got it with elbo={elbo_name!r}"
+            + (
+                "; a program's own alpha goes in model_kwargs={'alpha': ...}."
+                if is_program
+                else "."
+            )
+        )
     supported = contract.supported_elbos
     if supported is not None and elbo_name not in supported:
         raise ValueError(
@@ -692,6 +709,7 @@ def fit(
                 num_particles=num_particles,
                 vectorize_particles=vectorize_particles,
                 max_plate_nesting=contract.max_plate_nesting,
+                alpha=alpha if name == "renyi" else None,
             )
 
         objective = make_objective(elbo_name)
@@ -726,6 +744,7 @@ def fit(
         lr=lr,
         elbo=elbo_name,
         num_particles=num_particles,
+        **({"alpha": objective.alpha} if elbo_name == "renyi" else {}),
         optimizer=(
             optimizer
             if isinstance(optimizer, str)

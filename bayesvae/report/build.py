@@ -232,7 +232,25 @@ def _svi_section(run: RunFolder, config: dict[str, Any]) -> list[Section]:
         )
         if run.has("khat.png"):
             section.add_figure(run, "khat.png", "Pareto k̂ per data point")
+    bounds = run.json(DIAGNOSTICS_FILE).get("bounds")
+    if bounds:
+        section.checks.append(_bounds_text(bounds))
     return [section]
+
+
+def _bounds_text(bounds: dict[str, Any]) -> str:
+    """One sentence on ``ELBO <= log p(x) <= CUBO`` (see :func:`bayesvae.diagnostics.sandwich`)."""
+    where = (
+        f"per data point (mean over {bounds['rows']} points)"
+        if bounds.get("local_plate")
+        else "for the whole data set"
+    )
+    return (
+        f"Bounds on log p(x) {where}, {bounds['num_samples']} guide draws: ELBO "
+        f"{bounds['elbo']:.3f} <= importance-sampled {bounds['iwae']:.3f} <= log p(x) <= CUBO "
+        f"{bounds['cubo']:.3f} nats; the sandwich is {bounds['width']:.3f} nats wide (0 for a "
+        "guide equal to the posterior; the CUBO holds as the draws grow)."
+    )
 
 
 def _mcmc_section(run: RunFolder, config: dict[str, Any]) -> list[Section]:

@@ -138,7 +138,7 @@ def report(
 
 
 def _write_psis(svi: FitResult, run: RunWriter, seed: int) -> None:
-    from bayesvae.diagnostics import psis_diagnostic
+    from bayesvae.diagnostics import psis_diagnostic, sandwich
 
     args, kwargs = svi.data  # type: ignore[misc]
     result = psis_diagnostic(svi.model, *args, num_samples=1000, seed=seed, **kwargs)
@@ -156,7 +156,8 @@ def _write_psis(svi: FitResult, run: RunWriter, seed: int) -> None:
         from bayesvae.report import plots
 
         plots.khat_per_point(per_point.khat_per_point, run.file("khat.png"))
-    run.write_json(DIAGNOSTICS_FILE, {"psis": payload})
+    bounds = sandwich(svi.model, *args, num_samples=1000, local_plate=local, seed=seed, **kwargs)
+    run.write_json(DIAGNOSTICS_FILE, {"psis": payload, "bounds": bounds.summary()})
 
 
 def _render_model(fn: Any, args: tuple, kwargs: dict, run: RunWriter) -> None:

@@ -38,6 +38,7 @@ def test_vae_report_is_self_contained(vae_run):
     for heading in ("Variational autoencoder", "Stochastic variational inference", "Configuration"):
         assert heading in html
     assert "active" in html and "k̂" in html
+    assert "Bounds on log p(x) per data point (mean over 180 points)" in html  # val rows
     import arviz as az
 
     assert "log_likelihood" in az.from_netcdf(vae_run / "posterior.nc").groups()

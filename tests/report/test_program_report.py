@@ -75,6 +75,10 @@ def test_an_svi_only_report_summarises_the_guide(tmp_path, fits):
     html = bayesvae.report(svi, out=tmp_path / "svi").html.read_text()
     assert "from the SVI guide" in html and "The guide against NUTS" not in html
     assert "<h2>Posterior summary</h2>" in html
+    bounds = json.loads((tmp_path / "svi" / "diagnostics.json").read_text())["bounds"]
+    assert bounds["local_plate"] is None and bounds["rows"] == 1  # global latents: the data set
+    assert bounds["elbo"] <= bounds["iwae"] <= bounds["cubo"]
+    assert "for the whole data set" in html and "CUBO" in html
 
 
 def test_an_mcmc_only_report(tmp_path, fits):
@@ -118,4 +122,11 @@ def test_a_program_whose_latents_are_all_local_gets_per_point_khat(tmp_path):
     assert (tmp_path / "run" / "khat.png").is_file()
     assert (
         "Per data point (every latent is in plate" in (tmp_path / "run" / "report.md").read_text()
+    )
+    bounds = json.loads((tmp_path / "run" / "diagnostics.json").read_text())["bounds"]
+    assert bounds["local_plate"] == "data" and bounds["rows"] == 40
+    assert bounds["elbo"] <= bounds["iwae"] <= bounds["cubo"]
+    assert (
+        "Bounds on log p(x) per data point (mean over 40 points)"
+        in (tmp_path / "run" / "report.md").read_text()
     )
