@@ -41,6 +41,7 @@ _EXPORTS = {
     "HierarchicalVAE": "bayesvae.models.hvae:HierarchicalVAE",
     "GumbelSoftmaxVAE": "bayesvae.models.gumbel_vae:GumbelSoftmaxVAE",
     "MixturePriorVAE": "bayesvae.models.mixture_vae:MixturePriorVAE",
+    "SemiSupervisedVAE": "bayesvae.models.ssvae:SemiSupervisedVAE",
     "ProdLDA": "bayesvae.models.prodlda:ProdLDA",
     "AnomalyMixture": "bayesvae.anomaly:AnomalyMixture",
     "detect_anomalies": "bayesvae.anomaly:detect_anomalies",
@@ -71,6 +72,7 @@ __all__ = [
     "HierarchicalVAE",
     "GumbelSoftmaxVAE",
     "MixturePriorVAE",
+    "SemiSupervisedVAE",
     "abtest",
     "abtest_from_rows",
     "abtest_metrics",
@@ -97,6 +99,7 @@ if TYPE_CHECKING:
         HierarchicalVAE,
         MixturePriorVAE,
         ProdLDA,
+        SemiSupervisedVAE,
     )
     from bayesvae.models.program import PyroProgram
     from bayesvae.runs import load

@@ -106,7 +106,12 @@ class _Stages:
 
 
 def _vae_diagnostics(
-    model: Any, data: tuple[Any, ...], run: Any, seed: int, stage: Any = lambda name: None
+    model: Any,
+    data: tuple[Any, ...],
+    run: Any,
+    seed: int,
+    stage: Any = lambda name: None,
+    classifier: dict[str, Any] | None = None,
 ) -> None:
     """Write ``diagnostics.json`` (VAE checks, per-point PSIS k̂), ``posterior.nc`` and
     ``khat.png`` into the run being written (a :class:`~bayesvae.runs.RunWriter`) for the report;
@@ -149,6 +154,8 @@ def _vae_diagnostics(
         },
         "bounds": bounds.summary(),
     }
+    if classifier is not None:  # a semi-supervised model's labels and held-out accuracy
+        summary["classifier"] = classifier
     run.write_json("diagnostics.json", summary)
 
 
@@ -159,7 +166,10 @@ VAE_MODELS = {
     "hvae": "HierarchicalVAE",
     "gumbel": "GumbelSoftmaxVAE",
     "mixture": "MixturePriorVAE",
+    "ssvae": "SemiSupervisedVAE",
 }
+#: models trained with labels: the conditional VAE (every row) and M2 (--labelled rows)
+LABELLED_MODELS = ("cvae", "ssvae")
 
 
 def _build_vae(args: argparse.Namespace, input_shape: tuple[int, ...], num_classes: int) -> Any:
@@ -188,8 +198,10 @@ def _build_vae(args: argparse.Namespace, input_shape: tuple[int, ...], num_class
         family.update(flows=args.flows, flow_type=args.flow_type)
     elif args.flows:
         raise UsageError(f"--flows is for --model vae, cvae or mixture, not {args.model}")
-    if args.model == "cvae":
+    if args.model in LABELLED_MODELS:
         family["num_classes"] = num_classes
+    if args.model == "ssvae":
+        family["classifier_weight"] = args.classifier_weight
     if args.model == "hvae":
         family["top_latent_dim"] = args.top_latent_dim
     if args.model == "mixture":
@@ -208,10 +220,11 @@ def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], run: A
     if not model.continuous_latent:
         return
     first, second = 0, 1
-    if shown.y is not None and model.family != "ConditionalVAE":  # two different classes
+    by_class = model.family in ("ConditionalVAE", "SemiSupervisedVAE")
+    if shown.y is not None and not by_class:  # two different classes
         others = np.flatnonzero(np.asarray(shown.y) != shown.y[0])
         second = int(others[0]) if len(others) else 1
-    y = None if model.family != "ConditionalVAE" else int(shown.y[0])
+    y = int(shown.y[0]) if by_class else None
     x = torch.as_tensor(shown.x[[first, second]])
     images = latent.interpolate(model, x[0], x[1], steps=10, method="spherical", y=y)
     endpoints = None
@@ -247,20 +260,33 @@ def _run_vae(args: argparse.Namespace) -> int:
         if args.model not in ("vae", "cvae"):
             raise UsageError(f"--conditional cannot be combined with --model {args.model}")
         args.model = "cvae"
+    if args.labelled is not None and args.model != "ssvae":
+        raise UsageError("--labelled is for --model ssvae")
     train, val = load_data_spec(args.data, seed=args.seed, val_fraction=args.val_fraction)
     conditional = args.model == "cvae"
-    if conditional and (train.y is None or (val is not None and val.y is None)):
-        raise UsageError(f"--model cvae needs labelled data; --data {args.data} has no labels")
+    labelled = args.model in LABELLED_MODELS
+    if labelled and (train.y is None or (val is not None and val.y is None)):
+        raise UsageError(
+            f"--model {args.model} needs labelled data; --data {args.data} has no labels"
+        )
     input_shape: Any = train.image_shape if args.encoder == "conv" else train.x.shape[1:]
     if args.encoder == "conv":
         train, val = _as_images(train), _as_images(val)
-    num_classes = (
-        int(max(train.y.max(), -1 if val is None else val.y.max())) + 1 if conditional else 0
-    )
+    num_classes = int(max(train.y.max(), -1 if val is None else val.y.max())) + 1 if labelled else 0
     model = _build_vae(args, tuple(input_shape), num_classes)
+    if args.model == "ssvae":
+        from bayesvae.data import keep_labels
+
+        num_labelled = len(train.y) if args.labelled is None else args.labelled
+        partial = keep_labels(train.y, num_labelled, seed=args.seed)
 
     def fit_data(dataset: Any) -> Any:
-        return None if dataset is None else (dataset.x, dataset.y) if conditional else dataset
+        if dataset is None:
+            return None
+        if args.model == "ssvae":  # training keeps --labelled labels; validation hides all
+            hidden = np.full(len(dataset.x), -1)
+            return dataset.x, partial if dataset is train else hidden
+        return (dataset.x, dataset.y) if conditional else dataset
 
     out = Path(args.out)
     checkpoints = _checkpoints(args)
@@ -288,8 +314,9 @@ def _run_vae(args: argparse.Namespace) -> int:
         backend=args.backend,
     )
     # the run is assembled beside --out and swapped in whole (its checkpoints move over)
+    classifier = _classifier_summary(result.model, partial, val) if args.model == "ssvae" else None
     with RunWriter(out, overwrite=True) as run:
-        _write_vae_run(args, result, train, val, conditional, num_classes, run)
+        _write_vae_run(args, result, train, val, conditional, num_classes, run, classifier)
     last = result.history.iloc[-1].to_dict()
     summary = {
         "out": str(out),
@@ -299,12 +326,22 @@ def _run_vae(args: argparse.Namespace) -> int:
         "val_elbo": last.get("val_elbo"),
         "device": str(result.device),
     }
+    summary.update(classifier or {})
     print(
         json.dumps(summary)
         if args.json
         else "\n".join(f"{key}: {value}" for key, value in summary.items())
     )
     return 0
+
+
+def _classifier_summary(model: Any, partial: Any, val: Any) -> dict[str, Any]:
+    """An M2 model's labels used and its classifier's accuracy on the held-out labels."""
+    summary: dict[str, Any] = {"labelled": int((partial >= 0).sum())}
+    if val is not None:
+        predicted = model.classify(val.x).numpy()
+        summary["val_accuracy"] = float((predicted == np.asarray(val.y)).mean())
+    return summary
 
 
 def _checkpoints(args: argparse.Namespace) -> Path | None:
@@ -332,8 +369,10 @@ def _write_vae_run(
     conditional: bool,
     num_classes: int,
     run: Any,
+    classifier: dict[str, Any] | None = None,
 ) -> None:
-    """The VAE run folder: the model, its figures and (``--report``) diagnostics and report."""
+    """The VAE run folder: the model, its figures and (``--report``) diagnostics and report;
+    ``classifier``: a semi-supervised model's labels and accuracy, for the report."""
     import torch
 
     from bayesvae.report import plots
@@ -350,7 +389,7 @@ def _write_vae_run(
         run.file("reconstructions.png"),
     )
     row_labels = None
-    if conditional:  # one row per class
+    if conditional or model.family == "SemiSupervisedVAE":  # one row per class
         labels = np.repeat(np.arange(num_classes), 10)
         samples = model.sample(len(labels), labels, seed=args.seed)
         title = "samples (decoder means), one class per row"
@@ -370,7 +409,9 @@ def _write_vae_run(
 
         data = (shown.x[:1000], shown.y[:1000]) if conditional else (shown.x[:1000],)
         with _Stages(args, 4) as stage:
-            _vae_diagnostics(model, tuple(torch.as_tensor(d) for d in data), run, args.seed, stage)
+            _vae_diagnostics(
+                model, tuple(torch.as_tensor(d) for d in data), run, args.seed, stage, classifier
+            )
             stage("report")
             build(run.reader())
 
@@ -1019,7 +1060,20 @@ def _build_parser() -> argparse.ArgumentParser:
         default="vae",
         choices=tuple(VAE_MODELS),
         help="vae | cvae (conditional, needs labels) | hvae (two stochastic layers) | "
-        "gumbel (discrete latents, Gumbel-softmax) | mixture (Gaussian-mixture prior)",
+        "gumbel (discrete latents, Gumbel-softmax) | mixture (Gaussian-mixture prior) | "
+        "ssvae (semi-supervised M2, labels for --labelled rows)",
+    )
+    vae.add_argument(
+        "--labelled",
+        type=int,
+        metavar="N",
+        help="--model ssvae: training labels kept, spread over the classes (default: all)",
+    )
+    vae.add_argument(
+        "--classifier-weight",
+        type=float,
+        default=10.0,
+        help="--model ssvae: weight of log q(y|x) on each labelled row",
     )
     vae.add_argument("--conditional", action="store_true", help="same as --model cvae")
     vae.add_argument(

@@ -100,13 +100,16 @@ def test_vae_command_conv_encoder_and_npy_file(tmp_path):
             [],
         ),
         (["--model", "mixture", "--components", "3"], "MixturePriorVAE", ["manifold.png"]),
+        (["--model", "ssvae", "--labelled", "50"], "SemiSupervisedVAE", ["interpolation.png"]),
+        (["--elbo", "renyi", "--alpha", "0.3", "--particles", "3"], "VAE", []),
     ],
 )
 def test_vae_command_builds_every_vae_of_the_family(tmp_path, capsys, args, family, files):
     out = tmp_path / "run"
     common = ["vae", "--epochs", "2", "--hidden", "32", "--out", str(out), "--no-progress"]
     assert main([*common, "--json", *args]) == 0
-    assert json.loads(capsys.readouterr().out)["model"] == family
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["model"] == family
     for name in ["samples.png", "reconstructions.png", *files]:
         assert (out / name).stat().st_size > 0, name
     loaded = bayesvae.load(out)
@@ -118,6 +121,10 @@ def test_vae_command_builds_every_vae_of_the_family(tmp_path, capsys, args, fami
         assert {"kl_z1", "kl_z2"} <= set(metrics.columns)
     if family == "GumbelSoftmaxVAE":
         assert not (out / "manifold.png").exists()  # no Gaussian latent to walk
+    if family == "SemiSupervisedVAE":  # 5 labels per class; accuracy on the held-out labels
+        assert summary["labelled"] == 50 and 0 <= summary["val_accuracy"] <= 1
+    if "--alpha" in args:
+        assert yaml.safe_load((out / "config.yaml").read_text())["fit"]["alpha"] == 0.3
 
 
 @pytest.mark.parametrize(
@@ -134,6 +141,11 @@ def test_vae_command_builds_every_vae_of_the_family(tmp_path, capsys, args, fami
         (["--latent-dim", "0"], "latent_dim"),
         (["--batch-size", "0"], "batch_size"),
         (["--device", "tpu"], "device"),
+        (["--labelled", "10"], "--labelled is for --model ssvae"),
+        (["--model", "ssvae", "--labelled", "5000"], "num_labelled must be in [0, 1617]"),
+        (["--model", "ssvae", "--classifier-weight", "-1"], "classifier_weight"),
+        (["--elbo", "trace", "--alpha", "0.5"], "alpha is the order of elbo='renyi'"),
+        (["--elbo", "cubo", "--particles", "4"], "fits a guide to a fixed model"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, words):

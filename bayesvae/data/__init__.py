@@ -10,7 +10,14 @@ from bayesvae._lazy import lazy_exports
 _EXPORTS = {
     **{
         name: f"bayesvae.data.datasets:{name}"
-        for name in ("ImageData", "load_array", "load_binarized_mnist", "load_digits", "load_mnist")
+        for name in (
+            "ImageData",
+            "keep_labels",
+            "load_array",
+            "load_binarized_mnist",
+            "load_digits",
+            "load_mnist",
+        )
     },
     **{
         name: f"bayesvae.data.loaders:{name}"
@@ -27,6 +34,7 @@ _EXPORTS = {
 }
 __all__ = [
     "ImageData",
+    "keep_labels",
     "load_array",
     "load_binarized_mnist",
     "load_digits",
@@ -49,6 +57,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 if TYPE_CHECKING:
     from bayesvae.data.datasets import (
         ImageData,
+        keep_labels,
         load_array,
         load_binarized_mnist,
         load_digits,

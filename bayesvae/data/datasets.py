@@ -10,6 +10,7 @@ import struct
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ __all__ = [
     "load_mnist",
     "load_binarized_mnist",
     "load_array",
+    "keep_labels",
     "MNIST_FILES",
     "MNIST_URL",
 ]
@@ -205,3 +207,35 @@ def load_array(path: str | os.PathLike[str], *, key: str | None = None) -> Image
     else:
         raise ValueError(f"{path}: x must have shape (N, D) or (N, C, H, W), got {x.shape}.")
     return ImageData(x=x, y=y, image_shape=image_shape)  # type: ignore[arg-type]
+
+
+def keep_labels(y: Any, num_labelled: int, *, seed: int = 0) -> np.ndarray:
+    """Labels ``y: (N,)`` with all but ``num_labelled`` hidden as ``-1`` (semi-supervised
+    training), the kept ones spread evenly over the classes (as in Kingma et al. 2014; a
+    remainder goes to the first classes) and drawn with ``seed``."""
+    labels = np.asarray(y)
+    if labels.ndim != 1 or labels.size == 0 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"y must be integer labels (N,), got {labels.dtype} {labels.shape}.")
+    if isinstance(num_labelled, bool) or not isinstance(num_labelled, (int, np.integer)):
+        raise TypeError(f"num_labelled must be an integer, got {num_labelled!r}.")
+    classes = np.unique(labels)
+    if not 0 <= num_labelled <= labels.size:
+        raise ValueError(f"num_labelled must be in [0, {labels.size}], got {num_labelled}.")
+    rng = np.random.default_rng(seed)
+    share = [
+        num_labelled // len(classes) + (i < num_labelled % len(classes))
+        for i in range(len(classes))
+    ]
+    kept = []
+    for label, count in zip(classes, share, strict=True):
+        rows = np.flatnonzero(labels == label)
+        if count > len(rows):
+            raise ValueError(
+                f"num_labelled={num_labelled} needs {count} rows of class {label}, which has "
+                f"{len(rows)}."
+            )
+        kept.append(rng.choice(rows, count, replace=False))
+    partial = np.full(labels.shape, -1, dtype=np.int64)
+    index = np.concatenate(kept) if kept else np.array([], dtype=np.int64)
+    partial[index] = labels[index]
+    return partial

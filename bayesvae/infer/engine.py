@@ -378,8 +378,14 @@ def evaluate_inputs(model: Any, inputs: Any, num_data: int) -> dict[str, float]:
                 objective = TraceEnum_ELBO(
                     max_plate_nesting=model.max_plate_nesting or float("inf")
                 )
-                replayed_guide = poutine.replay(model.guide, trace=guide_trace)
-                elbo = -objective.loss(model.model, replayed_guide, *args, **kwargs)
+                # the same guide draw, unless the guide itself enumerates (a label summed out
+                # in the guide): a replayed guide would pin those sites to the draw
+                guide = (
+                    model.guide
+                    if _enumerated_sites(guide_trace)
+                    else poutine.replay(model.guide, trace=guide_trace)
+                )
+                elbo = -objective.loss(model.model, guide, *args, **kwargs)
                 batch_recon = elbo + batch_kl
             recon += weight * batch_recon
             kl += weight * batch_kl

@@ -22,6 +22,7 @@ FAMILY_MODULES = (
     "bayesvae.models.hvae",
     "bayesvae.models.mixture_vae",
     "bayesvae.models.prodlda",
+    "bayesvae.models.ssvae",
     "bayesvae.models.vae",
 )
 _EXPORTS = {
@@ -35,6 +36,7 @@ _EXPORTS = {
     "GumbelSoftmaxVAE": "bayesvae.models.gumbel_vae:GumbelSoftmaxVAE",
     "HierarchicalVAE": "bayesvae.models.hvae:HierarchicalVAE",
     "MixturePriorVAE": "bayesvae.models.mixture_vae:MixturePriorVAE",
+    "SemiSupervisedVAE": "bayesvae.models.ssvae:SemiSupervisedVAE",
     "PyroModel": "bayesvae.models.base:PyroModel",
     "get_model_class": "bayesvae.models.base:get_model_class",
     "ProdLDA": "bayesvae.models.prodlda:ProdLDA",
@@ -51,6 +53,7 @@ __all__ = [
     "GumbelSoftmaxVAE",
     "HierarchicalVAE",
     "MixturePriorVAE",
+    "SemiSupervisedVAE",
     "MODEL_REGISTRY",
     "PyroModel",
     "get_model_class",
@@ -92,4 +95,5 @@ if TYPE_CHECKING:
     from bayesvae.models.hvae import HierarchicalVAE
     from bayesvae.models.mixture_vae import MixturePriorVAE
     from bayesvae.models.prodlda import ProdLDA
+    from bayesvae.models.ssvae import SemiSupervisedVAE
     from bayesvae.models.vae import VAE

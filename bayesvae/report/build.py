@@ -316,6 +316,12 @@ def _vae_description(family: str, model: dict[str, Any]) -> str:
         text += f" Guide: Gaussian followed by {model['flows']} {model['flow_type']} flow(s)."
     if family == "ConditionalVAE":
         text += f" Conditioned on {model['num_classes']} classes."
+    if family == "SemiSupervisedVAE":
+        text += (
+            f" The label is a latent of {model['num_classes']} classes: observed where known, "
+            "summed out by enumeration elsewhere; the classifier q(y | x) gets weight "
+            f"{model['classifier_weight']} on each labelled row (Kingma et al. 2014)."
+        )
     if family == "MixturePriorVAE":
         text += (
             f" Prior: a learned mixture of {model['components']} Gaussians, the component "
@@ -329,6 +335,7 @@ def _vae_description(family: str, model: dict[str, Any]) -> str:
 @register_section("HierarchicalVAE")
 @register_section("GumbelSoftmaxVAE")
 @register_section("MixturePriorVAE")
+@register_section("SemiSupervisedVAE")
 def _vae_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     import pandas as pd
 
@@ -340,6 +347,7 @@ def _vae_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
             "HierarchicalVAE": "Hierarchical variational autoencoder",
             "GumbelSoftmaxVAE": "Discrete-latent (Gumbel-softmax) VAE",
             "MixturePriorVAE": "VAE with a Gaussian-mixture prior",
+            "SemiSupervisedVAE": "Semi-supervised VAE (M2)",
         }[config["family"]]
     )
     section.text.append(_vae_description(config["family"], model))
@@ -393,6 +401,15 @@ def _vae_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
                 }
             ),
         )
+    classifier = run.json(DIAGNOSTICS_FILE).get("classifier")
+    if classifier:
+        text = f"Semi-supervised: trained with {classifier['labelled']} labels"
+        if classifier.get("val_accuracy") is not None:
+            text += (
+                f"; the classifier q(y | x) labels {classifier['val_accuracy']:.1%} of the "
+                "held-out rows correctly"
+            )
+        section.text.append(text + ".")
     section.add_figure(run, "reconstructions.png", "originals (top) and reconstructions")
     section.add_figure(run, "samples.png", "samples from the generative model (decoder means)")
     section.add_figure(run, "latent.png", "latent space: posterior means coloured by label")

@@ -186,3 +186,24 @@ def test_dynamic_binarization_resamples_each_draw():
     torch.testing.assert_close(rates[1:4], torch.tensor([0.1, 0.5, 0.9]), atol=0.012, rtol=0)
     seeded = [DynamicBinarize()(x, torch.Generator().manual_seed(3)) for _ in range(2)]
     assert torch.equal(*seeded)
+
+
+def test_keep_labels_spreads_the_kept_labels_over_the_classes():
+    from bayesvae.data import keep_labels
+
+    y = np.repeat(np.arange(4), 25)
+    partial = keep_labels(y, 10, seed=0)
+    kept = partial[partial >= 0]
+    assert len(kept) == 10 and np.bincount(kept).tolist() == [3, 3, 2, 2]
+    assert np.array_equal(partial[partial >= 0], y[partial >= 0])
+    assert np.array_equal(partial, keep_labels(y, 10, seed=0))
+    assert not np.array_equal(partial, keep_labels(y, 10, seed=1))
+    assert (keep_labels(y, 0) == -1).all() and (keep_labels(y, 100) == y).all()
+    with pytest.raises(ValueError, match=r"num_labelled must be in \[0, 100\]"):
+        keep_labels(y, 101)
+    with pytest.raises(ValueError, match="needs 2 rows of class 1"):
+        keep_labels(np.array([0, 0, 0, 1]), 4)
+    with pytest.raises(ValueError, match="integer labels"):
+        keep_labels(np.array([0.5, 1.0]), 1)
+    with pytest.raises(TypeError, match="num_labelled must be an integer"):
+        keep_labels(y, 2.0)
