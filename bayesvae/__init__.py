@@ -42,11 +42,13 @@ _EXPORTS = {
     "GumbelSoftmaxVAE": "bayesvae.models.gumbel_vae:GumbelSoftmaxVAE",
     "MixturePriorVAE": "bayesvae.models.mixture_vae:MixturePriorVAE",
     "SemiSupervisedVAE": "bayesvae.models.ssvae:SemiSupervisedVAE",
+    "SentenceVAE": "bayesvae.models.sentence_vae:SentenceVAE",
     "ProdLDA": "bayesvae.models.prodlda:ProdLDA",
     "AnomalyMixture": "bayesvae.anomaly:AnomalyMixture",
     "detect_anomalies": "bayesvae.anomaly:detect_anomalies",
     "AnomalyRun": "bayesvae.anomaly:AnomalyRun",
     "fit_topics": "bayesvae.topics:fit_topics",
+    "fit_text_vae": "bayesvae.text_vae:fit_text_vae",
     "TopicRun": "bayesvae.topics:TopicRun",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -73,6 +75,7 @@ __all__ = [
     "GumbelSoftmaxVAE",
     "MixturePriorVAE",
     "SemiSupervisedVAE",
+    "SentenceVAE",
     "abtest",
     "abtest_from_rows",
     "abtest_metrics",
@@ -84,6 +87,7 @@ __all__ = [
     "AnomalyRun",
     "ProdLDA",
     "fit_topics",
+    "fit_text_vae",
     "TopicRun",
 ]
 
@@ -100,8 +104,10 @@ if TYPE_CHECKING:
         MixturePriorVAE,
         ProdLDA,
         SemiSupervisedVAE,
+        SentenceVAE,
     )
     from bayesvae.models.program import PyroProgram
     from bayesvae.runs import load
     from bayesvae.runs import save_model as save
+    from bayesvae.text_vae import fit_text_vae
     from bayesvae.topics import TopicRun, fit_topics

@@ -763,6 +763,37 @@ def _run_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_text_vae(args: argparse.Namespace) -> int:
+    from bayesvae.text_vae import fit_text_vae
+
+    if args.report and not args.out:
+        raise UsageError("--report needs --out DIR (the report is written there)")
+    run = fit_text_vae(
+        args.corpus,
+        column=args.column,
+        min_tokens=args.min_tokens,
+        max_tokens=args.max_tokens,
+        vocab_size=args.vocab_size,
+        val_fraction=args.val_fraction,
+        latent_dim=args.latent_dim,
+        embedding_dim=args.embedding_dim,
+        hidden_dim=args.hidden,
+        rnn=args.rnn,
+        word_dropout=args.word_dropout,
+        free_bits=args.free_bits,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        kl_warmup=args.kl_warmup,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        progress=_show_progress(args),
+        device=args.device,
+    )
+    _save_and_print(run, args)
+    return 0
+
+
 def _load_program(spec: str) -> Any:
     """``MODEL.py:function`` -> the function, imported from the file."""
     import importlib.util
@@ -1421,6 +1452,37 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--no-progress", action="store_true")
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     fit.set_defaults(run=_run_fit)
+
+    text_vae = add_parser("text-vae", help="fit a sentence VAE (Bowman et al. 2016) to a corpus")
+    text_vae.add_argument(
+        "corpus", help="a .txt file (one document per line), a folder of .txt files, or a CSV"
+    )
+    text_vae.add_argument("--column", help="text column of a CSV corpus")
+    text_vae.add_argument("--out", help="run folder: model, result.json, samples, homotopy")
+    text_vae.add_argument("--overwrite", action="store_true", help="replace a run in --out")
+    text_vae.add_argument("--report", action="store_true", help="write the report (needs --out)")
+    text_vae.add_argument("--epochs", type=int, default=20)
+    text_vae.add_argument("--batch-size", type=int, default=64)
+    text_vae.add_argument("--lr", type=float, default=1e-3)
+    text_vae.add_argument("--kl-warmup", type=int, default=5, help="KL annealing epochs")
+    text_vae.add_argument("--latent-dim", type=int, default=16)
+    text_vae.add_argument("--embedding-dim", type=int, default=128)
+    text_vae.add_argument("--hidden", type=int, default=256, help="RNN state size")
+    text_vae.add_argument("--rnn", default="gru", choices=("gru", "lstm"))
+    text_vae.add_argument("--word-dropout", type=float, default=0.25)
+    text_vae.add_argument("--free-bits", type=float, default=0.0, help="KL floor per dimension")
+    text_vae.add_argument("--vocab-size", type=int, default=10000)
+    text_vae.add_argument("--min-tokens", type=int, default=1, help="shortest sentence kept")
+    text_vae.add_argument("--max-tokens", type=int, default=40, help="longest sentence kept")
+    text_vae.add_argument("--val-fraction", type=float, default=0.1, help="held-out sentences")
+    text_vae.add_argument(
+        "--num-samples", type=int, default=100, help="importance samples for held-out NLL"
+    )
+    text_vae.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    text_vae.add_argument("--seed", type=int, default=0)
+    text_vae.add_argument("--no-progress", action="store_true", help="no progress bar")
+    text_vae.add_argument("--json", action="store_true", help="print one JSON object")
+    text_vae.set_defaults(run=_run_text_vae)
 
     report = add_parser("report", help="write report.html and report.md for a run")
     report.add_argument("run_dir", help="a run folder (with config.yaml)")

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
         "vae_mnist.py",
         "vae_variants.py",
         "augment.py",
+        "text_vae.py",
         "vae_anomaly.py",
         "abtest.py",
         "anomaly.py",

@@ -20,6 +20,7 @@ LAYERS = [
         "bayesvae.abtest",
         "bayesvae.anomaly",
         "bayesvae.topics",
+        "bayesvae.text_vae",
         "bayesvae.augment",
         "bayesvae.latent",
     ),

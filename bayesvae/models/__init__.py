@@ -22,6 +22,7 @@ FAMILY_MODULES = (
     "bayesvae.models.hvae",
     "bayesvae.models.mixture_vae",
     "bayesvae.models.prodlda",
+    "bayesvae.models.sentence_vae",
     "bayesvae.models.ssvae",
     "bayesvae.models.vae",
 )
@@ -37,6 +38,7 @@ _EXPORTS = {
     "HierarchicalVAE": "bayesvae.models.hvae:HierarchicalVAE",
     "MixturePriorVAE": "bayesvae.models.mixture_vae:MixturePriorVAE",
     "SemiSupervisedVAE": "bayesvae.models.ssvae:SemiSupervisedVAE",
+    "SentenceVAE": "bayesvae.models.sentence_vae:SentenceVAE",
     "PyroModel": "bayesvae.models.base:PyroModel",
     "get_model_class": "bayesvae.models.base:get_model_class",
     "ProdLDA": "bayesvae.models.prodlda:ProdLDA",
@@ -54,6 +56,7 @@ __all__ = [
     "HierarchicalVAE",
     "MixturePriorVAE",
     "SemiSupervisedVAE",
+    "SentenceVAE",
     "MODEL_REGISTRY",
     "PyroModel",
     "get_model_class",
@@ -95,5 +98,6 @@ if TYPE_CHECKING:
     from bayesvae.models.hvae import HierarchicalVAE
     from bayesvae.models.mixture_vae import MixturePriorVAE
     from bayesvae.models.prodlda import ProdLDA
+    from bayesvae.models.sentence_vae import SentenceVAE
     from bayesvae.models.ssvae import SemiSupervisedVAE
     from bayesvae.models.vae import VAE

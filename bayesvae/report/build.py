@@ -636,6 +636,48 @@ def _anomaly_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     return [section]
 
 
+@register_section("SentenceVAE")
+def _sentence_vae_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
+    import pandas as pd
+
+    result = run.json("result.json")
+    if not result:
+        return []
+    model = config["model"]
+    section = Section("Sentence VAE")
+    section.lead.append(
+        "The decoder ignores the latent code (posterior collapse, KL about 0): the model is a "
+        "language model, and its latent space holds nothing. Raise word dropout, KL warm-up or "
+        "free bits."
+        if result["collapsed"]
+        else f"The latent code carries {result['kl']:.2f} nats per sentence: sentences are "
+        "encoded, and nearby codes decode to related sentences (the homotopy below)."
+    )
+    section.text.append(
+        f"{model['rnn'].upper()} encoder and decoder ({model['hidden_dim']} units, embeddings of "
+        f"{model['embedding_dim']}), latent dimension {model['latent_dim']}, "
+        f"{result['vocab_size']} words, word dropout {model['word_dropout']}"
+        + (f", free bits {model['free_bits']}" if model["free_bits"] else "")
+        + f"; {result['epochs']} epochs in {result['seconds']:.1f} s."
+    )
+    (section.problems if result["collapsed"] else section.checks).append(
+        f"Held out ({result['num_eval']} sentences, importance sampling with K = "
+        f"{result['num_samples']}): NLL {result['nll']:.2f} nats per sentence, perplexity "
+        f"{result['ppl_word']:.1f} per word (<eos> counted), KL {result['kl']:.3f} nats."
+    )
+    section.add_table("samples from the prior", pd.DataFrame({"sentence": result["samples"]}))
+    if result["homotopy"]:
+        section.add_table(
+            "homotopy: greedy decodings between two held-out sentences' codes",
+            pd.DataFrame({"step": range(len(result["homotopy"])), "sentence": result["homotopy"]}),
+        )
+    section.add_table(
+        "held-out sentences and their greedy reconstructions",
+        pd.DataFrame(result["reconstructions"], columns=["sentence", "reconstruction"]),
+    )
+    return [section]
+
+
 @register_section("ProdLDA")
 def _prodlda_sections(run: RunFolder, config: dict[str, Any]) -> list[Section]:
     import pandas as pd
