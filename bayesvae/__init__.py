@@ -37,6 +37,7 @@ _EXPORTS = {
     "load": "bayesvae.runs.folder:load",
     "save": "bayesvae.runs.folder:save_model",
     "VAE": "bayesvae.models.vae:VAE",
+    "AdversarialVAE": "bayesvae.models.avb:AdversarialVAE",
     "ConditionalVAE": "bayesvae.models.cvae:ConditionalVAE",
     "HierarchicalVAE": "bayesvae.models.hvae:HierarchicalVAE",
     "GumbelSoftmaxVAE": "bayesvae.models.gumbel_vae:GumbelSoftmaxVAE",
@@ -70,6 +71,7 @@ __all__ = [
     "load",
     "save",
     "VAE",
+    "AdversarialVAE",
     "ConditionalVAE",
     "HierarchicalVAE",
     "GumbelSoftmaxVAE",
@@ -98,6 +100,7 @@ if TYPE_CHECKING:
     from bayesvae.infer.svi import FitResult, fit
     from bayesvae.models import (
         VAE,
+        AdversarialVAE,
         ConditionalVAE,
         GumbelSoftmaxVAE,
         HierarchicalVAE,

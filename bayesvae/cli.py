@@ -133,27 +133,27 @@ def _vae_diagnostics(
         warnings.simplefilter("ignore", UserWarning)
         vae = vae_diagnostics(model, *data, num_samples=200, seed=seed)
     training_data = model.check_data(*data)
-    stage("PSIS k-hat")
-    psis = psis_diagnostic(model, *(t[:300] for t in training_data), num_samples=500, seed=seed)
-    stage("ELBO / CUBO bounds")
-    bounds = sandwich(model, *(t[:300] for t in training_data), num_samples=500, seed=seed)
-    stage("posterior draws")
-    idata = svi_to_inference_data(
-        model, *(t[:100] for t in training_data), num_samples=100, seed=seed
-    )
-    run.write_netcdf("posterior.nc", idata)
-    plots.khat_per_point(psis.khat_per_point, run.file("khat.png"))
-    summary = {
-        "vae": {**vae, "num_points": int(len(data[0]))},
-        "psis": {
+    shown = tuple(t[:300] for t in training_data)
+    summary: dict[str, Any] = {"vae": {**vae, "num_points": int(len(data[0]))}}
+    if model.guide_has_density:  # an implicit guide gives no importance weights
+        stage("PSIS k-hat")
+        psis = psis_diagnostic(model, *shown, num_samples=500, seed=seed)
+        plots.khat_per_point(psis.khat_per_point, run.file("khat.png"))
+        stage("ELBO / CUBO bounds")
+        bounds = sandwich(model, *shown, num_samples=500, seed=seed)
+        summary["psis"] = {
             "verdict": psis.verdict,
             "num_samples": psis.num_samples,
             "khat": psis.khat,
             "khat_median": float(np.median(psis.khat_per_point)),
             "share_bad_points": psis.share_bad_points,
-        },
-        "bounds": bounds.summary(),
-    }
+        }
+        summary["bounds"] = bounds.summary()
+    stage("posterior draws")
+    idata = svi_to_inference_data(
+        model, *(t[:100] for t in training_data), num_samples=100, seed=seed
+    )
+    run.write_netcdf("posterior.nc", idata)
     if classifier is not None:  # a semi-supervised model's labels and held-out accuracy
         summary["classifier"] = classifier
     run.write_json("diagnostics.json", summary)
@@ -167,6 +167,7 @@ VAE_MODELS = {
     "gumbel": "GumbelSoftmaxVAE",
     "mixture": "MixturePriorVAE",
     "ssvae": "SemiSupervisedVAE",
+    "avb": "AdversarialVAE",
 }
 #: models trained with labels: the conditional VAE (every row) and M2 (--labelled rows)
 LABELLED_MODELS = ("cvae", "ssvae")
@@ -202,6 +203,10 @@ def _build_vae(args: argparse.Namespace, input_shape: tuple[int, ...], num_class
         family["num_classes"] = num_classes
     if args.model == "ssvae":
         family["classifier_weight"] = args.classifier_weight
+    if args.model == "avb":
+        family["noise_dim"] = args.noise_dim
+    elif args.noise_dim is not None:
+        raise UsageError("--noise-dim is for --model avb")
     if args.model == "hvae":
         family["top_latent_dim"] = args.top_latent_dim
     if args.model == "mixture":
@@ -1092,7 +1097,11 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=tuple(VAE_MODELS),
         help="vae | cvae (conditional, needs labels) | hvae (two stochastic layers) | "
         "gumbel (discrete latents, Gumbel-softmax) | mixture (Gaussian-mixture prior) | "
-        "ssvae (semi-supervised M2, labels for --labelled rows)",
+        "ssvae (semi-supervised M2, labels for --labelled rows) | avb (implicit guide, "
+        "adversarial KL)",
+    )
+    vae.add_argument(
+        "--noise-dim", type=int, help="--model avb: size of the guide's noise (default: latent)"
     )
     vae.add_argument(
         "--labelled",

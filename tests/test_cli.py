@@ -102,6 +102,7 @@ def test_vae_command_conv_encoder_and_npy_file(tmp_path):
         (["--model", "mixture", "--components", "3"], "MixturePriorVAE", ["manifold.png"]),
         (["--model", "ssvae", "--labelled", "50"], "SemiSupervisedVAE", ["interpolation.png"]),
         (["--elbo", "renyi", "--alpha", "0.3", "--particles", "3"], "VAE", []),
+        (["--model", "avb", "--noise-dim", "3"], "AdversarialVAE", ["manifold.png"]),
     ],
 )
 def test_vae_command_builds_every_vae_of_the_family(tmp_path, capsys, args, family, files):
@@ -142,6 +143,8 @@ def test_vae_command_builds_every_vae_of_the_family(tmp_path, capsys, args, fami
         (["--batch-size", "0"], "batch_size"),
         (["--device", "tpu"], "device"),
         (["--labelled", "10"], "--labelled is for --model ssvae"),
+        (["--noise-dim", "3"], "--noise-dim is for --model avb"),
+        (["--model", "avb", "--flows", "1"], "--flows is for"),
         (["--model", "ssvae", "--labelled", "5000"], "num_labelled must be in [0, 1617]"),
         (["--model", "ssvae", "--classifier-weight", "-1"], "classifier_weight"),
         (["--elbo", "trace", "--alpha", "0.5"], "alpha is the order of elbo='renyi'"),

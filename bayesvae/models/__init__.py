@@ -17,6 +17,7 @@ FAMILY_MODULES = (
     "bayesvae.models.abtest",
     "bayesvae.models.ab_metrics",
     "bayesvae.models.anomaly",
+    "bayesvae.models.avb",
     "bayesvae.models.cvae",
     "bayesvae.models.gumbel_vae",
     "bayesvae.models.hvae",
@@ -29,6 +30,7 @@ FAMILY_MODULES = (
 _EXPORTS = {
     "AnomalyMixtureModel": "bayesvae.models.anomaly:AnomalyMixtureModel",
     "BetaBinomialABTest": "bayesvae.models.abtest:BetaBinomialABTest",
+    "AdversarialVAE": "bayesvae.models.avb:AdversarialVAE",
     "ConditionalVAE": "bayesvae.models.cvae:ConditionalVAE",
     "GammaPoissonABTest": "bayesvae.models.ab_metrics:GammaPoissonABTest",
     "NegativeBinomialABTest": "bayesvae.models.ab_metrics:NegativeBinomialABTest",
@@ -47,6 +49,7 @@ _EXPORTS = {
 __all__ = [
     "AnomalyMixtureModel",
     "BetaBinomialABTest",
+    "AdversarialVAE",
     "ConditionalVAE",
     "GammaPoissonABTest",
     "NegativeBinomialABTest",
@@ -92,6 +95,7 @@ if TYPE_CHECKING:
     )
     from bayesvae.models.abtest import BetaBinomialABTest
     from bayesvae.models.anomaly import AnomalyMixtureModel
+    from bayesvae.models.avb import AdversarialVAE
     from bayesvae.models.base import MODEL_REGISTRY, PyroModel, get_model_class
     from bayesvae.models.cvae import ConditionalVAE
     from bayesvae.models.gumbel_vae import GumbelSoftmaxVAE

@@ -22,6 +22,9 @@ hook                           default            meaning
 ``local_plate``                ``None``           plate of amortized per-data-point latents (per
                                                   point PSIS k̂)
 ``continuous_latent``          ``False``          a Gaussian latent the latent-space tools explore
+``guide_has_density``          ``True``           the guide's log density is exact (``False``: an
+                                                  implicit guide; PSIS and bound sandwiches do
+                                                  not apply)
 ``default_elbo``               ``"trace"``        objective when ``fit(elbo=None)``
 ``supported_elbos``            ``None``           objectives the model allows (``None``: any)
 ``supported_elbos_reason``     a sentence         why others are refused
@@ -65,6 +68,7 @@ class ModelContract:
     max_plate_nesting: ClassVar[int | None] = None
     local_plate: ClassVar[str | None] = None
     continuous_latent: ClassVar[bool] = False
+    guide_has_density: ClassVar[bool] = True
     default_elbo: ClassVar[str] = "trace"
     supported_elbos: ClassVar[tuple[str, ...] | None] = None
     supported_elbos_reason: ClassVar[str] = DEFAULT_SUPPORTED_REASON
