@@ -38,6 +38,8 @@ __all__ = ["SentenceVAE", "RNN_CELLS"]
 
 RNN_CELLS = ("gru", "lstm")
 _PAD, _BOS, _EOS, _UNK = range(len(SPECIALS))
+#: most next-word logits one importance-sampling chunk may hold (floats)
+_LOGIT_BUDGET = 100_000_000
 
 
 def _probability(name: str, value: Any) -> float:
@@ -356,7 +358,9 @@ class SentenceVAE(PyroModel):
         seed: int | None = None,
     ) -> torch.Tensor:
         """Importance-sampled ``log p(w)`` per sentence, nats ``(N,)`` (Burda et al. 2016,
-        ``K = num_samples`` draws of ``q(z | w)``); the target words include ``<eos>``."""
+        ``K = num_samples`` draws of ``q(z | w)``); the target words include ``<eos>``. Draws
+        are decoded ``particle_batch`` at a time, fewer where the logits of a chunk would
+        exceed about 100 million floats (a large vocabulary)."""
         ids = self._ids(texts)
         num_samples = check_positive_int("num_samples", num_samples)
         particle_batch = check_positive_int("particle_batch", particle_batch)
@@ -370,8 +374,11 @@ class SentenceVAE(PyroModel):
                 batch = ids[start : start + batch_size]
                 q = self.posterior(batch)
                 total = torch.full((len(batch),), -math.inf, device=batch.device)
-                for done in range(0, num_samples, particle_batch):
-                    k = min(particle_batch, num_samples - done)
+                # the logits of one chunk, k * B * T * V floats, stay under _LOGIT_BUDGET
+                width = len(batch) * batch.shape[1] * len(self.vocabulary)
+                chunk = max(1, min(particle_batch, _LOGIT_BUDGET // width))
+                for done in range(0, num_samples, chunk):
+                    k = min(chunk, num_samples - done)
                     z = q.sample((k,))  # (k, B, L)
                     repeated = batch.repeat(k, 1)
                     flat = z.reshape(-1, self.latent_dim)

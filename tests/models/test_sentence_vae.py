@@ -181,3 +181,26 @@ def test_bad_queries_and_objectives():
     with pytest.raises(ValueError, match="no batch of particles"):
         bayesvae.fit(model, model.encode_text(TEXTS), elbo="iwae", num_particles=2,
                      progress=False)  # fmt: skip
+
+
+def test_importance_sampling_chunks_stay_within_the_logit_budget(monkeypatch):
+    import bayesvae.models.sentence_vae as module
+
+    model = small().eval()
+    sizes = []
+    original = model.words_dist
+
+    def spy(z, ids):
+        sizes.append(len(ids))
+        return original(z, ids)
+
+    monkeypatch.setattr(model, "words_dist", spy)
+    full = model.log_likelihood(TEXTS, num_samples=12, particle_batch=12, seed=0)
+    # a budget of 3 chunks' worth of rows: 12 draws of 6 sentences go 1 draw at a time
+    width = 6 * model.encode_text(TEXTS).shape[1] * len(VOCAB)
+    monkeypatch.setattr(module, "_LOGIT_BUDGET", width)
+    sizes.clear()
+    chunked = model.log_likelihood(TEXTS, num_samples=12, particle_batch=12, seed=0)
+    assert set(sizes) == {6} and len(sizes) == 12
+    # other chunks draw other noise: the same estimate up to Monte Carlo error
+    torch.testing.assert_close(chunked, full, atol=0.5, rtol=0)
