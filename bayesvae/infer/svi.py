@@ -430,7 +430,8 @@ def fit(
             larger minibatch would.
         backend: ``"pyro"`` (this loop) or ``"numpyro"``: a family's NumPyro twin trains with
             jitted SVI and its weights are copied back; options beyond epochs, batch size, Adam's
-            lr/betas, ``elbo`` ("trace"/"meanfield"), seed, val and progress are refused.
+            lr/betas, ``elbo`` ("trace"/"meanfield"), seed, val, progress and
+            ``early_stopping`` (which keeps the best epoch's weights) are refused.
 
     Returns:
         :class:`FitResult` with the fitted model (for a program, its
@@ -559,7 +560,6 @@ def fit(
             "lr_schedule": lr_schedule != "constant",
             "clip_norm": clip_norm is not None,
             "kl_warmup": kl_warmup != 0,
-            "early_stopping": early_stopping is not None,
             "callbacks": bool(callbacks),
             "checkpoint_dir": checkpoint_dir is not None,
             "checkpoint_every": checkpoint_every != 1,
@@ -586,6 +586,7 @@ def fit(
             seed=seed,
             progress=progress,
             device=target,
+            early_stopping=early_stopping,
         )
     if elbo_object is not None:
         if num_particles != 1:
@@ -959,10 +960,12 @@ def _fit_numpyro(
     seed: int,
     progress: bool,
     device: torch.device,
+    early_stopping: int | None = None,
 ) -> FitResult:
     """``fit(..., backend="numpyro")``: validate the data as the Pyro loop does, train the
     family's NumPyro ``twin`` (from :func:`bayesvae.backends.numpyro.svi_twin`), copy its
-    weights into ``model``."""
+    weights into ``model``. With ``early_stopping`` the weights are those of the best epoch
+    (the jitted loop writes no checkpoints to load them from)."""
     import pandas as pd
 
     if isinstance(train, DataLoader) or isinstance(val, DataLoader):
@@ -985,6 +988,7 @@ def _fit_numpyro(
         dynamic_binarization=transform is not None,
         seed=seed,
         progress=progress,
+        early_stopping=early_stopping,
     )
     twin.export_to(model)
     target = device
@@ -1002,12 +1006,22 @@ def _fit_numpyro(
         num_train=len(tensors[0]),
     )
     history = pd.DataFrame(twin.history)
-    best = None
+    best, stop_reason = None, None
     if len(history):
         column = "val_elbo" if "val_elbo" in history else "train_elbo"
         best = int(history.loc[history[column].idxmax(), "epoch"])
+        if len(history) < epochs:
+            stop_reason = (
+                f"early stopping: {column} did not improve for {early_stopping} epochs "
+                f"(best {history[column].max():.4f} in epoch {best}, whose weights are kept)"
+            )
     return FitResult(
-        model=model, history=history, device=target, best_epoch=best, settings=settings
+        model=model,
+        history=history,
+        device=target,
+        best_epoch=best,
+        stop_reason=stop_reason,
+        settings=settings,
     )
 
 

@@ -72,3 +72,27 @@ def test_a_nan_loss_stops_naming_the_epoch():
             key=jax.random.PRNGKey(1),
             seed=0,
         )
+
+
+def test_early_stopping_returns_the_best_epochs_state():
+    """Validation data away from the training data: the first epoch is the best on it, the
+    loop stops ``patience`` epochs later and returns that epoch's state."""
+    import jax
+    import jax.numpy as jnp
+
+    from bayesvae.backends.numpyro.loop import run_svi
+
+    rng = np.random.default_rng(0)
+    train = jnp.asarray(rng.normal(3.0, 1.0, size=200).astype(np.float32))
+    val = (jnp.asarray(rng.normal(-1.0, 1.0, size=100).astype(np.float32)),)
+    common = dict(num_data=200, batch_size=50, seed=0, val=val)
+    keys = dict(init_key=jax.random.PRNGKey(0), key=jax.random.PRNGKey(1))
+    svi = _svi(lr=0.1)
+    state, history = run_svi(svi, (train,), epochs=50, early_stopping=3, **common, **keys)
+    val_elbos = [row["val_elbo"] for row in history]
+    best = int(np.argmax(val_elbos))
+    assert len(history) == best + 1 + 3 < 50
+    first_state, _ = run_svi(_svi(lr=0.1), (train,), epochs=best + 1, **common, **keys)
+    assert float(svi.get_params(state)["loc"]) == float(svi.get_params(first_state)["loc"])
+    last_state, _ = run_svi(_svi(lr=0.1), (train,), epochs=len(history), **common, **keys)
+    assert float(svi.get_params(last_state)["loc"]) > float(svi.get_params(state)["loc"]) + 0.1

@@ -152,6 +152,7 @@ class NumPyroAnomalyMixture:
         dynamic_binarization: bool = False,
         seed: int = 0,
         progress: bool = False,
+        early_stopping: int | None = None,
     ) -> NumPyroAnomalyMixture:
         """Train on standardized features ``x`` (N, D) (the Pyro model prepared on them: its
         k-means start is the guide's); ``val`` gets an ELBO per epoch. Returns ``self``."""
@@ -190,6 +191,7 @@ class NumPyroAnomalyMixture:
             val=val_data,
             progress=progress,
             desc="numpyro anomaly",
+            early_stopping=early_stopping,
         )
         self.params = {name: np.array(value) for name, value in svi.get_params(state).items()}
         return self

@@ -27,12 +27,16 @@ def run_svi(
     transform: Callable[[Any, tuple[Any, ...]], tuple[Any, ...]] | None = None,
     progress: bool = False,
     desc: str = "numpyro",
+    early_stopping: int | None = None,
 ) -> tuple[Any, list[dict[str, float]]]:
     """Train ``svi`` (a ``numpyro.infer.SVI`` whose model and guide take ``(*batch, num_data)``)
     on ``arrays`` (each ``(N, ...)``, rows aligned) for ``epochs``.
 
     ``transform(step_key, batch)`` maps each minibatch before the step (e.g. dynamic
-    binarization); ``val`` (arrays like ``arrays``) gets a one-sample ELBO per epoch. The
+    binarization); ``val`` (arrays like ``arrays``) gets a one-sample ELBO per epoch. With
+    ``early_stopping`` (a patience in epochs) training stops once ``val_elbo`` (``train_elbo``
+    without ``val``) has not improved for that many epochs, and the state of the best epoch is
+    returned (there are no checkpoint files to load it from). The
     minibatch order comes from ``numpy.random.default_rng(seed)``; ``init_key`` seeds
     ``svi.init`` and ``key`` the per-step keys. Returns the final SVI state and the history
     (``epoch``, ``train_elbo``, ``val_elbo``, ``seconds``, ``samples_per_s``, per data point);
@@ -62,6 +66,8 @@ def run_svi(
         val_loss = jax.jit(lambda state, val_key: svi.evaluate(state, *val, num_val))
     rng = np.random.default_rng(seed)
     history: list[dict[str, float]] = []
+    monitor = "train_elbo" if val is None else "val_elbo"
+    best_value, best_state, epochs_without_gain = -np.inf, state, 0
     bar = tqdm(range(epochs), disable=not progress, desc=desc)
     for epoch in bar:
         started = time.perf_counter()
@@ -82,4 +88,11 @@ def run_svi(
             row["val_elbo"] = -float(val_loss(state, epoch_key)) / num_val
         history.append(row)
         bar.set_postfix(elbo=f"{row['train_elbo']:.1f}")
-    return state, history
+        if early_stopping is not None:
+            if row[monitor] > best_value:
+                best_value, best_state, epochs_without_gain = row[monitor], state, 0
+            else:
+                epochs_without_gain += 1
+                if epochs_without_gain >= early_stopping:
+                    break
+    return (state if early_stopping is None else best_state), history

@@ -250,6 +250,7 @@ class NumPyroProdLDA:
         dynamic_binarization: bool = False,
         seed: int = 0,
         progress: bool = False,
+        early_stopping: int | None = None,
     ) -> NumPyroProdLDA:
         """Train on ``bow`` (N, V) for ``epochs``; each epoch reshuffles the documents into
         minibatches of ``batch_size`` (the last incomplete one dropped) and runs them all in one
@@ -299,6 +300,7 @@ class NumPyroProdLDA:
             val=val_arrays,
             progress=progress,
             desc="numpyro prodlda",
+            early_stopping=early_stopping,
         )
         self.params = svi.get_params(state)
         self.net_state = state.mutable_state

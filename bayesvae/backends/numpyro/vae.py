@@ -246,11 +246,13 @@ class NumPyroVAE:
         dynamic_binarization: bool = False,
         seed: int = 0,
         progress: bool = False,
+        early_stopping: int | None = None,
     ) -> NumPyroVAE:
         """Train on ``x`` (N, *input_shape) (grey levels binarized afresh at every step when
         ``dynamic_binarization``); each epoch's minibatches (reshuffled, the last incomplete one
         dropped) run in one jitted ``lax.scan`` with one host sync. ``val`` (already binarized
-        if need be) gets a one-sample ELBO per epoch. Returns ``self``; ``history`` has
+        if need be) gets a one-sample ELBO per epoch; ``early_stopping`` (patience in epochs
+        on ``val_elbo``) stops and keeps the best epoch's weights. Returns ``self``; ``history`` has
         ``epoch``, ``train_elbo``, ``val_elbo``, ``seconds`` and ``samples_per_s``."""
         import jax
         import jax.numpy as jnp
@@ -281,9 +283,94 @@ class NumPyroVAE:
             transform=binarize if dynamic_binarization else None,
             progress=progress,
             desc="numpyro vae",
+            early_stopping=early_stopping,
         )
         self.params = svi.get_params(state)
         return self
+
+    # ------------------------------------------------------------------ evaluation
+    def _current_networks(self) -> tuple[Any, Any]:
+        """The encoder and decoder with the trained weights (the mirrored ones before fit)."""
+        if self.params is None:
+            return self.encoder, self.decoder
+        return self.params["encoder$params"], self.params["decoder$params"]
+
+    def log_likelihood(
+        self,
+        x: Any,
+        *,
+        num_samples: int = 5000,
+        batch_size: int = 100,
+        particle_batch: int = 500,
+        seed: int = 0,
+        noise: Any = None,
+    ) -> np.ndarray:
+        """Importance-sampled ``log p(x)`` per row, in nats, ``(N,)``: the estimate of
+        :meth:`bayesvae.models.VAE.log_likelihood`, ``logsumexp_k[log p(x, z_k) - log q(z_k |
+        x)] - log K`` with ``z_k ~ q(z | x)``, computed by one jitted JAX function per chunk of
+        ``batch_size`` rows x ``particle_batch`` draws (the last chunks compile once more when
+        the sizes do not divide). ``x``: ``(N, *input_shape)``; ``seed`` keys the draws;
+        ``noise`` (``(num_samples, latent_dim)`` standard-normal draws) shares the same guide
+        noise across rows, as the torch method's ``common_noise``, so both give the same
+        estimate for the same draws. The weights are the trained ones, or the mirrored torch
+        VAE's before :meth:`fit`."""
+        import jax
+        import jax.numpy as jnp
+
+        from bayesvae.data.validation import check_positive_int
+
+        num_samples = check_positive_int("num_samples", num_samples)
+        batch_size = check_positive_int("batch_size", batch_size)
+        particle_batch = check_positive_int("particle_batch", particle_batch)
+        data = np.asarray(x, dtype=np.float32)
+        if data.ndim < 2 or data.shape[1:] not in {
+            self.input_shape,
+            (math.prod(self.input_shape),),
+        }:
+            raise ValueError(
+                f"x must have shape (N, {', '.join(map(str, self.input_shape))}), got {data.shape}."
+            )
+        if len(data) == 0 or not np.isfinite(data).all():
+            raise ValueError("x must be a non-empty array of finite values.")
+        data = data.reshape(len(data), *self.input_shape)
+        if noise is not None:
+            noise = np.asarray(noise, dtype=np.float32)
+            if noise.shape != (num_samples, self.latent_dim):
+                raise ValueError(
+                    f"noise must have shape (num_samples, latent_dim) = "
+                    f"({num_samples}, {self.latent_dim}), got {noise.shape}."
+                )
+        encoder, decoder = self._current_networks()
+        half_log_two_pi = 0.5 * math.log(2 * math.pi)
+
+        @jax.jit
+        def chunk_logsumexp(xb: Any, eps: Any) -> Any:
+            """logsumexp over the draws of log p(x, z) - log q(z | x): eps (C, B or 1, D)."""
+            loc, scale = encoder(xb)
+            z = loc + scale * eps  # (C, B, D)
+            log_q = (-0.5 * eps**2 - jnp.log(scale) - half_log_two_pi).sum(-1)
+            log_prior = (-0.5 * z**2 - half_log_two_pi).sum(-1)
+            draws, rows = z.shape[0], xb.shape[0]
+            decoded = decoder(z.reshape(draws * rows, -1))
+            repeated = jnp.broadcast_to(xb, (draws, *xb.shape)).reshape(decoded.shape)
+            log_lik = self._log_likelihood(decoded, repeated, decoder).reshape(draws, rows)
+            return jax.nn.logsumexp(log_prior + log_lik - log_q, axis=0)
+
+        key = jax.random.PRNGKey(seed)
+        out = []
+        for start in range(0, len(data), batch_size):
+            xb = jnp.asarray(data[start : start + batch_size])
+            total = jnp.full((xb.shape[0],), -jnp.inf)
+            for first in range(0, num_samples, particle_batch):
+                draws = min(particle_batch, num_samples - first)
+                if noise is None:
+                    chunk_key = jax.random.fold_in(jax.random.fold_in(key, start), first)
+                    eps = jax.random.normal(chunk_key, (draws, xb.shape[0], self.latent_dim))
+                else:
+                    eps = jnp.asarray(noise[first : first + draws, None, :])
+                total = jnp.logaddexp(total, chunk_logsumexp(xb, eps))
+            out.append(np.asarray(total) - math.log(num_samples))
+        return np.concatenate(out)
 
     def export_to(self, vae: Any) -> Any:
         """Copy the trained weights into the torch ``vae`` (same configuration); returns it."""
