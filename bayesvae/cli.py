@@ -1545,6 +1545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import os
 
     debug = args.debug or os.environ.get("BAYESVAE_DEBUG", "") not in ("", "0")
+    _use_compilation_cache()
     out = None if vars(args).get("out") is None else Path(args.out)
     created_out = out is not None and not out.exists()
     try:
@@ -1562,6 +1563,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"bayesvae {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _use_compilation_cache() -> None:
+    """JAX's persistent compilation cache for this command's NumPyro runs (a second NUTS run of
+    the same model reads its compiled sampler instead of compiling it); ``BAYESVAE_JAX_CACHE``
+    names the folder or turns it off. A folder that cannot be made only costs the speed."""
+    from bayesvae.backends.compilation_cache import enable_compilation_cache
+
+    try:
+        enable_compilation_cache()
+    except OSError as err:
+        logging.getLogger(__name__).info("no JAX compilation cache: %s", err)
 
 
 def _remove_if_empty(folder: Path) -> None:

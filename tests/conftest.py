@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The CLI turns on JAX's persistent compilation cache; tests that call it in process must not
+# write into the user's cache (tests/backends/test_compilation_cache.py covers it).
+os.environ["BAYESVAE_JAX_CACHE"] = "off"
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One thread per worker: with as many workers as cores, threads inside each worker only
     # contend (most tests are bound by Python, not by one big matrix product). Set before
