@@ -10,6 +10,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from linear_gaussian import POST_VAR, SIGMA, exact_log_px, make_guide, model, renyi_divergence
 from pyro.distributions import constraints
 
 import bayesvae
@@ -21,43 +22,14 @@ from bayesvae.infer.objectives import (
 )
 from bayesvae.models import VAE
 
-SIGMA = 0.8  # observation noise
-POST_VAR = SIGMA**2 / (1 + SIGMA**2)  # posterior variance of z given one x
 GUIDE_SHIFT, GUIDE_WIDEN = 0.15, 1.3  # the guide: posterior mean + shift, sd x widen
-
-
-def model(x):
-    """z_n ~ N(0, 1), x_n | z_n ~ N(z_n, SIGMA^2): p(x_n) = N(0, 1 + SIGMA^2)."""
-    with pyro.plate("data", x.shape[0]):
-        z = pyro.sample("z", dist.Normal(0.0, 1.0))
-        pyro.sample("x", dist.Normal(z, SIGMA), obs=x)
-
-
-def guide(x):
-    """A fixed, slightly wrong Gaussian q(z_n | x_n)."""
-    with pyro.plate("data", x.shape[0]):
-        loc = x / (1 + SIGMA**2) + GUIDE_SHIFT
-        pyro.sample("z", dist.Normal(loc, GUIDE_WIDEN * math.sqrt(POST_VAR)))
-
-
-def exact_log_px(x: torch.Tensor) -> float:
-    return float(dist.Normal(0.0, math.sqrt(1 + SIGMA**2)).log_prob(x).sum())
+guide = make_guide(GUIDE_SHIFT, GUIDE_WIDEN)
 
 
 def exact_renyi_bound(x: torch.Tensor, alpha: float) -> float:
     """``sum_n log p(x_n) - D_alpha(q(z_n | x_n) || p(z_n | x_n))`` in closed form."""
-    q_var = GUIDE_WIDEN**2 * POST_VAR
-    mean_gap = GUIDE_SHIFT
-    if alpha == 1.0:  # KL(q || p)
-        divergence = 0.5 * (math.log(POST_VAR / q_var) + q_var / POST_VAR - 1)
-        divergence += 0.5 * mean_gap**2 / POST_VAR
-    else:
-        mixed = alpha * POST_VAR + (1 - alpha) * q_var
-        divergence = 0.5 * math.log(POST_VAR / q_var) + math.log(POST_VAR / mixed) / (
-            2 * (alpha - 1)
-        )
-        divergence += alpha * mean_gap**2 / (2 * mixed)
-    return exact_log_px(x) - x.shape[0] * divergence
+    divergence = renyi_divergence(alpha, GUIDE_SHIFT, GUIDE_WIDEN)
+    return float(exact_log_px(x).sum()) - x.shape[0] * divergence
 
 
 X = torch.tensor([-1.2, 0.3, 0.9, 2.1])
@@ -82,7 +54,7 @@ def test_renyi_bounds_are_ordered_in_alpha_for_the_same_draws():
 
 
 def test_bounds_bracket_the_exact_marginal_likelihood():
-    log_px = exact_log_px(X)
+    log_px = float(exact_log_px(X).sum())
     pyro.set_rng_seed(0)
     elbo = -make_elbo("trace", num_particles=4000, max_plate_nesting=1).loss(model, guide, X)
     renyi = np.mean(
@@ -167,7 +139,7 @@ def test_cubo_fits_a_guide_to_the_exact_posterior():
     assert float(store["scale"].detach()) == pytest.approx(math.sqrt(POST_VAR), abs=0.01)
     assert result.settings["elbo"] == "cubo"
     # the history holds -CUBO per point, which approaches -log p(x) from below
-    exact = exact_log_px(torch.as_tensor(x, dtype=torch.float32)) / len(x)
+    exact = float(exact_log_px(torch.as_tensor(x, dtype=torch.float32)).sum()) / len(x)
     history = result.history["train_elbo"].to_numpy()
     assert history[0] < history[-1] == pytest.approx(-exact, abs=0.02)
 
