@@ -294,7 +294,9 @@ def mcmc(
         numpyro_model = nuts_model(model)
         if numpyro_model is None:
             raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
-        idata = _numpyro_nuts(numpyro_model, tensors, {}, run, init_values, strategy_name)
+        idata = _numpyro_nuts(
+            numpyro_model, tensors, {}, run, init_values, strategy_name, model.nuts_float64
+        )
     else:
         idata = _pyro_family_nuts(model, tensors, run, init_values, strategy_name)
     idata = label_dims(model.postprocess_posterior(idata), coords)  # relabel components first
@@ -420,13 +422,25 @@ def _numpyro_nuts(
     run: _NUTSRun,
     init_values: Any,
     strategy: str,
+    float64: bool = False,
 ) -> Any:
-    """A family's NumPyro twin through NUTS, as ArviZ data."""
-    import arviz as az
+    """A family's NumPyro twin through NUTS, as ArviZ data; in 64-bit when ``float64`` (the
+    family's ``nuts_float64`` hook: its data and starting values are cast up)."""
+    import contextlib
 
-    args, kwargs = _jax_args(tensors, kwargs)
-    sampler = _numpyro_sampler(fn, args, kwargs, run, init_values, strategy)
-    return az.from_numpyro(sampler, coords=run.coords, dims=run.dims)
+    import arviz as az
+    import jax
+
+    with jax.enable_x64(True) if float64 else contextlib.nullcontext():
+        if float64:
+            tensors = tuple(
+                t.double() if torch.is_tensor(t) and t.is_floating_point() else t for t in tensors
+            )
+            if init_values is not None:
+                init_values = {k: np.asarray(v, dtype=np.float64) for k, v in init_values.items()}
+        args, kwargs = _jax_args(tensors, kwargs)
+        sampler = _numpyro_sampler(fn, args, kwargs, run, init_values, strategy)
+        return az.from_numpyro(sampler, coords=run.coords, dims=run.dims)
 
 
 def _pyro_family_nuts(

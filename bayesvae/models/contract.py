@@ -29,6 +29,9 @@ hook                           default            meaning
 ``supported_elbos``            ``None``           objectives the model allows (``None``: any)
 ``supported_elbos_reason``     a sentence         why others are refused
 ``nuts_target_accept_prob``    ``0.8``            NUTS step-size target
+``nuts_float64``               ``False``          NumPyro NUTS runs in 64-bit (a log density
+                                                  summed over many rows is too large for 32-bit
+                                                  floats to resolve NUTS's energy differences)
 ``check_data(*data)``          ``as_tensor``      validate data, return tensors; raise
                                                   ``ValueError``/``TypeError`` naming the argument
 ``nuts_init_values()``         ``None``           site -> value where every chain starts
@@ -73,6 +76,7 @@ class ModelContract:
     supported_elbos: ClassVar[tuple[str, ...] | None] = None
     supported_elbos_reason: ClassVar[str] = DEFAULT_SUPPORTED_REASON
     nuts_target_accept_prob: float = 0.8
+    nuts_float64: ClassVar[bool] = False
 
     def check_data(self, *data: Any) -> tuple[torch.Tensor, ...]:
         """Validate data and return it as tensors; raise ``ValueError``/``TypeError`` naming the

@@ -154,6 +154,14 @@ def test_numpyro_twin_has_the_same_density(seed_case, svi_fit):
     np.testing.assert_allclose(np.asarray(numpyro_joint), pyro_joint, rtol=1e-4, atol=1e-3)
 
 
+def test_nuts_on_the_mixture_runs_in_64_bit(mcmc_fit):
+    """The summed log density of many rows needs float64 for NUTS's energy differences (the
+    ``nuts_float64`` hook): the chains' draws come back in 64-bit."""
+    assert mcmc_fit.nuts_float64
+    posterior = mcmc_fit.result_.inference_data.posterior
+    assert posterior["loc"].dtype == np.float64 and posterior["contamination"].dtype == np.float64
+
+
 def test_numpyro_svi_agrees_with_pyro_svi(seed_case, svi_fit):
     """backend='numpyro' trains the same model and mean-field guide (assignments summed out
     instead of enumerated: the same objective) in one jitted scan per epoch; its parameters land
