@@ -17,6 +17,7 @@ def test_every_hook_has_a_default_in_one_place():
     assert contract.default_elbo == "trace" and contract.supported_elbos is None
     assert contract.max_plate_nesting is None and contract.local_plate is None
     assert not contract.continuous_latent and contract.nuts_target_accept_prob == 0.8
+    assert contract.guide_has_density and not contract.nuts_float64
     assert contract.nuts_init_values() is None and contract.arviz_dims() == ({}, {})
     assert contract.postprocess_posterior("idata") == "idata"
     # the families override only what they need, and satisfy the required protocol
