@@ -6,9 +6,11 @@ observed_data, log_likelihood) with named dims, and warn when the chains look un
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -426,12 +428,9 @@ def _numpyro_nuts(
 ) -> Any:
     """A family's NumPyro twin through NUTS, as ArviZ data; in 64-bit when ``float64`` (the
     family's ``nuts_float64`` hook: its data and starting values are cast up)."""
-    import contextlib
-
     import arviz as az
-    import jax
 
-    with jax.enable_x64(True) if float64 else contextlib.nullcontext():
+    with _jax_precision(float64):
         if float64:
             tensors = tuple(
                 t.double() if torch.is_tensor(t) and t.is_floating_point() else t for t in tensors
@@ -556,6 +555,19 @@ def _program_mcmc(
     return result
 
 
+@contextlib.contextmanager
+def _jax_precision(float64: bool) -> Iterator[None]:
+    """Runs the block in JAX's 64-bit mode when ``float64`` (a program given float64 data, or a
+    family whose ``nuts_float64`` hook is set); otherwise leaves JAX as it is."""
+    if not float64:
+        yield
+        return
+    import jax
+
+    with jax.enable_x64(True):
+        yield
+
+
 def _wants_x64(data: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     for value in (*data, *kwargs.values()):
         if hasattr(value, "to_numpy") and not torch.is_tensor(value):
@@ -575,8 +587,6 @@ def _numpyro_program_nuts(
     strategy: str,
     num_prior_draws: int,
 ) -> Any:
-    import contextlib
-
     import arviz as az
     import jax
     from numpyro.infer import Predictive
@@ -586,7 +596,7 @@ def _numpyro_program_nuts(
     x64 = _wants_x64(data, kwargs)
     if x64:
         logger.info("float64 data: NumPyro NUTS runs in 64-bit (pass float32 arrays for 32-bit)")
-    with jax.enable_x64(True) if x64 else contextlib.nullcontext():
+    with _jax_precision(x64):
         args, jkwargs = _jax_args(data, kwargs)
         sampler = _numpyro_sampler(fn, args, jkwargs, run, init_values, strategy)
         observed = _numpyro_observed_sites(fn, args, jkwargs)

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyro
@@ -49,6 +49,9 @@ from bayesvae.models.program import (
     program_inputs,
 )
 from bayesvae.runs import RunWriter, load_model_state, model_state, save_model, save_program
+
+if TYPE_CHECKING:
+    from bayesvae.backends.numpyro.loop import SVITwin
 
 __all__ = [
     "fit",
@@ -948,7 +951,7 @@ def fit(
 
 def _fit_numpyro(
     model: Any,
-    twin: Any,
+    twin: SVITwin,
     train: Any,
     val: Any,
     *,
@@ -1005,22 +1008,12 @@ def _fit_numpyro(
         device=str(target),
         num_train=len(tensors[0]),
     )
-    history = pd.DataFrame(twin.history)
-    best, stop_reason = None, None
-    if len(history):
-        column = "val_elbo" if "val_elbo" in history else "train_elbo"
-        best = int(history.loc[history[column].idxmax(), "epoch"])
-        if len(history) < epochs:
-            stop_reason = (
-                f"early stopping: {column} did not improve for {early_stopping} epochs "
-                f"(best {history[column].max():.4f} in epoch {best}, whose weights are kept)"
-            )
     return FitResult(
         model=model,
-        history=history,
+        history=pd.DataFrame(twin.history),
         device=target,
-        best_epoch=best,
-        stop_reason=stop_reason,
+        best_epoch=twin.best_epoch,
+        stop_reason=twin.stop_reason,
         settings=settings,
     )
 

@@ -31,7 +31,7 @@ def test_minibatched_loop_recovers_the_conjugate_posterior():
 
     y = np.random.default_rng(0).normal(3.0, 1.0, size=400).astype(np.float32)
     svi = _svi()
-    state, history = run_svi(
+    run = run_svi(
         svi,
         (jnp.asarray(y),),
         num_data=len(y),
@@ -42,7 +42,7 @@ def test_minibatched_loop_recovers_the_conjugate_posterior():
         seed=0,
         val=(jnp.asarray(y[:100]),),
     )
-    params = svi.get_params(state)
+    params, history = svi.get_params(run.state), run.history
     exact_mean = y.sum() / (len(y) + 1 / 100)  # Normal prior sd 10, unit noise
     assert float(params["loc"]) == pytest.approx(exact_mean, abs=0.05)
     # the ELBO per point is scaled to the full data (N / B): close to the mean log-density
@@ -52,6 +52,8 @@ def test_minibatched_loop_recovers_the_conjugate_posterior():
     )
     assert [row["epoch"] for row in history] == list(range(1, 61))
     assert history[-1]["train_elbo"] > history[0]["train_elbo"] and "val_elbo" in history[-1]
+    val_elbos = [row["val_elbo"] for row in history]
+    assert run.best_epoch == int(np.argmax(val_elbos)) + 1 and run.stop_reason is None
 
 
 def test_a_nan_loss_stops_naming_the_epoch():
@@ -88,11 +90,14 @@ def test_early_stopping_returns_the_best_epochs_state():
     common = dict(num_data=200, batch_size=50, seed=0, val=val)
     keys = dict(init_key=jax.random.PRNGKey(0), key=jax.random.PRNGKey(1))
     svi = _svi(lr=0.1)
-    state, history = run_svi(svi, (train,), epochs=50, early_stopping=3, **common, **keys)
+    run = run_svi(svi, (train,), epochs=50, early_stopping=3, **common, **keys)
+    history, state = run.history, run.state
     val_elbos = [row["val_elbo"] for row in history]
     best = int(np.argmax(val_elbos))
-    assert len(history) == best + 1 + 3 < 50
-    first_state, _ = run_svi(_svi(lr=0.1), (train,), epochs=best + 1, **common, **keys)
-    assert float(svi.get_params(state)["loc"]) == float(svi.get_params(first_state)["loc"])
-    last_state, _ = run_svi(_svi(lr=0.1), (train,), epochs=len(history), **common, **keys)
-    assert float(svi.get_params(last_state)["loc"]) > float(svi.get_params(state)["loc"]) + 0.1
+    assert len(history) == best + 1 + 3 < 50 and run.best_epoch == best + 1
+    assert "did not improve for 3 epochs" in run.stop_reason
+    assert f"in epoch {best + 1}" in run.stop_reason
+    first = run_svi(_svi(lr=0.1), (train,), epochs=best + 1, **common, **keys)
+    assert float(svi.get_params(state)["loc"]) == float(svi.get_params(first.state)["loc"])
+    last = run_svi(_svi(lr=0.1), (train,), epochs=len(history), **common, **keys)
+    assert float(svi.get_params(last.state)["loc"]) > float(svi.get_params(state)["loc"]) + 0.1

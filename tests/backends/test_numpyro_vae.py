@@ -16,6 +16,20 @@ from bayesvae.data import ImageData
 from bayesvae.models.anomaly import AnomalyMixtureModel as AnomalyMixture
 
 
+def _small_vae(encoder, likelihood, activation="relu"):
+    """A 3-latent VAE on 64 pixels (MLP) or 1 x 8 x 8 images (conv), seeded."""
+    return bayesvae.VAE(
+        64 if encoder == "mlp" else (1, 8, 8),
+        latent_dim=3,
+        hidden_dims=(32,),
+        encoder=encoder,
+        likelihood=likelihood,
+        activation=activation,
+        conv_channels=(4, 8),
+        seed=0,
+    )
+
+
 @pytest.mark.parametrize(
     ("encoder", "likelihood", "activation"),
     [
@@ -26,17 +40,7 @@ from bayesvae.models.anomaly import AnomalyMixtureModel as AnomalyMixture
     ],
 )
 def test_networks_translate_exactly(encoder, likelihood, activation):
-    shape = 64 if encoder == "mlp" else (1, 8, 8)
-    vae = bayesvae.VAE(
-        shape,
-        latent_dim=3,
-        hidden_dims=(32,),
-        encoder=encoder,
-        likelihood=likelihood,
-        activation=activation,
-        conv_channels=(4, 8),
-        seed=0,
-    )
+    vae = _small_vae(encoder, likelihood, activation)
     twin = NumPyroVAE(vae)
     x = torch.rand(5, *vae.input_shape)
     z = torch.randn(5, 3)
@@ -159,16 +163,7 @@ def test_jitted_log_likelihood_matches_the_torch_estimate(encoder, likelihood):
     nats, chunk sizes that do not divide included; its own draws agree within MC error."""
     import pyro
 
-    shape = 64 if encoder == "mlp" else (1, 8, 8)
-    vae = bayesvae.VAE(
-        shape,
-        latent_dim=3,
-        hidden_dims=(32,),
-        encoder=encoder,
-        likelihood=likelihood,
-        conv_channels=(4, 8),
-        seed=0,
-    ).eval()
+    vae = _small_vae(encoder, likelihood).eval()
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(7, *vae.input_shape, generator=generator)
     if likelihood == "bernoulli":
@@ -189,11 +184,14 @@ def test_jitted_log_likelihood_matches_the_torch_estimate(encoder, likelihood):
 
 
 def test_jitted_log_likelihood_uses_the_trained_weights(digits):
+    """Trained weights change the estimate but not the compiled function: one compilation
+    serves the calls before and after fit."""
     vae = bayesvae.VAE(64, latent_dim=2, hidden_dims=(32,), seed=0)
     twin = NumPyroVAE(vae)
     before = twin.log_likelihood(digits.x[:50], num_samples=50).mean()
     twin.fit(digits.x[:1000], epochs=5, batch_size=100, dynamic_binarization=True)
     after = twin.log_likelihood(digits.x[:50], num_samples=50).mean()
+    assert twin._chunk_logsumexp._cache_size() == 1
     twin.export_to(vae)
     np.testing.assert_allclose(
         NumPyroVAE(vae).log_likelihood(digits.x[:50], num_samples=50).mean(), after, rtol=1e-6

@@ -57,3 +57,28 @@ def test_compiled_nuts_samples_the_exact_posterior_and_repeats_with_its_seed(y):
         # even at an ESS of 250 the mean's Monte Carlo error is 0.06 sd; allow 0.25 sd
         assert abs(draws.mean() - mean) < 0.25 * sd
         assert draws.std() == pytest.approx(sd, rel=0.2)
+
+
+@pytest.mark.filterwarnings("ignore::bayesvae.infer.mcmc.ConvergenceWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_numpyro_program_samples_in_the_precision_of_its_data(y, dtype):
+    """A NumPyro program runs in 64-bit when its data are float64 (32-bit would truncate them),
+    in 32-bit for float32 data; either way its draws follow the exact posterior."""
+    import numpyro
+    import numpyro.distributions as nd
+
+    def numpyro_normal_mean(y):
+        mu = numpyro.sample("mu", nd.Normal(0.0, 10.0))
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("y", nd.Normal(mu, 1.0), obs=y)
+
+    data = y.numpy().astype(dtype)
+    run = bayesvae.mcmc(
+        numpyro_normal_mean, data, num_warmup=300, num_samples=500, num_chains=2, seed=0
+    )
+    draws = run.inference_data.posterior["mu"].values
+    assert draws.dtype == dtype and draws.shape == (2, 500)
+    precision = 1 / 10.0**2 + len(y)
+    mean, sd = float(y.sum()) / precision, precision**-0.5
+    assert abs(draws.mean() - mean) < 0.25 * sd
+    assert draws.std() == pytest.approx(sd, rel=0.2)

@@ -6,7 +6,10 @@ MCMC look their twins up here. Importing it needs jax and numpyro."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bayesvae.backends.numpyro.loop import SVITwin
 
 try:
     import numpyro  # noqa: F401
@@ -69,7 +72,7 @@ def _anomaly_model(model: Any) -> Any:
 
 
 #: family -> builder of its NumPyro SVI twin (the same configuration and, for the VAE, weights)
-SVI_TWINS: dict[str, Callable[[Any], Any]] = {
+SVI_TWINS: dict[str, Callable[[Any], SVITwin]] = {
     "VAE": _vae_twin,
     "ProdLDA": _prodlda_twin,
     "AnomalyMixtureModel": _anomaly_twin,
@@ -85,7 +88,7 @@ NUTS_MODELS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def svi_twin(model: Any) -> Any | None:
+def svi_twin(model: Any) -> SVITwin | None:
     """The NumPyro SVI twin of ``model``'s family, or ``None`` when it has none (subclasses such
     as the conditional VAE are families of their own, without one)."""
     builder = SVI_TWINS.get(model.family)

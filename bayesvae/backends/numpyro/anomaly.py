@@ -152,6 +152,8 @@ class NumPyroAnomalyMixture:
         self.mixture = mixture
         self.params: dict[str, Any] | None = None
         self.history: list[dict[str, float]] = []
+        self.best_epoch: int | None = None
+        self.stop_reason: str | None = None
 
     def fit(
         self,
@@ -193,7 +195,7 @@ class NumPyroAnomalyMixture:
         svi = SVI(model, guide, Adam(lr, b1=betas[0], b2=betas[1]), Trace_ELBO())
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
         val_data = None if val is None else (jnp.asarray(np.asarray(val, dtype=np.float32)),)
-        state, self.history = run_svi(
+        run = run_svi(
             svi,
             (data,),
             num_data=data.shape[0],
@@ -207,7 +209,10 @@ class NumPyroAnomalyMixture:
             desc="numpyro anomaly",
             early_stopping=early_stopping,
         )
-        self.params = {name: np.array(value) for name, value in svi.get_params(state).items()}
+        self.history = run.history
+        self.best_epoch = run.best_epoch
+        self.stop_reason = run.stop_reason
+        self.params = {name: np.array(value) for name, value in svi.get_params(run.state).items()}
         return self
 
     def export_to(self, mixture: Any) -> Any:

@@ -6,11 +6,50 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-__all__ = ["run_svi"]
+__all__ = ["run_svi", "SVIRun", "SVITwin"]
+
+
+@dataclass
+class SVIRun:
+    """What :func:`run_svi` returns.
+
+    Attributes:
+        state: the SVI state to keep: the last epoch's, or the best epoch's with early stopping.
+        history: one row per epoch that ran (``epoch``, ``train_elbo``, ``val_elbo`` with a
+            validation set, ``seconds``, ``samples_per_s``; ELBOs per data point).
+        best_epoch: the epoch with the best monitored ELBO (``val_elbo``, else ``train_elbo``).
+        stop_reason: why training ended before ``epochs``, or ``None`` when it ran them all.
+    """
+
+    state: Any
+    history: list[dict[str, float]]
+    best_epoch: int | None
+    stop_reason: str | None
+
+
+class SVITwin(Protocol):
+    """What ``bayesvae.fit(..., backend="numpyro")`` uses of a family's NumPyro SVI twin (the
+    builders in :data:`bayesvae.backends.numpyro.SVI_TWINS` return one)."""
+
+    #: objectives :meth:`fit` trains with; ``bayesvae.fit`` refuses the others up front
+    supported_elbos: ClassVar[tuple[str, ...]]
+    #: the :class:`SVIRun` fields of the last :meth:`fit` (empty / ``None`` before it)
+    history: list[dict[str, float]]
+    best_epoch: int | None
+    stop_reason: str | None
+
+    def fit(self, x: Any, val: Any = None, **options: Any) -> SVITwin:
+        """Train with :func:`run_svi` on ``x`` (``val`` monitored); returns the twin."""
+        ...
+
+    def export_to(self, model: Any) -> Any:
+        """Copy the trained parameters into the Pyro ``model`` (or its param store)."""
+        ...
 
 
 def run_svi(
@@ -28,7 +67,7 @@ def run_svi(
     progress: bool = False,
     desc: str = "numpyro",
     early_stopping: int | None = None,
-) -> tuple[Any, list[dict[str, float]]]:
+) -> SVIRun:
     """Train ``svi`` (a ``numpyro.infer.SVI`` whose model and guide take ``(*batch, num_data)``)
     on ``arrays`` (each ``(N, ...)``, rows aligned) for ``epochs``.
 
@@ -36,11 +75,10 @@ def run_svi(
     binarization); ``val`` (arrays like ``arrays``) gets a one-sample ELBO per epoch. With
     ``early_stopping`` (a patience in epochs) training stops once ``val_elbo`` (``train_elbo``
     without ``val``) has not improved for that many epochs, and the state of the best epoch is
-    returned (there are no checkpoint files to load it from). The
-    minibatch order comes from ``numpy.random.default_rng(seed)``; ``init_key`` seeds
-    ``svi.init`` and ``key`` the per-step keys. Returns the final SVI state and the history
-    (``epoch``, ``train_elbo``, ``val_elbo``, ``seconds``, ``samples_per_s``, per data point);
-    a NaN or infinite loss raises ``FloatingPointError`` naming the epoch.
+    returned (there are no checkpoint files to load it from). The minibatch order comes from
+    ``numpy.random.default_rng(seed)``; ``init_key`` seeds ``svi.init`` and ``key`` the
+    per-step keys. Returns an :class:`SVIRun`; a NaN or infinite loss raises
+    ``FloatingPointError`` naming the epoch.
     """
     import jax
     from tqdm.auto import tqdm
@@ -67,7 +105,8 @@ def run_svi(
     rng = np.random.default_rng(seed)
     history: list[dict[str, float]] = []
     monitor = "train_elbo" if val is None else "val_elbo"
-    best_value, best_state, epochs_without_gain = -np.inf, state, 0
+    best_value, best_state, best_epoch, epochs_without_gain = -np.inf, state, None, 0
+    stop_reason = None
     bar = tqdm(range(epochs), disable=not progress, desc=desc)
     for epoch in bar:
         started = time.perf_counter()
@@ -88,11 +127,21 @@ def run_svi(
             row["val_elbo"] = -float(val_loss(state, epoch_key)) / num_val
         history.append(row)
         bar.set_postfix(elbo=f"{row['train_elbo']:.1f}")
-        if early_stopping is not None:
-            if row[monitor] > best_value:
-                best_value, best_state, epochs_without_gain = row[monitor], state, 0
-            else:
-                epochs_without_gain += 1
-                if epochs_without_gain >= early_stopping:
-                    break
-    return (state if early_stopping is None else best_state), history
+        if row[monitor] > best_value:
+            best_value, best_state, best_epoch, epochs_without_gain = (
+                row[monitor],
+                state,
+                epoch + 1,
+                0,
+            )
+        else:
+            epochs_without_gain += 1
+        if early_stopping is not None and epochs_without_gain >= early_stopping:
+            if epoch + 1 < epochs:
+                stop_reason = (
+                    f"early stopping: {monitor} did not improve for {early_stopping} epochs "
+                    f"(best {best_value:.4f} in epoch {best_epoch}, whose weights are kept)"
+                )
+                break
+    final = state if early_stopping is None else best_state
+    return SVIRun(final, history, best_epoch, stop_reason)

@@ -190,6 +190,8 @@ class NumPyroProdLDA:
         self.params: dict[str, Any] | None = None
         self.net_state: dict[str, Any] | None = None
         self.history: list[dict[str, float]] = []
+        self.best_epoch: int | None = None
+        self.stop_reason: str | None = None
         self._pyro: ProdLDA | None = None  # the trained Pyro model, built on first use
 
     # ------------------------------------------------------------------ model and guide
@@ -288,7 +290,7 @@ class NumPyroProdLDA:
                 jnp.asarray(val_counts),
                 jnp.asarray(_log_multinomial_coefficient(val_counts)),
             )
-        state, self.history = run_svi(
+        run = run_svi(
             svi,
             (data, log_coef),
             num_data=num_docs,
@@ -302,8 +304,11 @@ class NumPyroProdLDA:
             desc="numpyro prodlda",
             early_stopping=early_stopping,
         )
-        self.params = svi.get_params(state)
-        self.net_state = state.mutable_state
+        self.history = run.history
+        self.best_epoch = run.best_epoch
+        self.stop_reason = run.stop_reason
+        self.params = svi.get_params(run.state)
+        self.net_state = run.state.mutable_state
         self._pyro = None
         return self
 

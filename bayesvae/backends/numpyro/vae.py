@@ -193,6 +193,9 @@ class NumPyroVAE:
         self.encoder, self.decoder = _networks(vae)
         self.params: dict[str, Any] | None = None
         self.history: list[dict[str, float]] = []
+        self._chunk_logsumexp: Any = None  # jitted by _importance_chunk on first use
+        self.best_epoch: int | None = None
+        self.stop_reason: str | None = None
 
     # ------------------------------------------------------------------ model and guide
     def _log_likelihood(self, decoded: Any, x: Any, decoder: Any) -> Any:
@@ -270,7 +273,7 @@ class NumPyroVAE:
             return (bernoulli_16bit(step_key, batch[0]),)
 
         val_data = None if val is None else jnp.asarray(np.asarray(val, dtype=np.float32))
-        state, self.history = run_svi(
+        run = run_svi(
             svi,
             (data,),
             num_data=data.shape[0],
@@ -285,7 +288,10 @@ class NumPyroVAE:
             desc="numpyro vae",
             early_stopping=early_stopping,
         )
-        self.params = svi.get_params(state)
+        self.history = run.history
+        self.best_epoch = run.best_epoch
+        self.stop_reason = run.stop_reason
+        self.params = svi.get_params(run.state)
         return self
 
     # ------------------------------------------------------------------ evaluation
@@ -294,6 +300,32 @@ class NumPyroVAE:
         if self.params is None:
             return self.encoder, self.decoder
         return self.params["encoder$params"], self.params["decoder$params"]
+
+    def _importance_chunk(self) -> Any:
+        """The jitted ``(encoder, decoder, x (B, ...), eps (C, B or 1, D)) -> (B,)``: logsumexp
+        over the C draws of ``log p(x, z) - log q(z | x)``. The networks are arguments (pytrees),
+        so new weights reuse the compiled function; built on first use."""
+        if self._chunk_logsumexp is not None:
+            return self._chunk_logsumexp
+        import jax
+        import jax.numpy as jnp
+
+        half_log_two_pi = 0.5 * math.log(2 * math.pi)
+
+        @jax.jit
+        def chunk_logsumexp(encoder: Any, decoder: Any, xb: Any, eps: Any) -> Any:
+            loc, scale = encoder(xb)
+            z = loc + scale * eps  # (C, B, D)
+            log_q = (-0.5 * eps**2 - jnp.log(scale) - half_log_two_pi).sum(-1)
+            log_prior = (-0.5 * z**2 - half_log_two_pi).sum(-1)
+            draws, rows = z.shape[0], xb.shape[0]
+            decoded = decoder(z.reshape(draws * rows, -1))
+            repeated = jnp.broadcast_to(xb, (draws, *xb.shape)).reshape(decoded.shape)
+            log_lik = self._log_likelihood(decoded, repeated, decoder).reshape(draws, rows)
+            return jax.nn.logsumexp(log_prior + log_lik - log_q, axis=0)
+
+        self._chunk_logsumexp = chunk_logsumexp
+        return chunk_logsumexp
 
     def log_likelihood(
         self,
@@ -309,7 +341,8 @@ class NumPyroVAE:
         :meth:`bayesvae.models.VAE.log_likelihood`, ``logsumexp_k[log p(x, z_k) - log q(z_k |
         x)] - log K`` with ``z_k ~ q(z | x)``, computed by one jitted JAX function per chunk of
         ``batch_size`` rows x ``particle_batch`` draws (the last chunks compile once more when
-        the sizes do not divide). ``x``: ``(N, *input_shape)``; ``seed`` keys the draws;
+        the sizes do not divide; the function is built once per twin, so later calls reuse its
+        compilations). ``x``: ``(N, *input_shape)``; ``seed`` keys the draws;
         ``noise`` (``(num_samples, latent_dim)`` standard-normal draws) shares the same guide
         noise across rows, as the torch method's ``common_noise``, so both give the same
         estimate for the same draws. The weights are the trained ones, or the mirrored torch
@@ -341,21 +374,7 @@ class NumPyroVAE:
                     f"({num_samples}, {self.latent_dim}), got {noise.shape}."
                 )
         encoder, decoder = self._current_networks()
-        half_log_two_pi = 0.5 * math.log(2 * math.pi)
-
-        @jax.jit
-        def chunk_logsumexp(xb: Any, eps: Any) -> Any:
-            """logsumexp over the draws of log p(x, z) - log q(z | x): eps (C, B or 1, D)."""
-            loc, scale = encoder(xb)
-            z = loc + scale * eps  # (C, B, D)
-            log_q = (-0.5 * eps**2 - jnp.log(scale) - half_log_two_pi).sum(-1)
-            log_prior = (-0.5 * z**2 - half_log_two_pi).sum(-1)
-            draws, rows = z.shape[0], xb.shape[0]
-            decoded = decoder(z.reshape(draws * rows, -1))
-            repeated = jnp.broadcast_to(xb, (draws, *xb.shape)).reshape(decoded.shape)
-            log_lik = self._log_likelihood(decoded, repeated, decoder).reshape(draws, rows)
-            return jax.nn.logsumexp(log_prior + log_lik - log_q, axis=0)
-
+        chunk_logsumexp = self._importance_chunk()
         key = jax.random.PRNGKey(seed)
         out = []
         for start in range(0, len(data), batch_size):
@@ -368,7 +387,7 @@ class NumPyroVAE:
                     eps = jax.random.normal(chunk_key, (draws, xb.shape[0], self.latent_dim))
                 else:
                     eps = jnp.asarray(noise[first : first + draws, None, :])
-                total = jnp.logaddexp(total, chunk_logsumexp(xb, eps))
+                total = jnp.logaddexp(total, chunk_logsumexp(encoder, decoder, xb, eps))
             out.append(np.asarray(total) - math.log(num_samples))
         return np.concatenate(out)
 
