@@ -1,24 +1,37 @@
 """ProdLDA on the paper's 20 Newsgroups (train 11,258 / test 7,487 documents, 1,995 words), K = 50:
-NPMI coherence against the training and, separately, the test documents, topic diversity,
-perplexity and epoch time, for the Pyro model and its NumPyro twin in the same run.
+NPMI coherence of the top 10 words, topic diversity, perplexity and epoch time, for the Pyro
+model and its NumPyro twin in the same run.
 
     python benchmarks/prodlda.py            # ../shared/data/20news_prodlda; ~15 min on 2 cores
 
 Both backends train with the paper's settings (batch 200, Adam lr 0.002 with beta1 0.99,
 dropout 0.6, two hidden layers of 100 softplus units, alpha 1) for the same number of epochs and
-seed. Appends a section to ``benchmarks/RESULTS.md`` and exits 1 when a target is missed:
-test-set NPMI >= 0.25 for the Pyro model, and the NumPyro twin >= 3x the Pyro model's
-documents per second (median epoch, compilation excluded).
+seed. NPMI is measured three ways, each stated beside its figure:
+
+- by document co-occurrence in the training and, separately, the test documents, a pair that
+  never co-occurs counting -1 (``npmi_coherence``'s default; bayesvae's reports use it);
+- the same on the test documents by gensim's ``CoherenceModel(coherence="c_npmi")`` with a
+  window as long as the longest document (a second implementation; it differs only on pairs
+  that never co-occur, to which its epsilon of 1e-12 gives about -1 + log(1 / p(i)p(j)) / 27.6);
+- as the paper's figures were computed (Lau et al.'s ``topic_interpretability`` toolkit, whose
+  output the paper's repository shows): sliding windows of 20 tokens over the test documents in
+  word order (``test.txt.gz``), a pair that never co-occurs counting 0.
+
+Appends a section to ``benchmarks/RESULTS.md`` and exits 1 when a target is missed: the Pyro
+model's NPMI measured as the paper did >= 0.25 (its 0.25 at K = 50), and the NumPyro twin >= 3x
+the Pyro model's documents per second (median epoch, compilation excluded).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +50,130 @@ from bayesvae.topics import fit_topics  # noqa: E402
 
 NPMI_TARGET = 0.25
 SPEED_TARGET = 3.0
+PAPER_WINDOW = 20  # the window of Lau et al.'s toolkit (ComputeWordCount.py's default)
+
+
+def test_sequences(data_dir: Path, vocabulary: list[str]) -> list[np.ndarray] | None:
+    """The test documents in word order (``test.txt.gz``, one per line) as word indices, or
+    ``None`` when the file is absent."""
+    path = data_dir / "test.txt.gz"
+    if not path.exists():
+        return None
+    index = {word: i for i, word in enumerate(vocabulary)}
+    with gzip.open(path, "rt", encoding="utf-8") as lines:
+        return [
+            np.array([index[w] for w in line.split() if w in index], dtype=np.int64)
+            for line in lines
+        ]
+
+
+def gensim_npmi(top10: np.ndarray, bow: Any, vocabulary: list[str]) -> np.ndarray | None:
+    """gensim's c_npmi per topic with whole documents as windows, or ``None`` without gensim."""
+    try:
+        from gensim.corpora import Dictionary
+        from gensim.models.coherencemodel import CoherenceModel
+    except ImportError:
+        return None
+    import scipy.sparse as sp
+
+    counts = sp.csr_matrix(bow)
+    texts = [
+        [vocabulary[j] for j in counts.indices[a:b]]
+        for a, b in zip(counts.indptr[:-1], counts.indptr[1:], strict=True)
+    ]
+    texts = [text for text in texts if text]
+    model = CoherenceModel(
+        topics=[[vocabulary[j] for j in topic] for topic in top10],
+        texts=texts,
+        dictionary=Dictionary(texts),
+        coherence="c_npmi",
+        window_size=max(len(text) for text in texts),
+        processes=1,
+    )
+    return np.asarray(model.get_coherence_per_topic())
+
+
+def never_cooccurring_pairs(top10: np.ndarray, bow: Any) -> int:
+    """How many pairs of a topic's top words share no document of ``bow``."""
+    import scipy.sparse as sp
+
+    occurs = (sp.csr_matrix(bow) > 0).astype(np.float64)
+    count = 0
+    for words in top10:
+        joint = (occurs[:, words].T @ occurs[:, words]).toarray()
+        count += int((joint[np.triu_indices(len(words), 1)] == 0).sum())
+    return count
+
+
+def measure(
+    backend: str,
+    seed: int,
+    train: Any,
+    test: Any,
+    sequences: list[np.ndarray] | None,
+    topics: int,
+    epochs: int,
+) -> dict[str, Any]:
+    """Train one model and measure its topics every way the table reports."""
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TopicCollapseWarning)  # reported in the table
+        run = fit_topics(
+            train, topics, backend=backend, epochs=epochs, seed=seed, eval_bow=test.bow
+        )
+    wall = time.perf_counter() - started
+    top10 = top_word_indices(run.model.topic_word_weights(), 10)
+    history = run.history
+    timed = history["seconds"].iloc[1:] if len(history) > 1 else history["seconds"]
+    epoch_s = statistics.median(timed)
+    vocabulary = list(train.vocabulary)
+    theirs = gensim_npmi(top10, test.bow, vocabulary)
+    ours = npmi_coherence(top10, test.bow)
+    paper = (
+        np.nan
+        if sequences is None
+        else float(
+            npmi_coherence(top10, sequences, window=PAPER_WINDOW, never_cooccurring=0.0).mean()
+        )
+    )
+    return {
+        "npmi_train": float(npmi_coherence(top10, train.bow).mean()),
+        "npmi_test": float(ours.mean()),
+        "npmi_gensim": np.nan if theirs is None else float(theirs.mean()),
+        "gensim_gap": np.nan if theirs is None else float(np.abs(theirs - ours).max()),
+        "unseen_pairs": never_cooccurring_pairs(top10, test.bow),
+        "npmi_paper": paper,
+        "diversity": topic_diversity(top_word_indices(run.model.topic_word_weights(), 25)),
+        "perplexity": run.perplexity,
+        "epoch_s": epoch_s,
+        "docs_per_s": len(train) / epoch_s,
+        "wall_s": wall,
+        "problems": len(run.problems),
+        "example": run.top_words(10)[int(np.argmax(ours))],
+    }
+
+
+def summarize(found: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sd over the seeds of every number (median for the timings; the largest gap to
+    gensim; the first seed's example topic)."""
+    out: dict[str, Any] = {"example": found[0]["example"], "seeds": len(found)}
+    for key in found[0]:
+        if key == "example":
+            continue
+        values = np.array([row[key] for row in found], dtype=np.float64)
+        if key in ("epoch_s", "docs_per_s", "wall_s"):
+            out[key] = float(np.median(values))
+        elif key == "gensim_gap":
+            out[key] = float(values.max())
+        else:
+            out[key] = float(values.mean())
+            out[key + "_sd"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
+def pm(row: dict[str, Any], key: str, digits: int = 3) -> str:
+    """``mean ± sd`` of ``row[key]`` over the seeds."""
+    return f"{row[key]:.{digits}f} ± {row[key + '_sd']:.{digits}f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--topics", type=int, default=50)
     parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed and backend"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
@@ -56,65 +195,59 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: no 20news_prodlda_bow.npz in {args.data_dir}", file=sys.stderr)
         return 0
     train, test = load_20news_prodlda(args.data_dir)
+    sequences = test_sequences(args.data_dir, list(train.vocabulary))
     epochs = 2 if args.quick else args.epochs
     if args.quick:
         train.bow, test.bow = train.bow[:1000], test.bow[:500]
-    rows = {}
-    for backend in ("pyro", "numpyro"):
-        started = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TopicCollapseWarning)  # reported in the table
-            run = fit_topics(
-                train,
-                args.topics,
-                backend=backend,
-                epochs=epochs,
-                seed=args.seed,
-                eval_bow=test.bow,
-            )
-        wall = time.perf_counter() - started
-        top10 = top_word_indices(run.model.topic_word_weights(), 10)
-        history = run.history
-        timed = history["seconds"].iloc[1:] if len(history) > 1 else history["seconds"]
-        epoch_s = statistics.median(timed)
-        rows[backend] = {
-            "npmi_train": float(npmi_coherence(top10, train.bow).mean()),
-            "npmi_test": float(npmi_coherence(top10, test.bow).mean()),
-            "diversity": topic_diversity(top_word_indices(run.model.topic_word_weights(), 25)),
-            "perplexity": run.perplexity,
-            "epoch_s": epoch_s,
-            "docs_per_s": len(train) / epoch_s,
-            "wall_s": wall,
-            "problems": len(run.problems),
-            "example": run.top_words(10)[int(np.argmax(npmi_coherence(top10, test.bow)))],
-        }
-        print(backend, rows[backend], flush=True)
+        sequences = None if sequences is None else sequences[:500]
+    seeds = args.seeds[:1] if args.quick else args.seeds
+    runs: dict[str, list[dict[str, Any]]] = {"pyro": [], "numpyro": []}
+    for seed in seeds:
+        for backend in runs:
+            row = measure(backend, seed, train, test, sequences, args.topics, epochs)
+            print(backend, seed, row, flush=True)
+            runs[backend].append(row)
+    rows = {backend: summarize(found) for backend, found in runs.items()}
     speedup = rows["numpyro"]["docs_per_s"] / rows["pyro"]["docs_per_s"]
     failed = []
-    if rows["pyro"]["npmi_test"] < NPMI_TARGET:
-        failed.append(f"Pyro test NPMI {rows['pyro']['npmi_test']:.3f} < {NPMI_TARGET}")
+    paper_measure = rows["pyro"]["npmi_paper"]
+    if not paper_measure >= NPMI_TARGET:  # the mean over the seeds; NaN (no test.txt.gz) misses
+        failed.append(f"Pyro NPMI as the paper measured it {paper_measure:.3f} < {NPMI_TARGET}")
     if speedup < SPEED_TARGET:
         failed.append(f"NumPyro speed-up {speedup:.2f}x < {SPEED_TARGET}x")
     lines = [
         f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}.",
         "",
-        f"K = {args.topics}, {epochs} epochs, seed {args.seed}; paper settings (batch 200, Adam "
+        f"K = {args.topics}, {epochs} epochs, seeds {', '.join(map(str, seeds))} (each figure "
+        "the mean ± sd over the seeds; timings the median; the gap to gensim the largest); "
+        "paper settings (batch 200, Adam "
         "lr 0.002 beta1 0.99, dropout 0.6, 2 x 100 softplus, alpha 1, batch norm with a "
-        "learned shift and no scale, as in the paper's code). "
-        "NPMI: mean over topics of the mean pairwise NPMI of the top 10 words, by document "
-        "co-occurrence in the reference corpus (a pair that never co-occurs counts -1). "
+        "learned shift and no scale, as in the paper's code). NPMI: mean over the topics of the "
+        "mean NPMI of the 45 pairs of a topic's top 10 words, three ways. *Documents*: a unit "
+        "is a document of the reference corpus (training or test documents), a pair that never "
+        "shares one counts -1. *gensim*: `CoherenceModel(coherence='c_npmi')` over the test "
+        "documents with a window as long as the longest, so also document co-occurrence; it "
+        "gives a never-co-occurring pair about -1 + log(1 / p(i)p(j)) / 27.6 instead of -1 "
+        "(epsilon 1e-12), the only place the two may differ. *As the paper*: Lau et al.'s "
+        f"toolkit, which made the paper's figures: sliding windows of {PAPER_WINDOW} tokens over "
+        "the test documents in word order (test.txt.gz; a document of L tokens gives "
+        f"L + {PAPER_WINDOW - 1} windows), a pair that never co-occurs counting 0. The paper's "
+        "reference corpus is not stated; the test documents are the choice here. "
         "Perplexity: exp(-ELBO / tokens) on the test documents, an upper bound. Documents/s: "
         "training documents per second of the median epoch (compilation excluded).",
         "",
-        "| backend | NPMI (train ref.) | NPMI (test ref.) | diversity (top 25) | test perplexity "
-        "<= | s / epoch | documents / s | collapse warnings |",
-        "|---|---|---|---|---|---|---|---|",
+        "| backend | NPMI, documents (train) | NPMI, documents (test) | NPMI, gensim (test) | "
+        "largest topic gap to gensim | pairs never co-occurring (test) | NPMI as the paper "
+        "(test) | diversity (top 25) | test perplexity <= | s / epoch | documents / s | "
+        "collapse warnings |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for backend, row in rows.items():
         lines.append(
-            f"| {backend} | {row['npmi_train']:.3f} | {row['npmi_test']:.3f} | "
-            f"{row['diversity']:.3f} | {row['perplexity']:.0f} | {row['epoch_s']:.2f} | "
-            f"{row['docs_per_s']:.0f} | {row['problems']} |"
+            f"| {backend} | {pm(row, 'npmi_train')} | {pm(row, 'npmi_test')} | "
+            f"{pm(row, 'npmi_gensim')} | {row['gensim_gap']:.1e} | {pm(row, 'unseen_pairs', 0)} | "
+            f"{pm(row, 'npmi_paper')} | {pm(row, 'diversity')} | {pm(row, 'perplexity', 0)} | "
+            f"{row['epoch_s']:.2f} | {row['docs_per_s']:.0f} | {pm(row, 'problems', 1)} |"
         )
     lines += [
         "",
@@ -122,8 +255,11 @@ def main(argv: list[str] | None = None) -> int:
         + " ".join(rows["pyro"]["example"])
         + ".",
         "",
-        f"Targets (Pyro test NPMI >= {NPMI_TARGET}; NumPyro >= {SPEED_TARGET}x Pyro): "
-        + ("met." if not failed else "MISSED: " + "; ".join(failed) + "."),
+        f"Targets (Pyro NPMI as the paper measured it >= {NPMI_TARGET}; NumPyro >= "
+        f"{SPEED_TARGET}x Pyro): "
+        + ("met." if not failed else "MISSED: " + "; ".join(failed) + ".")
+        + " By document co-occurrence on the test documents the Pyro model scores "
+        f"{pm(rows['pyro'], 'npmi_test')}.",
     ]
     print("\n".join(lines))
     if args.quick:
