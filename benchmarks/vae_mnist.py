@@ -66,12 +66,15 @@ def quality(
     ll_samples: int,
     limit: int | None,
     check_points: int,
+    elbo: str = "trace",
+    num_particles: int = 1,
 ) -> dict[str, Any]:
     """Train the 784-400-20 VAE on the fixed binarized MNIST's 50k training split with the
-    NumPyro backend until the validation ELBO stops improving (``patience`` epochs; the best
-    epoch's weights are kept), then estimate log p(x) on every test image with ``ll_samples``
-    importance samples by the jitted JAX evaluator; on the first ``check_points`` test images
-    the torch evaluator with the same guide noise gives the same figure (the gap is reported)."""
+    NumPyro backend (objective ``elbo`` with ``num_particles``) until the validation objective
+    stops improving (``patience`` epochs; the best epoch's weights are kept), then estimate
+    log p(x) on every test image with ``ll_samples`` importance samples by the jitted JAX
+    evaluator; on the first ``check_points`` test images the torch evaluator with the same
+    guide noise gives the same figure (the gap is reported)."""
     from bayesvae.backends.numpyro.vae import NumPyroVAE
 
     train = load_binarized_mnist(root / "binarized_mnist", split="train")
@@ -95,6 +98,8 @@ def quality(
         progress=False,
         backend="numpyro",
         early_stopping=patience,
+        elbo=elbo,
+        num_particles=num_particles,
     )
     train_seconds = time.perf_counter() - started
     history = result.history

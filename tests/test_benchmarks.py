@@ -25,8 +25,20 @@ ROOT = Path(__file__).resolve().parents[1]
     ],
 )
 def test_benchmark_quick_run(script, monkeypatch, capsys):
+    _quick_run(script, [], monkeypatch, capsys)
+
+
+@pytest.mark.slow
+def test_converged_variants_quick_run(monkeypatch, capsys):
+    """vae_variants.py --converged: the plain VAE and the IWAE on the NumPyro backend."""
+    _quick_run(
+        "vae_variants.py", ["--converged", "--variants", "plain", "iwae"], monkeypatch, capsys
+    )
+
+
+def _quick_run(script, options, monkeypatch, capsys):
     before = (ROOT / "benchmarks" / "RESULTS.md").read_text()
-    monkeypatch.setattr(sys, "argv", [script, "--quick"])
+    monkeypatch.setattr(sys, "argv", [script, "--quick", *options])
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(ROOT / "benchmarks" / script), run_name="__main__")

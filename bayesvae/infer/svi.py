@@ -39,7 +39,12 @@ from bayesvae.infer.engine import (
     evaluate,
     evaluate_inputs,
 )
-from bayesvae.infer.objectives import ELBO_NAMES, make_elbo, quiet_jit_deprecation
+from bayesvae.infer.objectives import (
+    ELBO_NAMES,
+    PARTICLE_BOUNDS,
+    make_elbo,
+    quiet_jit_deprecation,
+)
 from bayesvae.models.contract import ModelContract
 from bayesvae.models.program import (
     PyroProgram,
@@ -568,7 +573,7 @@ def fit(
             "checkpoint_every": checkpoint_every != 1,
             "resume": resume,
             "strategy": strategy is not None,
-            "num_particles": num_particles != 1,
+            "num_particles": num_particles != 1 and elbo_name not in PARTICLE_BOUNDS,
             "elbo": elbo_name not in twin.supported_elbos,
         }
         bad = [name for name, is_set in refused.items() if is_set]
@@ -590,6 +595,11 @@ def fit(
             progress=progress,
             device=target,
             early_stopping=early_stopping,
+            particle_options=(
+                dict(num_particles=num_particles, alpha=alpha)
+                if elbo_name in PARTICLE_BOUNDS
+                else {}
+            ),
         )
     if elbo_object is not None:
         if num_particles != 1:
@@ -964,6 +974,7 @@ def _fit_numpyro(
     progress: bool,
     device: torch.device,
     early_stopping: int | None = None,
+    particle_options: dict[str, Any] | None = None,
 ) -> FitResult:
     """``fit(..., backend="numpyro")``: validate the data as the Pyro loop does, train the
     family's NumPyro ``twin`` (from :func:`bayesvae.backends.numpyro.svi_twin`), copy its
@@ -992,6 +1003,7 @@ def _fit_numpyro(
         seed=seed,
         progress=progress,
         early_stopping=early_stopping,
+        **(particle_options or {}),
     )
     twin.export_to(model)
     target = device
@@ -1007,6 +1019,7 @@ def _fit_numpyro(
         seed=seed,
         device=str(target),
         num_train=len(tensors[0]),
+        **(particle_options or {}),
     )
     return FitResult(
         model=model,

@@ -181,7 +181,7 @@ class NumPyroVAE:
     """
 
     #: objectives :meth:`fit` trains with (``bayesvae.fit(backend="numpyro")`` refuses others)
-    supported_elbos: tuple[str, ...] = ("trace", "meanfield")
+    supported_elbos: tuple[str, ...] = ("trace", "meanfield", "iwae", "renyi")
 
     def __init__(self, vae: Any) -> None:
         self.config = dict(vae.config)
@@ -246,6 +246,8 @@ class NumPyroVAE:
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         elbo: str = "trace",
+        num_particles: int = 1,
+        alpha: float | None = None,
         dynamic_binarization: bool = False,
         seed: int = 0,
         progress: bool = False,
@@ -254,9 +256,14 @@ class NumPyroVAE:
         """Train on ``x`` (N, *input_shape) (grey levels binarized afresh at every step when
         ``dynamic_binarization``); each epoch's minibatches (reshuffled, the last incomplete one
         dropped) run in one jitted ``lax.scan`` with one host sync. ``val`` (already binarized
-        if need be) gets a one-sample ELBO per epoch; ``early_stopping`` (patience in epochs
-        on ``val_elbo``) stops and keeps the best epoch's weights. Returns ``self``; ``history`` has
-        ``epoch``, ``train_elbo``, ``val_elbo``, ``seconds`` and ``samples_per_s``."""
+        if need be) gets the training objective per epoch; ``early_stopping`` (patience in
+        epochs on ``val_elbo``) stops and keeps the best epoch's weights. ``elbo``: ``"trace"``
+        or ``"meanfield"`` (the ELBO, one draw per row), ``"iwae"`` (the importance-weighted
+        bound with ``K = num_particles`` draws per row) or ``"renyi"`` (the Rényi bound of order
+        ``alpha``, default 0.5, ``K >= 2``): per-row bounds scaled by N/B afterwards, as
+        :class:`bayesvae.infer.objectives.RenyiBound` computes them. Returns ``self``;
+        ``history`` has ``epoch``, ``train_elbo``, ``val_elbo``, ``seconds`` and
+        ``samples_per_s``."""
         import jax
         import jax.numpy as jnp
         from numpyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
@@ -265,7 +272,14 @@ class NumPyroVAE:
         from bayesvae.backends.numpyro.loop import run_svi
 
         data = jnp.asarray(np.asarray(x, dtype=np.float32))
-        objective = TraceMeanField_ELBO() if elbo == "meanfield" else Trace_ELBO()
+        objective: Any
+        if elbo in ("iwae", "renyi"):
+            order = 0.0 if elbo == "iwae" else (0.5 if alpha is None else float(alpha))
+            objective = self._particle_bound(num_particles, order)
+        elif num_particles != 1 or alpha is not None:
+            raise ValueError(f"num_particles and alpha are for elbo='iwae'/'renyi', not {elbo!r}.")
+        else:
+            objective = TraceMeanField_ELBO() if elbo == "meanfield" else Trace_ELBO()
         svi = SVI(self.model, self.guide, Adam(lr, b1=betas[0], b2=betas[1]), objective)
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
 
@@ -301,6 +315,54 @@ class NumPyroVAE:
             return self.encoder, self.decoder
         return self.params["encoder$params"], self.params["decoder$params"]
 
+    def _log_weights(self, encoder: Any, decoder: Any, x: Any, eps: Any, beta: float = 1.0) -> Any:
+        """``log p(x | z) + beta (log p(z) - log q(z | x))`` for ``z = loc + scale * eps``:
+        ``x (B, ...)``, ``eps (K, B or 1, D)`` standard-normal draws -> ``(K, B)``. ``beta = 1``
+        gives the importance weights of ``log p(x)``; training weights the latent terms by the
+        VAE's ``beta``, as its model and guide do."""
+        import jax.numpy as jnp
+
+        half_log_two_pi = 0.5 * math.log(2 * math.pi)
+        loc, scale = encoder(x)
+        z = loc + scale * eps  # (K, B, D)
+        log_q = (-0.5 * eps**2 - jnp.log(scale) - half_log_two_pi).sum(-1)
+        log_prior = (-0.5 * z**2 - half_log_two_pi).sum(-1)
+        draws, rows = z.shape[0], x.shape[0]
+        decoded = decoder(z.reshape(draws * rows, -1))
+        repeated = jnp.broadcast_to(x, (draws, *x.shape)).reshape(decoded.shape)
+        log_lik = self._log_likelihood(decoded, repeated, decoder).reshape(draws, rows)
+        return log_lik + beta * (log_prior - log_q)
+
+    def _particle_bound(self, num_particles: int, alpha: float) -> Any:
+        """A NumPyro objective: the negative Rényi bound of order ``alpha`` (0: the IWAE bound)
+        with ``K = num_particles`` reparameterized draws per row, each row's bound computed from
+        its own weights and the sum scaled by N/B afterwards (NumPyro's ``RenyiELBO`` would
+        need a subsampling plate, which draws a permutation of N every step)."""
+        import jax
+        from numpyro.infer.elbo import ELBO
+
+        from bayesvae.data.validation import check_positive_int
+
+        num_particles = check_positive_int("num_particles", num_particles)
+        if not math.isfinite(alpha) or alpha == 1.0:
+            raise ValueError(f"alpha must be a finite number other than 1, got {alpha!r}.")
+        if alpha != 0.0 and num_particles < 2:
+            raise ValueError("elbo='renyi' needs num_particles >= 2; with one it is the ELBO.")
+        twin = self
+
+        class ParticleBound(ELBO):
+            def loss_with_mutable_state(
+                self, rng_key: Any, param_map: Any, model: Any, guide: Any, *args: Any
+            ) -> dict[str, Any]:
+                x, num_data = args
+                encoder, decoder = param_map["encoder$params"], param_map["decoder$params"]
+                eps = jax.random.normal(rng_key, (num_particles, x.shape[0], twin.latent_dim))
+                log_w = (1.0 - alpha) * twin._log_weights(encoder, decoder, x, eps, twin.beta)
+                bound = (jax.nn.logsumexp(log_w, axis=0) - math.log(num_particles)) / (1 - alpha)
+                return {"loss": -bound.sum() * (num_data / x.shape[0]), "mutable_state": None}
+
+        return ParticleBound(num_particles=num_particles)
+
     def _importance_chunk(self) -> Any:
         """The jitted ``(encoder, decoder, x (B, ...), eps (C, B or 1, D)) -> (B,)``: logsumexp
         over the C draws of ``log p(x, z) - log q(z | x)``. The networks are arguments (pytrees),
@@ -308,21 +370,10 @@ class NumPyroVAE:
         if self._chunk_logsumexp is not None:
             return self._chunk_logsumexp
         import jax
-        import jax.numpy as jnp
-
-        half_log_two_pi = 0.5 * math.log(2 * math.pi)
 
         @jax.jit
         def chunk_logsumexp(encoder: Any, decoder: Any, xb: Any, eps: Any) -> Any:
-            loc, scale = encoder(xb)
-            z = loc + scale * eps  # (C, B, D)
-            log_q = (-0.5 * eps**2 - jnp.log(scale) - half_log_two_pi).sum(-1)
-            log_prior = (-0.5 * z**2 - half_log_two_pi).sum(-1)
-            draws, rows = z.shape[0], xb.shape[0]
-            decoded = decoder(z.reshape(draws * rows, -1))
-            repeated = jnp.broadcast_to(xb, (draws, *xb.shape)).reshape(decoded.shape)
-            log_lik = self._log_likelihood(decoded, repeated, decoder).reshape(draws, rows)
-            return jax.nn.logsumexp(log_prior + log_lik - log_q, axis=0)
+            return jax.nn.logsumexp(self._log_weights(encoder, decoder, xb, eps), axis=0)
 
         self._chunk_logsumexp = chunk_logsumexp
         return chunk_logsumexp
