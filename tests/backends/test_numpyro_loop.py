@@ -101,3 +101,24 @@ def test_early_stopping_returns_the_best_epochs_state():
     assert float(svi.get_params(state)["loc"]) == float(svi.get_params(first.state)["loc"])
     last = run_svi(_svi(lr=0.1), (train,), epochs=len(history), **common, **keys)
     assert float(svi.get_params(last.state)["loc"]) > float(svi.get_params(state)["loc"]) + 0.1
+
+
+def test_every_svi_twin_has_the_written_interface():
+    """Each family's twin (``SVI_TWINS``) offers what ``bayesvae.fit`` uses of it (``SVITwin``),
+    the run fields empty before fit."""
+    import bayesvae
+    from bayesvae.backends.numpyro import svi_twin
+    from bayesvae.backends.numpyro.loop import SVITwin
+    from bayesvae.models.anomaly import AnomalyMixtureModel
+    from bayesvae.models.prodlda import ProdLDA
+
+    models = [
+        bayesvae.VAE(16, latent_dim=2, hidden_dims=(8,)),
+        ProdLDA(30, 3, hidden_dim=8),
+        AnomalyMixtureModel(1, n_features=3),
+    ]
+    for model in models:
+        twin = svi_twin(model)
+        assert isinstance(twin, SVITwin), type(model).__name__
+        assert twin.history == [] and twin.best_epoch is None and twin.stop_reason is None
+        assert "trace" in twin.supported_elbos or "enum" in twin.supported_elbos

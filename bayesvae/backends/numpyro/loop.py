@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -32,6 +32,7 @@ class SVIRun:
     stop_reason: str | None
 
 
+@runtime_checkable
 class SVITwin(Protocol):
     """What ``bayesvae.fit(..., backend="numpyro")`` uses of a family's NumPyro SVI twin (the
     builders in :data:`bayesvae.backends.numpyro.SVI_TWINS` return one)."""
