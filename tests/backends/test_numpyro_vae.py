@@ -268,6 +268,27 @@ def test_particle_bounds_match_the_pyro_objectives(elbo, alpha, beta):
     assert single == pytest.approx(by_hand, rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"elbo": "renyi", "alpha": 1.0, "num_particles": 4}, "alpha must be a finite number"),
+        ({"elbo": "renyi", "alpha": float("nan"), "num_particles": 4}, "alpha must be a finite"),
+        ({"elbo": "renyi", "alpha": float("inf"), "num_particles": 4}, "alpha must be a finite"),
+        ({"elbo": "renyi", "alpha": 0.5, "num_particles": 1}, "num_particles >= 2"),
+        ({"elbo": "iwae", "num_particles": 0}, "num_particles"),
+        ({"elbo": "trace", "alpha": 0.5}, "for elbo='iwae'/'renyi'"),
+    ],
+)
+def test_the_twin_refuses_particle_bounds_it_cannot_compute(options, match):
+    """Rényi's order 1 is the ELBO (its formula divides by 1 - alpha), so the twin refuses it,
+    and non-finite orders, before any training; likewise too few particles."""
+    twin = NumPyroVAE(bayesvae.VAE(64, latent_dim=2, hidden_dims=(8,), seed=0))
+    x = np.zeros((20, 64), dtype=np.float32)
+    with pytest.raises(ValueError, match=match):
+        twin.fit(x, epochs=1, batch_size=10, **options)
+    assert twin.history == []
+
+
 def test_fit_with_the_iwae_bound_trains_through_bayesvae_fit(digits):
     """``bayesvae.fit(..., backend="numpyro", elbo="iwae", num_particles=K)`` raises the test
     IWAE bound as the Pyro backend does; a Rényi order and the ELBO's particles are checked."""
