@@ -841,10 +841,15 @@ def _mcmc(
     spec: ABModelSpec, data: tuple[np.ndarray, ...], settings: _Settings
 ) -> tuple[np.ndarray, dict[str, Any], Any]:
     from bayesvae.infer.mcmc import mcmc
-    from bayesvae.models.ab_metrics import pyro_model
 
+    if settings.backend == "numpyro":  # the spec names the family's twin: no torch, no Pyro
+        model: Any = spec
+    else:
+        from bayesvae.models.ab_metrics import pyro_model
+
+        model = pyro_model(spec)
     result = mcmc(
-        pyro_model(spec),
+        model,
         *data,
         backend=settings.backend,
         num_samples=settings.num_samples,

@@ -377,7 +377,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         idata = self.model_.to_inference_data(X)
         if "feature_names_in_" in vars(self):  # set by validate_data for a DataFrame
-            from bayesvae.infer.posterior import label_dims
+            from bayesvae.infer.coords import label_dims
 
             names = [str(name) for name in self.feature_names_in_]
             idata = label_dims(idata, {"feature": names})

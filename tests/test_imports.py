@@ -1,5 +1,6 @@
-"""Start-up cost: ``import bayesvae``, ``bayesvae --help`` and the exact A/B test load none of the
-heavy libraries they do not use (each checked in a fresh interpreter)."""
+"""Start-up cost: ``import bayesvae``, ``bayesvae --help`` and the A/B tests (exact, and NUTS on
+the NumPyro backend) load none of the heavy libraries they do not use (each checked in a fresh
+interpreter)."""
 
 import json
 import subprocess
@@ -73,3 +74,15 @@ def test_model_registry_lists_every_built_in_family():
         "assert {'VAE', 'ProdLDA', 'AnomalyMixtureModel', 'RevenueABTest'} <= set(MODEL_REGISTRY)"
     )
     assert "torch" in loaded_after(code)
+
+
+def test_ab_test_by_numpyro_nuts_needs_no_torch():
+    code = (
+        "import bayesvae\n"
+        "result = bayesvae.abtest({'A': (10, 100), 'B': (15, 100)}, method='mcmc',\n"
+        "                         num_warmup=100, num_samples=100, num_chains=2)\n"
+        "assert result.inference_data.posterior['rate'].shape == (2, 100, 2)"
+    )
+    loaded = loaded_after(code)
+    assert {"numpyro", "arviz"} <= set(loaded)
+    assert "torch" not in loaded and "pyro" not in loaded

@@ -2,23 +2,29 @@
 
 Both give an :class:`MCMCResult` holding ArviZ ``InferenceData`` (posterior, sample_stats,
 observed_data, log_likelihood) with named dims, and warn when the chains look unconverged.
+torch and Pyro are imported only by the paths that run Pyro: a family's NumPyro twin, given a
+torch-free spec (an A/B test's), samples without them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from bayesvae.data.validation import check_choice, check_positive_int
-from bayesvae.infer.posterior import check_coords, label_dims, present_dims
+from bayesvae.infer.coords import check_coords, label_dims, present_dims
+from bayesvae.models.contract import ModelContract, PyroProgramLike
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "mcmc",
@@ -163,7 +169,9 @@ def mcmc(
             NUTS), told apart by which library's ``sample`` it calls — given its own arguments
             ``*data, **kwargs`` (an argument named like an option goes in ``model_kwargs``); or a
             bayesvae family with ``model(*data)``, whose ``check_data`` validates ``data`` and
-            whose NumPyro twin :func:`bayesvae.backends.numpyro.nuts_model` finds.
+            whose NumPyro twin :func:`bayesvae.backends.numpyro.nuts_model` finds. An A/B
+            family's torch-free spec (e.g. ``BetaBinomialSpec``) samples on ``"numpyro"``
+            without importing torch or Pyro.
         backend: ``"numpyro"`` (jitted; chains in parallel across devices when there are enough,
             else vectorized) or ``"pyro"`` (chains one after another). Default: the program's
             own library; ``"numpyro"`` for a family. A program given the other library's backend
@@ -200,9 +208,6 @@ def mcmc(
     Optional hooks of a family (see :mod:`bayesvae.models.contract`): ``nuts_init_values()``,
     ``max_plate_nesting``, ``postprocess_posterior(idata)``, ``arviz_dims()``.
     """
-    from bayesvae.models.contract import ModelContract
-    from bayesvae.models.program import PyroProgram
-
     if backend is not None:
         check_choice("backend", backend, BACKENDS)
     num_warmup = check_positive_int("num_warmup", num_warmup)
@@ -232,9 +237,9 @@ def mcmc(
         raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}.")
     program_kwargs = {**kwargs, **(model_kwargs or {})}
     coords = check_coords(coords)
-    family = isinstance(model, ModelContract) and not isinstance(model, PyroProgram)
-    if not family:
-        fn = model.model_fn if isinstance(model, PyroProgram) else model
+    # a user's program wrapped in a PyroProgram has no family; a family (or its spec) has one
+    if not (isinstance(model, ModelContract) and model.family is not None):
+        fn = _program_function(model)
         if not callable(fn):
             raise TypeError(
                 f"model must be a Pyro or NumPyro program (a callable) or a bayesvae model, got "
@@ -269,6 +274,11 @@ def mcmc(
             f"{type(model).__name__} takes data arrays only, got {sorted(program_kwargs)}."
         )
     backend = "numpyro" if backend is None else backend
+    if backend == "pyro" and not isinstance(model, PyroProgramLike):
+        raise TypeError(
+            f"{type(model).__name__} describes the {model.family} family but has no Pyro "
+            f"model; sample it on backend='numpyro', or pass a {model.family} for 'pyro'."
+        )
     target_accept_prob = _check_accept(
         model.nuts_target_accept_prob if target_accept_prob is None else target_accept_prob
     )
@@ -303,6 +313,23 @@ def mcmc(
         idata = _pyro_family_nuts(model, tensors, run, init_values, strategy_name)
     idata = label_dims(model.postprocess_posterior(idata), coords)  # relabel components first
     return _warned(_result(idata, backend, run, time.perf_counter() - started))
+
+
+def _program_function(model: Any) -> Any:
+    """The callable of a user's program (a :class:`PyroProgram` holds it as ``model_fn``)."""
+    if isinstance(model, ModelContract):
+        from bayesvae.models.program import PyroProgram
+
+        if isinstance(model, PyroProgram):
+            return model.model_fn
+    return model
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    """Whether ``value`` is a torch tensor, without importing torch (if torch is not loaded,
+    nothing is a tensor)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and torch.is_tensor(value)
 
 
 def _check_accept(value: float) -> float:
@@ -360,6 +387,7 @@ def _numpyro_init(init_values: dict[str, Any] | None, strategy: str) -> Any:
 
 
 def _pyro_init(init_values: dict[str, Any] | None, strategy: str) -> Any:
+    import torch
     from pyro.infer.autoguide.initialization import (
         init_to_feasible,
         init_to_median,
@@ -378,7 +406,7 @@ def _jax_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple, dic
     import jax.numpy as jnp
 
     def convert(value: Any) -> Any:
-        if torch.is_tensor(value):
+        if _is_torch_tensor(value):
             value = value.detach().cpu().numpy()
         if hasattr(value, "to_numpy"):  # pandas
             value = value.to_numpy()
@@ -432,14 +460,21 @@ def _numpyro_nuts(
 
     with _jax_precision(float64):
         if float64:
-            tensors = tuple(
-                t.double() if torch.is_tensor(t) and t.is_floating_point() else t for t in tensors
-            )
+            tensors = tuple(_as_float64(t) for t in tensors)
             if init_values is not None:
                 init_values = {k: np.asarray(v, dtype=np.float64) for k, v in init_values.items()}
         args, kwargs = _jax_args(tensors, kwargs)
         sampler = _numpyro_sampler(fn, args, kwargs, run, init_values, strategy)
         return az.from_numpyro(sampler, coords=run.coords, dims=run.dims)
+
+
+def _as_float64(array: Any) -> Any:
+    """A floating tensor or array in float64; anything else as it is."""
+    if _is_torch_tensor(array):
+        return array.double() if array.is_floating_point() else array
+    if isinstance(array, np.ndarray) and np.issubdtype(array.dtype, np.floating):
+        return array.astype(np.float64)
+    return array
 
 
 def _pyro_family_nuts(
@@ -570,7 +605,7 @@ def _jax_precision(float64: bool) -> Iterator[None]:
 
 def _wants_x64(data: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     for value in (*data, *kwargs.values()):
-        if hasattr(value, "to_numpy") and not torch.is_tensor(value):
+        if hasattr(value, "to_numpy") and not _is_torch_tensor(value):
             value = value.to_numpy()
         dtype = getattr(value, "dtype", None)  # noqa: B009 (arrays of any library)
         if dtype is not None and str(dtype) in ("float64", "torch.float64"):
@@ -657,6 +692,7 @@ def _pyro_program_nuts(
     divergences. Draws are replayed through the program one at a time, so any program works."""
     import arviz as az
     import pyro
+    import torch
 
     from bayesvae.models.program import inspect_sites, named_inputs, site_dims
 
@@ -733,6 +769,7 @@ def _replay(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Run the program once per posterior draw, conditioned on it: deterministic values, the
     observed sites' pointwise log densities and a posterior predictive draw of each."""
+    import torch
     from pyro import poutine
 
     count = len(next(iter(draws.values())))

@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bayesvae.models.contract import ModelContract
+
 __all__ = [
     "ABModelSpec",
     "BetaBinomialSpec",
@@ -35,6 +37,7 @@ __all__ = [
     "ExactPosterior",
     "ArmCounts",
     "check_counts",
+    "check_arm_arrays",
     "check_arm_names",
     "check_beta_prior",
     "MetricSummary",
@@ -410,6 +413,30 @@ def draws_hdi(draws: np.ndarray, prob: float = 0.95) -> tuple[float, float]:
     return float(ordered[start]), float(ordered[start + span])
 
 
+def check_arm_arrays(
+    arms: Sequence[str], labels: Sequence[str], arrays: Sequence[Any]
+) -> tuple[np.ndarray, ...]:
+    """Each of ``arrays`` as a finite float64 ``(K,)`` array, one entry per arm (``TypeError``
+    for non-numbers, ``ValueError`` for a wrong shape or NaN/inf, naming ``labels[i]``)."""
+    out = []
+    for label, values in zip(labels, arrays, strict=True):
+        array = np.asarray(values)
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+            raise TypeError(f"{label} must be numbers, got {values!r}.")
+        if array.shape != (len(arms),):
+            raise ValueError(
+                f"{label} must have one entry per arm ({len(arms)}), got shape {array.shape}."
+            )
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{label} must be finite, got {array.tolist()}.")
+        out.append(array.astype(np.float64))
+    return tuple(out)
+
+
+def _whole(array: np.ndarray) -> bool:
+    return bool(np.all(array == np.round(array)))
+
+
 def check_arm_names(arms: Sequence[str]) -> list[str]:
     """Arm names as strings: at least two, all different (``ValueError`` otherwise)."""
     names = [str(a) for a in arms]
@@ -439,11 +466,16 @@ class ExactPosterior:
     parameters: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-class ABModelSpec:
+class ABModelSpec(ModelContract):
     """What an A/B family is, apart from its Pyro program: arms, prior, the metric measured, the
     ``(K,)`` site a decision compares (``decision_site``), the arrays the model observes
     (:meth:`summary_data`) and, where conjugate, the exact posterior. Subclasses set
-    ``metric``, ``decision_site``, ``likelihood`` (the model in words) and ``has_exact``."""
+    ``metric``, ``decision_site``, ``likelihood`` (the model in words) and ``has_exact``.
+
+    A spec is the torch-free half of its family's :class:`~bayesvae.models.contract.ModelContract`:
+    ``family`` (the Pyro class it describes), :meth:`check_data` (validated NumPy arrays) and
+    :meth:`arviz_dims`, so ``bayesvae.mcmc(spec, *data)`` samples the family's NumPyro twin
+    without importing torch or Pyro."""
 
     metric: ClassVar[str] = ""
     #: the ``(K,)`` site a decision compares: the expected metric per unit in each arm
@@ -516,6 +548,7 @@ class BetaBinomialSpec(ABModelSpec):
     """Conversion: ``successes_k ~ Binomial(trials_k, rate_k)``, ``rate_k ~ Beta(a, b)`` (or the
     hierarchical prior, which has no closed form). Observes ``(successes, trials)``."""
 
+    family = "BetaBinomialABTest"
     metric = "conversion"
     decision_site = "rate"
     exact_description = "Beta(a + s, b + n - s) per arm"
@@ -540,6 +573,21 @@ class BetaBinomialSpec(ABModelSpec):
     @property
     def likelihood(self) -> str:  # type: ignore[override]
         return "Beta-Binomial" + (", hierarchical" if self.hierarchical else "")
+
+    @property
+    def nuts_target_accept_prob(self) -> float:  # type: ignore[override]
+        """NUTS target acceptance: the hierarchical posterior has a funnel (small steps)."""
+        return 0.99 if self.hierarchical else 0.8
+
+    def check_data(
+        self, successes: Any, trials: Any = None, *rest: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Validate ``(K,)`` counts (whole, ``0 <= successes <= trials``, ``trials >= 1``);
+        return them as float32 arrays."""
+        if trials is None or rest:
+            raise ValueError("an A/B test takes exactly two arrays: successes and trials.")
+        counts = check_counts(self.arms, successes, trials)
+        return counts.successes.astype(np.float32), counts.trials.astype(np.float32)
 
     @property
     def has_exact(self) -> bool:  # type: ignore[override]
@@ -578,10 +626,24 @@ class GammaPoissonSpec(ABModelSpec):
     """Counts per unit, ``Poisson(rate_k)``, ``rate_k ~ Gamma(a, b)``; observes
     ``(total, units)``. Conjugate: ``Gamma(a + total, b + units)``."""
 
+    family = "GammaPoissonABTest"
     metric = "count"
     decision_site = "rate"
     likelihood = "Gamma-Poisson"
     exact_description = "Gamma(a + total, b + units) per arm"
+
+    def check_data(
+        self, total: Any, units: Any = None, *rest: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(K,)`` whole totals >= 0 and units >= 1, as float64 arrays."""
+        if units is None or rest:
+            raise ValueError("a count test takes exactly two arrays: total and units.")
+        total, units = check_arm_arrays(self.arms, ("total", "units"), (total, units))
+        if np.any(total < 0) or not _whole(total):
+            raise ValueError(f"total must be whole numbers >= 0, got {total.tolist()}.")
+        if np.any(units < 1) or not _whole(units):
+            raise ValueError(f"units must be whole numbers >= 1, got {units.tolist()}.")
+        return total, units
 
     def summary_data(self, summary: MetricSummary) -> tuple[np.ndarray, ...]:
         """``(total, units)``, each (K,)."""
@@ -608,6 +670,7 @@ class NegativeBinomialSpec(ABModelSpec):
     """Overdispersed counts per unit: ``GammaPoisson(c_k, c_k / mean_k)``; observes each
     distinct ``(arm, value)`` pair with its multiplicity. No conjugate posterior."""
 
+    family = "NegativeBinomialABTest"
     metric = "count"
     likelihood = "negative binomial (Gamma-Poisson mixture per unit)"
     has_exact = False
@@ -615,6 +678,37 @@ class NegativeBinomialSpec(ABModelSpec):
     @property
     def arm_sites(self) -> tuple[str, ...]:
         return ("mean", "concentration")
+
+    def check_data(
+        self, values: Any, arm: Any = None, weight: Any = None, *rest: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(M,)`` whole values >= 0, arm indices in ``[0, K)`` and positive weights, as
+        float64 arrays."""
+        if arm is None or weight is None or rest:
+            raise ValueError("a negative-binomial test takes three arrays: values, arm, weight.")
+        checked = []
+        for label, given in (("values", values), ("arm", arm), ("weight", weight)):
+            array = np.asarray(given)
+            if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.number):
+                raise ValueError(
+                    f"{label} must be a non-empty 1-D numeric array, got shape {array.shape}."
+                )
+            if not np.all(np.isfinite(array)):
+                raise ValueError(f"{label} must be finite.")
+            checked.append(array.astype(np.float64))
+        v, a, w = checked
+        if not (v.shape == a.shape == w.shape):
+            raise ValueError(
+                f"values, arm and weight must have the same length, got {v.shape}, {a.shape}, "
+                f"{w.shape}."
+            )
+        if np.any(v < 0) or not _whole(v):
+            raise ValueError("values must be whole numbers >= 0.")
+        if np.any(a < 0) or np.any(a >= len(self.arms)) or not _whole(a):
+            raise ValueError(f"arm must hold arm indices 0..{len(self.arms) - 1}.")
+        if np.any(w <= 0):
+            raise ValueError("weight must be positive.")
+        return v, a, w
 
     def summary_data(self, summary: MetricSummary) -> tuple[np.ndarray, ...]:
         """``(values, arm, weight)``, each ``(M,)``."""
@@ -625,6 +719,7 @@ class NormalSpec(ABModelSpec):
     """A continuous metric, ``Normal(mean_k, sd_k)`` per unit with the Normal-Inverse-Gamma
     prior; observes ``(mean, sum_squares, units)``. Each arm mean's posterior is a Student-t."""
 
+    family = "NormalABTest"
     metric = "continuous"
     likelihood = "Normal with unknown variance (Normal-Inverse-Gamma prior)"
     exact_description = "Normal-Inverse-Gamma per arm (Student-t marginal of the mean)"
@@ -632,6 +727,21 @@ class NormalSpec(ABModelSpec):
     @property
     def arm_sites(self) -> tuple[str, ...]:
         return ("mean", "variance")
+
+    def check_data(
+        self, mean: Any, sum_squares: Any = None, units: Any = None, *rest: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(K,)`` means, sums of squares >= 0 and units >= 2, as float64 arrays."""
+        if sum_squares is None or units is None or rest:
+            raise ValueError("a continuous test takes three arrays: mean, sum_squares, units.")
+        m, ss, n = check_arm_arrays(
+            self.arms, ("mean", "sum_squares", "units"), (mean, sum_squares, units)
+        )
+        if np.any(ss < 0):
+            raise ValueError(f"sum_squares must be >= 0, got {ss.tolist()}.")
+        if np.any(n < 2) or not _whole(n):
+            raise ValueError(f"units must be whole numbers >= 2, got {n.tolist()}.")
+        return m, ss, n
 
     def summary_data(self, summary: MetricSummary) -> tuple[np.ndarray, ...]:
         """``(mean, sum_squares, units)``, each (K,)."""
@@ -663,6 +773,7 @@ class RevenueSpec(ABModelSpec):
     ``(payers, units, log_mean, log_sum_squares)``. Conjugate in each part; the product
     ``revenue_per_unit`` has no closed form, so summaries come from exact draws."""
 
+    family = "RevenueABTest"
     metric = "revenue"
     decision_site = "revenue_per_unit"
     likelihood = "delta log-normal (Beta paying rate x log-normal payments)"
@@ -673,6 +784,33 @@ class RevenueSpec(ABModelSpec):
     @property
     def arm_sites(self) -> tuple[str, ...]:
         return ("revenue_per_unit", "pay_rate", "log_mean", "log_variance")
+
+    def check_data(
+        self,
+        payers: Any,
+        units: Any = None,
+        log_mean: Any = None,
+        log_sum_squares: Any = None,
+        *rest: Any,
+    ) -> tuple[np.ndarray, ...]:
+        """``(K,)`` payers (2 <= payers <= units), log-scale means and sums of squares >= 0,
+        as float64 arrays."""
+        if units is None or log_mean is None or log_sum_squares is None or rest:
+            raise ValueError(
+                "a revenue test takes four arrays: payers, units, log_mean, log_sum_squares."
+            )
+        p, n, m, ss = check_arm_arrays(
+            self.arms,
+            ("payers", "units", "log_mean", "log_sum_squares"),
+            (payers, units, log_mean, log_sum_squares),
+        )
+        if np.any(p < 2) or np.any(p > n) or not _whole(p):
+            raise ValueError(
+                f"payers must be whole numbers with 2 <= payers <= units, got {p.tolist()}."
+            )
+        if np.any(ss < 0):
+            raise ValueError(f"log_sum_squares must be >= 0, got {ss.tolist()}.")
+        return p, n, m, ss
 
     def summary_data(self, summary: MetricSummary) -> tuple[np.ndarray, ...]:
         """``(payers, units, log_mean, log_sum_squares)``, each (K,)."""

@@ -25,9 +25,7 @@ expected metric per unit in each arm.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -43,7 +41,7 @@ from bayesvae.models.ab_conjugate import (
     NormalSpec,
     RevenueSpec,
 )
-from bayesvae.models.abtest import BetaBinomialABTest
+from bayesvae.models.abtest import BetaBinomialABTest, SpecTensors
 from bayesvae.models.base import PyroModel
 
 __all__ = [
@@ -74,24 +72,6 @@ def _real(name: str, prefix: str, init: torch.Tensor, spread: torch.Tensor) -> t
         f"{prefix}.{name}_scale", lambda: spread.clone(), constraint=constraints.positive
     )
     return pyro.sample(name, dist.Normal(loc, scale))
-
-
-def _check_tensors(
-    arms: Sequence[str], labels: Sequence[str], arrays: Sequence[Any]
-) -> tuple[torch.Tensor, ...]:
-    out = []
-    for label, values in zip(labels, arrays, strict=True):
-        array = np.asarray(values)
-        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-            raise TypeError(f"{label} must be numbers, got {values!r}.")
-        if array.shape != (len(arms),):
-            raise ValueError(
-                f"{label} must have one entry per arm ({len(arms)}), got shape {array.shape}."
-            )
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{label} must be finite, got {array.tolist()}.")
-        out.append(torch.as_tensor(array, dtype=torch.float64))
-    return tuple(out)
 
 
 def _normal_model(
@@ -130,7 +110,7 @@ def _normal_guide(
     _real(f"{prefix}mean", name, mean_obs, (sample_variance / n).sqrt())
 
 
-class GammaPoissonABTest(GammaPoissonSpec, PyroModel):
+class GammaPoissonABTest(SpecTensors, GammaPoissonSpec, PyroModel):
     """Counts per unit, ``Poisson(rate_k)``, with ``rate_k ~ Gamma(a, b)``.
 
     ``model(total, units)`` (each ``(K,)``): the arm total is ``Poisson(units * rate)``, which is
@@ -158,19 +138,8 @@ class GammaPoissonABTest(GammaPoissonSpec, PyroModel):
         with self.data_plate(total, num_data, name="arms"):
             _positive("rate", self.pyro_name, (total + 0.5) / units)
 
-    def check_data(self, total: Any, units: Any = None, *rest: Any) -> tuple[torch.Tensor, ...]:
-        """``(K,)`` whole totals >= 0 and units >= 1."""
-        if units is None or rest:
-            raise ValueError("a count test takes exactly two arrays: total and units.")
-        total_t, units_t = _check_tensors(self.arms, ("total", "units"), (total, units))
-        if torch.any(total_t < 0) or torch.any(total_t != total_t.round()):
-            raise ValueError(f"total must be whole numbers >= 0, got {total_t.tolist()}.")
-        if torch.any(units_t < 1) or torch.any(units_t != units_t.round()):
-            raise ValueError(f"units must be whole numbers >= 1, got {units_t.tolist()}.")
-        return total_t, units_t
 
-
-class NegativeBinomialABTest(NegativeBinomialSpec, PyroModel):
+class NegativeBinomialABTest(SpecTensors, NegativeBinomialSpec, PyroModel):
     """Overdispersed counts per unit: ``GammaPoisson(c_k, c_k / mean_k)``, variance
     ``mean + mean² / c``; ``mean_k ~ Gamma(a, b)``, ``concentration_k ~ LogNormal(0, 2)``.
 
@@ -228,38 +197,8 @@ class NegativeBinomialABTest(NegativeBinomialSpec, PyroModel):
             _positive("mean", self.pyro_name, mean)
             _positive("concentration", self.pyro_name, concentration)
 
-    def check_data(
-        self, values: Any, arm: Any = None, weight: Any = None, *rest: Any
-    ) -> tuple[torch.Tensor, ...]:
-        """``(M,)`` whole values >= 0, arm indices in ``[0, K)`` and positive weights."""
-        if arm is None or weight is None or rest:
-            raise ValueError("a negative-binomial test takes three arrays: values, arm, weight.")
-        tensors = []
-        for label, array in (("values", values), ("arm", arm), ("weight", weight)):
-            array = np.asarray(array)
-            if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.number):
-                raise ValueError(
-                    f"{label} must be a non-empty 1-D numeric array, got shape {array.shape}."
-                )
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"{label} must be finite.")
-            tensors.append(torch.as_tensor(array, dtype=torch.float64))
-        v, a, w = tensors
-        if not (v.shape == a.shape == w.shape):
-            raise ValueError(
-                "values, arm and weight must have the same length, got "
-                f"{tuple(v.shape)}, {tuple(a.shape)}, {tuple(w.shape)}."
-            )
-        if torch.any(v < 0) or torch.any(v != v.round()):
-            raise ValueError("values must be whole numbers >= 0.")
-        if torch.any(a < 0) or torch.any(a >= len(self.arms)) or torch.any(a != a.round()):
-            raise ValueError(f"arm must hold arm indices 0..{len(self.arms) - 1}.")
-        if torch.any(w <= 0):
-            raise ValueError("weight must be positive.")
-        return v, a, w
 
-
-class NormalABTest(NormalSpec, PyroModel):
+class NormalABTest(SpecTensors, NormalSpec, PyroModel):
     """A continuous metric: ``Normal(mean_k, sd_k)`` per unit with unknown variance and the
     conjugate Normal-Inverse-Gamma prior ``variance ~ InvGamma(a0, b0)``,
     ``mean ~ Normal(m0, sqrt(variance / k0))``.
@@ -297,23 +236,8 @@ class NormalABTest(NormalSpec, PyroModel):
         with self.data_plate(mean, num_data, name="arms"):
             _normal_guide(self.pyro_name, mean, sum_squares, units)
 
-    def check_data(
-        self, mean: Any, sum_squares: Any = None, units: Any = None, *rest: Any
-    ) -> tuple[torch.Tensor, ...]:
-        """``(K,)`` means, sums of squares >= 0 and units >= 2."""
-        if sum_squares is None or units is None or rest:
-            raise ValueError("a continuous test takes three arrays: mean, sum_squares, units.")
-        m, ss, n = _check_tensors(
-            self.arms, ("mean", "sum_squares", "units"), (mean, sum_squares, units)
-        )
-        if torch.any(ss < 0):
-            raise ValueError(f"sum_squares must be >= 0, got {ss.tolist()}.")
-        if torch.any(n < 2) or torch.any(n != n.round()):
-            raise ValueError(f"units must be whole numbers >= 2, got {n.tolist()}.")
-        return m, ss, n
 
-
-class RevenueABTest(RevenueSpec, PyroModel):
+class RevenueABTest(SpecTensors, RevenueSpec, PyroModel):
     """Revenue per unit, the delta log-normal model: a unit pays with probability
     ``pay_rate_k ~ Beta(a, b)``; a payment is ``LogNormal(log_mean_k, sqrt(log_variance_k))``
     with the Normal-Inverse-Gamma prior on the log scale. The decision site
@@ -372,32 +296,6 @@ class RevenueABTest(RevenueSpec, PyroModel):
             )
             pyro.sample("pay_rate", dist.Beta(alpha, beta))
             _normal_guide(prefix, log_mean, log_sum_squares, payers, prefix="log_")
-
-    def check_data(
-        self,
-        payers: Any,
-        units: Any = None,
-        log_mean: Any = None,
-        log_sum_squares: Any = None,
-        *rest: Any,
-    ) -> tuple[torch.Tensor, ...]:
-        """``(K,)`` payers (2 <= payers <= units), log-scale means and sums of squares >= 0."""
-        if units is None or log_mean is None or log_sum_squares is None or rest:
-            raise ValueError(
-                "a revenue test takes four arrays: payers, units, log_mean, log_sum_squares."
-            )
-        p, n, m, ss = _check_tensors(
-            self.arms,
-            ("payers", "units", "log_mean", "log_sum_squares"),
-            (payers, units, log_mean, log_sum_squares),
-        )
-        if torch.any(p < 2) or torch.any(p > n) or torch.any(p != p.round()):
-            raise ValueError(
-                f"payers must be whole numbers with 2 <= payers <= units, got {p.tolist()}."
-            )
-        if torch.any(ss < 0):
-            raise ValueError(f"log_sum_squares must be >= 0, got {ss.tolist()}.")
-        return p, n, m, ss
 
 
 def pyro_model(spec: ABModelSpec) -> PyroModel:

@@ -21,14 +21,23 @@ from bayesvae.models.ab_conjugate import (
     HIERARCHICAL_CONCENTRATION_PRIOR,
     HIERARCHICAL_MEAN_PRIOR,
     BetaBinomialSpec,
-    check_counts,
 )
 from bayesvae.models.base import PyroModel
 
 __all__ = ["BetaBinomialABTest"]
 
 
-class BetaBinomialABTest(BetaBinomialSpec, PyroModel):
+class SpecTensors:
+    """Mixin of an A/B family's Pyro class: its spec's validated arrays (``check_data``) as
+    tensors, the inputs of the Pyro program. List it first among the bases."""
+
+    def check_data(self, *data: Any) -> tuple[torch.Tensor, ...]:
+        """The spec's :meth:`check_data`, each array as a tensor of the same dtype."""
+        arrays = super().check_data(*data)  # type: ignore[misc]
+        return tuple(torch.as_tensor(array) for array in arrays)
+
+
+class BetaBinomialABTest(SpecTensors, BetaBinomialSpec, PyroModel):
     """Beta-Binomial model of ``K >= 2`` arms as a Pyro model/guide pair.
 
     Args:
@@ -54,11 +63,6 @@ class BetaBinomialABTest(BetaBinomialSpec, PyroModel):
     ) -> None:
         BetaBinomialSpec.__init__(self, arms, prior=prior, hierarchical=hierarchical)
         PyroModel.__init__(self, self.spec_config)
-
-    @property
-    def nuts_target_accept_prob(self) -> float:
-        """NUTS target acceptance: the hierarchical posterior has a funnel (small steps)."""
-        return 0.99 if self.hierarchical else 0.8
 
     @property
     def num_arms(self) -> int:
@@ -121,15 +125,3 @@ class BetaBinomialABTest(BetaBinomialSpec, PyroModel):
         mean, concentration = torch.sigmoid(logit_mean), log_concentration.exp()
         with self.data_plate(successes, num_data, name="arms"):
             pyro.sample("rate", dist.Beta(mean * concentration, (1 - mean) * concentration))
-
-    def check_data(
-        self, successes: Any, trials: Any = None, *rest: Any
-    ) -> tuple[torch.Tensor, ...]:
-        """Validate ``(K,)`` counts and return them as float tensors."""
-        if trials is None or rest:
-            raise ValueError("an A/B test takes exactly two arrays: successes and trials.")
-        counts = check_counts(self.arms, successes, trials)
-        return (
-            torch.as_tensor(counts.successes, dtype=torch.float32),
-            torch.as_tensor(counts.trials, dtype=torch.float32),
-        )

@@ -9,6 +9,12 @@ it needs; a user's plain Pyro function is wrapped in a
 :class:`~bayesvae.models.program.PyroProgram`, which is a :class:`ModelContract` too. A family's
 NumPyro twins are not hooks: :mod:`bayesvae.backends.numpyro` finds them by ``family``.
 
+An A/B family's torch-free half (its spec in :mod:`bayesvae.models.ab_conjugate`) is a
+:class:`ModelContract` without ``model``/``guide``: it names its family, validates data into
+NumPy arrays and gives its dims, so NumPyro NUTS samples it through the family's twin without
+importing torch or Pyro. Everything that runs Pyro (SVI, Pyro NUTS) needs the whole family.
+This module imports neither.
+
 =============================  =================  ==============================================
 hook                           default            meaning
 =============================  =================  ==============================================
@@ -32,7 +38,8 @@ hook                           default            meaning
 ``nuts_float64``               ``False``          NumPyro NUTS runs in 64-bit (a log density
                                                   summed over many rows is too large for 32-bit
                                                   floats to resolve NUTS's energy differences)
-``check_data(*data)``          ``as_tensor``      validate data, return tensors; raise
+``check_data(*data)``          ``as_tensor``      validate data, return the arrays the model
+                                                  takes (tensors for a Pyro program); raise
                                                   ``ValueError``/``TypeError`` naming the argument
 ``nuts_init_values()``         ``None``           site -> value where every chain starts
 ``postprocess_posterior(id)``  identity           e.g. relabel mixture components
@@ -42,9 +49,10 @@ hook                           default            meaning
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["PyroProgramLike", "ModelContract", "DEFAULT_SUPPORTED_REASON"]
 
@@ -79,8 +87,10 @@ class ModelContract:
     nuts_float64: ClassVar[bool] = False
 
     def check_data(self, *data: Any) -> tuple[torch.Tensor, ...]:
-        """Validate data and return it as tensors; raise ``ValueError``/``TypeError`` naming the
-        argument on bad input."""
+        """Validate data and return it as tensors (a torch-free spec: NumPy arrays); raise
+        ``ValueError``/``TypeError`` naming the argument on bad input."""
+        import torch  # here, not above: the contract is imported where torch is not
+
         return tuple(torch.as_tensor(d) for d in data)
 
     def nuts_init_values(self) -> dict[str, Any] | None:

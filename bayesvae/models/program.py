@@ -20,7 +20,7 @@ import torch
 from pyro import poutine
 from pyro.infer import autoguide
 
-from bayesvae.models.contract import ModelContract
+from bayesvae.models.contract import ModelContract, PyroProgramLike
 
 __all__ = [
     "PyroProgram",
@@ -167,6 +167,11 @@ def as_model(
     callable, or an ``nn.Module`` with ``model``/``guide`` methods that is not a family, as a
     :class:`PyroProgram`."""
     if isinstance(model, ModelContract):
+        if not isinstance(model, PyroProgramLike):
+            raise TypeError(
+                f"{type(model).__name__} has no Pyro model/guide (it describes the "
+                f"{model.family} family for NumPyro NUTS); pass a {model.family} instead."
+            )
         if guide is not None:
             raise ValueError(
                 f"{type(model).__name__} brings its own guide; guide= is for plain Pyro programs."

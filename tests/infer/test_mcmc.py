@@ -82,3 +82,28 @@ def test_a_numpyro_program_samples_in_the_precision_of_its_data(y, dtype):
     mean, sd = float(y.sum()) / precision, precision**-0.5
     assert abs(draws.mean() - mean) < 0.25 * sd
     assert draws.std() == pytest.approx(sd, rel=0.2)
+
+
+@pytest.mark.filterwarnings("ignore::bayesvae.infer.mcmc.ConvergenceWarning")
+def test_an_ab_spec_samples_its_familys_numpyro_twin():
+    """An A/B family's torch-free spec and the family itself give NUTS the same twin, data and
+    dims: the same seed gives the same draws. A spec has no Pyro program to run."""
+    from bayesvae.models import BetaBinomialABTest
+    from bayesvae.models.ab_conjugate import BetaBinomialSpec
+
+    counts = ([20, 30], [100, 100])
+    options = {"num_warmup": 200, "num_samples": 200, "num_chains": 2, "seed": 3}
+    spec = BetaBinomialSpec(["A", "B"], prior=(2.0, 3.0))
+    family = BetaBinomialABTest(["A", "B"], prior=(2.0, 3.0))
+    from_spec = bayesvae.mcmc(spec, *counts, **options)
+    from_family = bayesvae.mcmc(family, *counts, **options)
+    np.testing.assert_array_equal(from_spec.samples["rate"], from_family.samples["rate"])
+    assert from_spec.inference_data.posterior["rate"].coords["arm"].values.tolist() == ["A", "B"]
+    # Beta(2 + 20, 3 + 80) has mean 22/105
+    assert from_spec.samples["rate"][..., 0].mean() == pytest.approx(22 / 105, abs=0.01)
+    with pytest.raises(ValueError, match="more successes"):
+        bayesvae.mcmc(spec, [20, 130], [100, 100], **options)
+    with pytest.raises(TypeError, match="backend='numpyro'"):
+        bayesvae.mcmc(spec, *counts, backend="pyro", **options)
+    with pytest.raises(TypeError, match="pass a BetaBinomialABTest"):
+        bayesvae.fit(spec, *counts, epochs=1)

@@ -19,7 +19,13 @@ from bayesvae.models import (
     NormalABTest,
     RevenueABTest,
 )
-from bayesvae.models.ab_conjugate import summarize_metric
+from bayesvae.models.ab_conjugate import (
+    GammaPoissonSpec,
+    NegativeBinomialSpec,
+    NormalSpec,
+    RevenueSpec,
+    summarize_metric,
+)
 
 ARMS = ["A", "B"]
 RNG = np.random.default_rng(0)
@@ -169,3 +175,40 @@ def test_bad_priors_and_data_are_refused():
     with pytest.raises(ValueError, match="arm indices"):
         NegativeBinomialABTest(ARMS).check_data([1, 2], [0, 2], [1, 1])
     assert isinstance(GammaPoissonABTest(ARMS).check_data([3, 4], [2, 2])[0], torch.Tensor)
+
+
+SPECS = {
+    GammaPoissonABTest: GammaPoissonSpec,
+    NegativeBinomialABTest: NegativeBinomialSpec,
+    NormalABTest: NormalSpec,
+    RevenueABTest: RevenueSpec,
+}
+
+
+@pytest.mark.parametrize("kind", ["poisson", "negbin", "normal", "revenue"])
+def test_a_spec_validates_the_data_its_family_takes_without_torch(kind):
+    """The torch-free spec checks the data (NumPy out); the Pyro family hands the same arrays
+    on as tensors of the same dtype, and both name the same NumPyro twin."""
+    model, data, _ = _case(kind)
+    spec = SPECS[type(model)](**model.spec_config)
+    assert spec.family == model.family
+    arrays, tensors = spec.check_data(*data), model.check_data(*data)
+    assert all(isinstance(array, np.ndarray) for array in arrays)
+    for array, tensor in zip(arrays, tensors, strict=True):
+        assert str(tensor.dtype) == f"torch.{array.dtype}"
+        np.testing.assert_array_equal(tensor.numpy(), array)
+    assert nuts_model(spec).keywords == nuts_model(model).keywords
+    assert spec.arviz_dims() == model.arviz_dims()
+
+
+def test_specs_refuse_bad_data_themselves():
+    with pytest.raises(ValueError, match="units"):
+        GammaPoissonSpec(ARMS).check_data([3, 4], [0, 2])
+    with pytest.raises(ValueError, match="sum_squares"):
+        NormalSpec(ARMS).check_data([1.0, 2.0], [-1.0, 2.0], [5, 5])
+    with pytest.raises(ValueError, match="payers"):
+        RevenueSpec(ARMS).check_data([5, 11], [10, 10], [0.0, 0.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="same length"):
+        NegativeBinomialSpec(ARMS).check_data([1, 2], [0], [1, 1])
+    with pytest.raises(TypeError, match="numbers"):
+        GammaPoissonSpec(ARMS).check_data(["a", "b"], [2, 2])
