@@ -43,6 +43,17 @@ def test_exact_probability_matches_the_closed_form_sum():
     assert exact_prob_best(alpha, beta) == pytest.approx([1 - p, p], abs=1e-9)
 
 
+def test_quadrature_keeps_every_piece_of_a_far_ahead_arm():
+    """Arm 0's rate (about 0.996) lies far above the others' (0.25-0.56): it is best with
+    probability 1 - O(1e-300). Point-by-point adaptive quadrature returned 0.999999 here (it
+    lost a 1e-6 piece of the bulk); the pieces integrated together keep it."""
+    alpha = np.array([95859.0, 18494.0, 35350.0, 12158.0])
+    beta = np.array([341.0, 56333.0, 27490.0, 73914.0])
+    prob_best = exact_prob_best(alpha, beta)
+    assert prob_best[0] == pytest.approx(1.0, abs=1e-12)
+    assert prob_best.sum() == pytest.approx(1.0, abs=1e-12)
+
+
 def test_exact_expected_loss_matches_monte_carlo():
     alpha, beta = np.array([21.0, 26.0, 31.0]), np.array([81.0, 76.0, 71.0])
     draws = np.random.default_rng(0).beta(alpha, beta, size=(400_000, 3))
