@@ -1,8 +1,9 @@
 """The sentence VAE on sentences of the raw 20 Newsgroups, beside a language model of the same size.
 
     python benchmarks/text_vae.py                       # the issue's protocol (hours on a CPU)
-    python benchmarks/text_vae.py --train-sentences 20000 --epochs 3 --eval-sentences 200 \\
-        --is-samples 100                                # a budget-limited run
+    python benchmarks/text_vae.py --train-sentences 10000 --epochs 3 --latent-dim 16 \\
+        --embedding-dim 128 --hidden 256 --eval-sentences 200 --is-samples 100 \\
+        --free-bits 0.1                                 # the budget-limited run in RESULTS.md
     python benchmarks/text_vae.py --quick               # a smoke run (tiny; writes nothing)
 
 Data (``bayesvae.data.sentences.load_20news_sentences``): the bydate messages with headers,
