@@ -83,16 +83,9 @@ def check_counts(names: Sequence[str], successes: Any, trials: Any) -> ArmCounts
     if duplicates:
         raise ValueError(f"arm names must be unique, got duplicates {duplicates}.")
     arrays = {}
-    for label, values in (("successes", successes), ("trials", trials)):
-        array = np.asarray(values)
-        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-            raise TypeError(f"{label} must be numbers, got {values!r}.")
-        if array.shape != (len(names),):
-            raise ValueError(
-                f"{label} must have one entry per arm ({len(names)}), got shape {array.shape}."
-            )
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"{label} must be finite, got {array.tolist()}.")
+    given = (successes, trials)
+    checked = check_arm_arrays(names, ("successes", "trials"), given)
+    for label, values, array in zip(("successes", "trials"), given, checked, strict=True):
         if np.any(array != np.round(array)):
             bad = names[int(np.argmax(array != np.round(array)))]
             raise ValueError(f"{label} must be whole numbers; arm {bad!r} has {values!r}.")

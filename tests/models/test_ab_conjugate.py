@@ -154,3 +154,21 @@ def test_specs_without_a_closed_form_refuse_exact_answers():
 def test_bad_priors(prior, error):
     with pytest.raises(error, match="prior"):
         BetaBinomialSpec(["A", "B"], prior=prior)
+
+
+def test_a_piece_tanh_sinh_does_not_converge_goes_to_adaptive_quadrature(monkeypatch):
+    """Where a piece of the integral reports no convergence, it is integrated again by
+    ``quad``: the answer is the same."""
+    from scipy import integrate
+
+    alpha, beta = np.array([201.0, 221.0]), np.array([801.0, 781.0])
+    tanhsinh = integrate.tanhsinh
+
+    def unconverged(*args, **kwargs):
+        result = tanhsinh(*args, **kwargs)
+        result.success = np.zeros_like(result.success)
+        result.integral = np.full_like(result.integral, np.nan)
+        return result
+
+    monkeypatch.setattr(integrate, "tanhsinh", unconverged)
+    assert exact_prob_greater(alpha, beta, 1, 0) == pytest.approx(EXACT_P_B_GT_A, abs=1e-6)
