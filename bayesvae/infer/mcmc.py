@@ -237,9 +237,9 @@ def mcmc(
         raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}.")
     program_kwargs = {**kwargs, **(model_kwargs or {})}
     coords = check_coords(coords)
-    # a user's program wrapped in a PyroProgram has no family; a family (or its spec) has one
-    if not (isinstance(model, ModelContract) and model.family is not None):
-        fn = _program_function(model)
+    program = _program_wrapper(model)
+    if program is not None or not isinstance(model, ModelContract):
+        fn = model if program is None else program.model_fn
         if not callable(fn):
             raise TypeError(
                 f"model must be a Pyro or NumPyro program (a callable) or a bayesvae model, got "
@@ -315,14 +315,12 @@ def mcmc(
     return _warned(_result(idata, backend, run, time.perf_counter() - started))
 
 
-def _program_function(model: Any) -> Any:
-    """The callable of a user's program (a :class:`PyroProgram` holds it as ``model_fn``)."""
-    if isinstance(model, ModelContract):
-        from bayesvae.models.program import PyroProgram
-
-        if isinstance(model, PyroProgram):
-            return model.model_fn
-    return model
+def _program_wrapper(model: Any) -> Any:
+    """``model`` if it is a :class:`~bayesvae.models.program.PyroProgram` (a user's program
+    wrapped), else ``None``; without importing Pyro (if the module defining it is not loaded,
+    nothing is one)."""
+    program = sys.modules.get("bayesvae.models.program")
+    return model if program is not None and isinstance(model, program.PyroProgram) else None
 
 
 def _is_torch_tensor(value: Any) -> bool:
