@@ -116,7 +116,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
         epochs: int = 300,
         batch_size: int = 2048,
         lr: float = 0.02,
-        num_warmup: int = 500,
+        num_warmup: int = 300,
         num_samples: int = 500,
         num_chains: int = 4,
         num_posterior_draws: int = 200,

@@ -1322,7 +1322,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     anomaly.add_argument("--epochs", type=int, default=300, help="SVI epochs")
     anomaly.add_argument("--num-samples", type=int, default=500, help="NUTS draws per chain")
-    anomaly.add_argument("--num-warmup", type=int, default=500, help="NUTS warm-up per chain")
+    anomaly.add_argument("--num-warmup", type=int, default=300, help="NUTS warm-up per chain")
     anomaly.add_argument("--chains", type=int, default=4, help="NUTS chains")
     anomaly.add_argument(
         "--threshold", type=float, default=0.5, help="flag rows with P(anomaly) above this"

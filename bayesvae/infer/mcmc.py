@@ -141,6 +141,7 @@ def convergence_problems(idata: Any) -> list[str]:
 
 
 INIT_STRATEGIES = ("median", "uniform", "feasible")
+DENSE_MASS_CHOICES = ("laplace",)
 
 
 def mcmc(
@@ -151,7 +152,7 @@ def mcmc(
     num_samples: int = 1000,
     num_chains: int = 4,
     target_accept_prob: float | None = None,
-    dense_mass: bool = False,
+    dense_mass: bool | str | None = None,
     max_tree_depth: int = 10,
     jit_compile: bool = False,
     init_strategy: str | dict[str, Any] | None = None,
@@ -178,7 +179,14 @@ def mcmc(
             is refused (``TypeError``).
         target_accept_prob: NUTS step-size target; default: the model's
             ``nuts_target_accept_prob`` (0.8; funnels need 0.95-0.99).
-        dense_mass: adapt a dense mass matrix (correlated posteriors) instead of a diagonal one.
+        dense_mass: ``False``: adapt a diagonal mass matrix; ``True``: a dense one (correlated
+            posteriors); ``"laplace"`` (NumPyro only): find the posterior mode by L-BFGS and
+            hold the inverse Hessian there fixed as a dense inverse mass matrix (only the step
+            size adapts), each chain starting at its own draw of that Gaussian. For posteriors
+            that many rows make nearly Gaussian, concentrated and correlated, where adaptation
+            from a few hundred draws fails (e.g. a mixture's covariance on 50,000 rows); it falls
+            back to ``False`` with a warning when the Hessian there is not positive definite.
+            Default: the model's ``nuts_dense_mass`` hook (``False`` for a program).
         max_tree_depth: NUTS's maximum tree depth (``2**depth`` leapfrog steps at most).
         jit_compile: Pyro backend: compile the potential energy with the PyTorch JIT (Pyro's
             ``NUTS(jit_compile=True)``, warnings of the tracer silenced), often 2-3x faster for a
@@ -214,8 +222,10 @@ def mcmc(
     num_samples = check_positive_int("num_samples", num_samples)
     num_chains = check_positive_int("num_chains", num_chains)
     max_tree_depth = check_positive_int("max_tree_depth", max_tree_depth)
-    if not isinstance(dense_mass, bool):
-        raise TypeError(f"dense_mass must be True or False, got {dense_mass!r}.")
+    if dense_mass is not None and not isinstance(dense_mass, bool):
+        if not isinstance(dense_mass, str):
+            raise TypeError(f"dense_mass must be True, False or 'laplace', got {dense_mass!r}.")
+        check_choice("dense_mass", dense_mass, DENSE_MASS_CHOICES)
     if not isinstance(jit_compile, bool):
         raise TypeError(f"jit_compile must be True or False, got {jit_compile!r}.")
     if (
@@ -260,7 +270,7 @@ def mcmc(
                     progress,
                     None,
                     None,
-                    dense_mass,
+                    False if dense_mass is None else dense_mass,
                     max_tree_depth,
                     jit_compile,
                 ),
@@ -282,6 +292,10 @@ def mcmc(
     target_accept_prob = _check_accept(
         model.nuts_target_accept_prob if target_accept_prob is None else target_accept_prob
     )
+    if dense_mass is None:  # the family's choice; a Laplace start needs NumPyro
+        dense_mass = model.nuts_dense_mass
+        if dense_mass == "laplace" and backend == "pyro":
+            dense_mass = False
     tensors = tuple(model.check_data(*data))
     coords, dims = model.arviz_dims()
     started = time.perf_counter()
@@ -368,7 +382,7 @@ class _NUTSRun:
     progress: bool
     coords: Any
     dims: Any
-    dense_mass: bool = False
+    dense_mass: bool | str = False
     max_tree_depth: int = 10
     jit_compile: bool = False
 
@@ -419,28 +433,77 @@ def _numpyro_sampler(
     import jax
     from numpyro.infer import MCMC, NUTS
 
-    chain_method = "parallel" if jax.local_device_count() >= run.num_chains else "vectorized"
+    init = _numpyro_init(init_values, strategy)
+    mass: dict[str, Any] = {"dense_mass": run.dense_mass}
+    init_params = None
+    if run.dense_mass == "laplace":
+        from bayesvae.backends.numpyro.laplace import LaplaceError, laplace_start
+
+        try:
+            start = laplace_start(
+                fn,
+                args,
+                kwargs,
+                init_strategy=init,
+                rng_key=jax.random.PRNGKey(run.seed + 3),
+                num_chains=run.num_chains,
+            )
+        except LaplaceError as error:
+            warnings.warn(
+                f"dense_mass='laplace' fell back to adapting a diagonal mass matrix: {error}",
+                UserWarning,
+                stacklevel=2,
+            )
+            mass = {"dense_mass": False}
+        else:
+            logger.info("Laplace start: mode after %d L-BFGS steps", start.optimizer_steps)
+            mass = {
+                "dense_mass": True,
+                "inverse_mass_matrix": start.inverse_mass_matrix,
+                "adapt_mass_matrix": False,
+            }
+            init_params = start.init_params
     sampler = MCMC(
         NUTS(
             fn,
             target_accept_prob=run.target_accept_prob,
-            init_strategy=_numpyro_init(init_values, strategy),
-            dense_mass=run.dense_mass,
+            init_strategy=init,
             max_tree_depth=run.max_tree_depth,
+            **mass,
         ),
         num_warmup=run.num_warmup,
         num_samples=run.num_samples,
         num_chains=run.num_chains,
-        chain_method=chain_method,
+        chain_method=_chain_method(run.num_chains, args, kwargs),
         progress_bar=run.progress,
     )
     sampler.run(
         jax.random.PRNGKey(run.seed),
         *args,
+        init_params=init_params,
         extra_fields=("diverging", "energy", "num_steps"),
         **kwargs,
     )
     return sampler
+
+
+#: above this many numbers in its array arguments, a model's chains on one device run one after
+#: another instead of vectorized
+SEQUENTIAL_CHAINS_FROM = 100_000
+
+
+def _chain_method(num_chains: int, args: tuple, kwargs: dict[str, Any]) -> str:
+    """NumPyro's ``chain_method``: ``"parallel"`` with a device per chain; on one device
+    ``"vectorized"`` (one compiled loop for every chain) unless the data are large. Vectorized
+    chains build their trees in lockstep, every chain as deep as the deepest and both sides of
+    every branch evaluated: cheap when a gradient is, but on a 50,000 x 10 anomaly table 4
+    vectorized chains took about 3x as long as the same chains one after another."""
+    import jax
+
+    if jax.local_device_count() >= num_chains:
+        return "parallel"
+    numbers = sum(int(np.size(value)) for value in (*args, *kwargs.values()))
+    return "sequential" if numbers > SEQUENTIAL_CHAINS_FROM else "vectorized"
 
 
 def _numpyro_nuts(
@@ -463,7 +526,72 @@ def _numpyro_nuts(
                 init_values = {k: np.asarray(v, dtype=np.float64) for k, v in init_values.items()}
         args, kwargs = _jax_args(tensors, kwargs)
         sampler = _numpyro_sampler(fn, args, kwargs, run, init_values, strategy)
-        return az.from_numpyro(sampler, coords=run.coords, dims=run.dims)
+        # ArviZ would evaluate the pointwise log-likelihood op by op, compiling every primitive
+        # (tens of seconds) and holding every draw's intermediates at once (gigabytes at 50k rows)
+        idata = az.from_numpyro(sampler, coords=run.coords, dims=run.dims, log_likelihood=False)
+        pointwise = _pointwise_log_likelihood(fn, sampler, args, kwargs)
+        if pointwise:
+            idata.add_groups(
+                log_likelihood=az.dict_to_dataset(
+                    pointwise,
+                    coords=run.coords,
+                    dims=run.dims,
+                    skip_event_dims=True,
+                    index_origin=0,
+                )
+            )
+        return idata
+
+
+#: the most pointwise log-likelihood entries (draws x rows) a family's NUTS result keeps
+MAX_POINTWISE_LOG_LIKELIHOOD = 20_000_000
+#: draws evaluated at once for the pointwise log-likelihood
+_LOG_LIKELIHOOD_CHUNK = 50
+
+
+def _pointwise_log_likelihood(
+    fn: Any, sampler: Any, args: tuple, kwargs: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """``{observed site: (chains, draws, *rows)}``, as ``az.from_numpyro`` gives, computed by one
+    compiled function over chunks of draws; empty (with a log line) when it would hold more than
+    :data:`MAX_POINTWISE_LOG_LIKELIHOOD` entries."""
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import log_likelihood
+
+    samples = sampler.get_samples(group_by_chain=True)
+    chains, draws = next(iter(samples.values())).shape[:2]
+    flat = {k: v.reshape((chains * draws,) + v.shape[2:]) for k, v in samples.items()}
+    first = log_likelihood(fn, jax.tree_util.tree_map(lambda v: v[:1], flat), *args, **kwargs)
+    if not first:
+        return {}
+    entries = chains * draws * sum(int(np.prod(v.shape[1:])) for v in first.values())
+    if entries > MAX_POINTWISE_LOG_LIKELIHOOD:
+        logger.info(
+            "pointwise log-likelihood not kept: %d draws x rows exceed %d (no LOO/WAIC)",
+            entries,
+            MAX_POINTWISE_LOG_LIKELIHOOD,
+        )
+        return {}
+    total = chains * draws
+    chunk = min(_LOG_LIKELIHOOD_CHUNK, total)
+    padded = -(-total // chunk) * chunk
+
+    def pad(value: Any) -> Any:
+        extra = jnp.broadcast_to(value[-1:], (padded - total,) + value.shape[1:])
+        return jnp.concatenate([value, extra]).reshape((padded // chunk, chunk) + value.shape[1:])
+
+    @jax.jit
+    def evaluate(chunks: dict[str, Any]) -> dict[str, Any]:
+        return jax.lax.map(lambda part: log_likelihood(fn, part, *args, **kwargs), chunks)
+
+    values = evaluate({k: pad(v) for k, v in flat.items()})
+    return {
+        name: np.asarray(value)
+        .reshape((padded,) + value.shape[2:])[:total]
+        .reshape((chains, draws) + value.shape[2:])
+        for name, value in values.items()
+    }
 
 
 def _as_float64(array: Any) -> Any:
@@ -504,6 +632,8 @@ def _pyro_chains(
     import pyro
     from pyro.infer import MCMC, NUTS
 
+    if run.dense_mass == "laplace":
+        raise ValueError("dense_mass='laplace' runs on backend='numpyro'; use True on 'pyro'.")
     for chain in range(run.num_chains):
         pyro.set_rng_seed(run.seed + chain)
         sampler = MCMC(

@@ -35,6 +35,10 @@ hook                           default            meaning
 ``supported_elbos``            ``None``           objectives the model allows (``None``: any)
 ``supported_elbos_reason``     a sentence         why others are refused
 ``nuts_target_accept_prob``    ``0.8``            NUTS step-size target
+``nuts_dense_mass``            ``False``          NUTS mass matrix when ``mcmc(dense_mass=None)``:
+                                                  ``False`` diagonal, ``True`` dense, ``"laplace"``
+                                                  the inverse Hessian at the mode, held fixed
+                                                  (NumPyro; diagonal on Pyro)
 ``nuts_float64``               ``False``          NumPyro NUTS runs in 64-bit (a log density
                                                   summed over many rows is too large for 32-bit
                                                   floats to resolve NUTS's energy differences)
@@ -84,6 +88,7 @@ class ModelContract:
     supported_elbos: ClassVar[tuple[str, ...] | None] = None
     supported_elbos_reason: ClassVar[str] = DEFAULT_SUPPORTED_REASON
     nuts_target_accept_prob: float = 0.8
+    nuts_dense_mass: ClassVar[bool | str] = False
     nuts_float64: ClassVar[bool] = False
 
     def check_data(self, *data: Any) -> tuple[torch.Tensor, ...]:

@@ -28,7 +28,9 @@ def y():
         ({"num_warmup": 0}, ValueError, "num_warmup"),
         ({"num_chains": 1.5}, (TypeError, ValueError), "num_chains"),
         ({"max_tree_depth": 0}, ValueError, "max_tree_depth"),
-        ({"dense_mass": "yes"}, TypeError, "dense_mass"),
+        ({"dense_mass": "yes"}, ValueError, "dense_mass"),
+        ({"dense_mass": 1}, TypeError, "dense_mass"),
+        ({"dense_mass": "laplace"}, ValueError, "backend='numpyro'"),  # a Pyro program
         ({"jit_compile": "yes"}, TypeError, "jit_compile"),
         ({"init_strategy": "prior"}, ValueError, "init_strategy"),
         ({"target_accept_prob": 1.0}, ValueError, "target_accept_prob"),
@@ -107,3 +109,146 @@ def test_an_ab_spec_samples_its_familys_numpyro_twin():
         bayesvae.mcmc(spec, *counts, backend="pyro", **options)
     with pytest.raises(TypeError, match="pass a BetaBinomialABTest"):
         bayesvae.fit(spec, *counts, epochs=1)
+
+
+def numpyro_regression(x, y):
+    """y ~ Normal(x @ w, 0.5), w ~ Normal(0, 2) (3 coefficients): a Gaussian posterior."""
+    import numpyro
+    import numpyro.distributions as nd
+
+    w = numpyro.sample("w", nd.Normal(0.0, 2.0).expand([3]).to_event(1))
+    with numpyro.plate("data", y.shape[0]):
+        numpyro.sample("y", nd.Normal(x @ w, 0.5), obs=y)
+
+
+@pytest.fixture(scope="module")
+def regression():
+    """Correlated features, so the posterior of w is correlated: ``(x, y, mean, cov)``."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(200, 3)) @ np.array([[1.0, 0.9, 0.0], [0.0, 0.4, 0.5], [0.0, 0.0, 0.1]])
+    y = x @ np.array([1.0, -2.0, 0.5]) + 0.5 * rng.normal(size=200)
+    precision = x.T @ x / 0.25 + np.eye(3) / 4.0
+    cov = np.linalg.inv(precision)
+    return x, y, cov @ (x.T @ y / 0.25), cov
+
+
+@pytest.mark.filterwarnings("ignore::bayesvae.infer.mcmc.ConvergenceWarning")
+def test_a_laplace_start_samples_a_correlated_posterior_in_few_steps(regression):
+    """``dense_mass="laplace"`` holds the inverse Hessian at the mode fixed as the mass matrix:
+    on a Gaussian posterior that is the exact covariance, so NUTS needs few leapfrog steps per
+    draw where a diagonal mass matrix needs many, and the draws follow the exact posterior."""
+    x, y, mean, cov = regression
+    options = {"num_warmup": 300, "num_samples": 1000, "num_chains": 2, "seed": 0}
+    laplace = bayesvae.mcmc(numpyro_regression, x, y, dense_mass="laplace", **options)
+    diagonal = bayesvae.mcmc(numpyro_regression, x, y, **options)
+    steps = {
+        name: float(run.inference_data.sample_stats["n_steps"].mean())
+        for name, run in (("laplace", laplace), ("diagonal", diagonal))
+    }
+    assert steps["laplace"] < steps["diagonal"] / 2, steps  # about 8 against 26
+    draws = laplace.samples["w"].reshape(-1, 3)
+    sd = np.sqrt(np.diag(cov))
+    assert np.all(np.abs(draws.mean(0) - mean) < 0.15 * sd)
+    np.testing.assert_allclose(np.cov(draws.T), cov, rtol=0.2, atol=0.05 * sd.max() ** 2)
+    again = bayesvae.mcmc(numpyro_regression, x, y, dense_mass="laplace", **options)
+    np.testing.assert_array_equal(again.samples["w"], laplace.samples["w"])
+
+
+def test_the_laplace_start_is_the_exact_posterior_of_a_gaussian_model(regression):
+    """Mode and inverse Hessian of a linear-Gaussian model are its posterior mean and
+    covariance; each chain starts at its own draw."""
+    import jax
+    from numpyro.infer import init_to_median
+
+    from bayesvae.backends.numpyro.laplace import laplace_start
+
+    x, y, mean, cov = regression
+    with jax.enable_x64(True):
+        start = laplace_start(
+            numpyro_regression,
+            (x, y),
+            {},
+            init_strategy=init_to_median,
+            rng_key=jax.random.PRNGKey(0),
+            num_chains=4,
+        )
+        np.testing.assert_allclose(np.asarray(start.mode["w"]), mean, atol=1e-6)
+        np.testing.assert_allclose(start.inverse_mass_matrix, cov, rtol=1e-6, atol=1e-12)
+        starts = np.asarray(start.init_params["w"])
+    assert starts.shape == (4, 3) and len(np.unique(starts[:, 0])) == 4
+
+
+@pytest.mark.filterwarnings("ignore::bayesvae.infer.mcmc.ConvergenceWarning")
+def test_a_laplace_start_refuses_a_singular_hessian_and_nuts_falls_back(regression, monkeypatch):
+    """A flat direction (only a + b is identified) leaves the Hessian at the mode singular:
+    :func:`laplace_start` says so, and ``mcmc`` then adapts a diagonal mass matrix, with a
+    warning."""
+    import jax
+    import numpyro
+    import numpyro.distributions as nd
+    from numpyro.infer import init_to_feasible
+
+    from bayesvae.backends.numpyro import laplace
+
+    def unidentified(y):
+        a = numpyro.sample("a", nd.ImproperUniform(nd.constraints.real, (), ()))
+        b = numpyro.sample("b", nd.ImproperUniform(nd.constraints.real, (), ()))
+        with numpyro.plate("data", y.shape[0]):
+            numpyro.sample("y", nd.Normal(a + b, 1.0), obs=y)
+
+    with pytest.raises(laplace.LaplaceError, match="not positive definite"):
+        laplace.laplace_start(
+            unidentified,
+            (regression[1][:20],),
+            {},
+            init_strategy=init_to_feasible,
+            rng_key=jax.random.PRNGKey(0),
+            num_chains=2,
+        )
+
+    def refuse(*args, **kwargs):
+        raise laplace.LaplaceError("the Hessian at the posterior mode is not finite.")
+
+    monkeypatch.setattr(laplace, "laplace_start", refuse)
+    x, y, mean, _ = regression
+    with pytest.warns(UserWarning, match="fell back to adapting a diagonal mass matrix"):
+        run = bayesvae.mcmc(
+            numpyro_regression,
+            x,
+            y,
+            dense_mass="laplace",
+            num_warmup=200,
+            num_samples=200,
+            num_chains=1,
+        )
+    assert run.samples["w"].shape == (1, 200, 3)
+
+
+@pytest.mark.filterwarnings("ignore::bayesvae.infer.mcmc.ConvergenceWarning")
+def test_a_familys_pointwise_log_likelihood_is_numpyros_and_is_dropped_when_too_big(monkeypatch):
+    """The compiled, chunked pointwise log-likelihood of a family's NUTS run equals NumPyro's
+    own per draw; above the size limit the group is left out rather than filling memory."""
+    import jax.numpy as jnp
+    from numpyro.infer import log_likelihood
+
+    from bayesvae.backends.numpyro import nuts_model
+    from bayesvae.infer import mcmc as mcmc_module
+    from bayesvae.models.ab_conjugate import BetaBinomialSpec
+
+    spec = BetaBinomialSpec(["A", "B", "C"])
+    counts = ([20, 30, 25], [100, 100, 90])
+    options = {"num_warmup": 100, "num_samples": 60, "num_chains": 2, "seed": 1}
+    run = bayesvae.mcmc(spec, *counts, **options)
+    pointwise = run.inference_data.log_likelihood
+    rates = run.samples["rate"].reshape(-1, 3)
+    expected = log_likelihood(
+        nuts_model(spec), {"rate": jnp.asarray(rates)}, *map(jnp.asarray, counts)
+    )
+    assert set(pointwise.data_vars) == set(expected)
+    for name, values in expected.items():
+        got = pointwise[name].values
+        assert got.shape == (2, 60, 3)
+        np.testing.assert_allclose(got.reshape(120, 3), np.asarray(values), rtol=1e-5)
+    monkeypatch.setattr(mcmc_module, "MAX_POINTWISE_LOG_LIKELIHOOD", 100)
+    small = bayesvae.mcmc(spec, *counts, **options)
+    assert "log_likelihood" not in small.inference_data.groups()
