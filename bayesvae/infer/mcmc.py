@@ -142,6 +142,7 @@ def convergence_problems(idata: Any) -> list[str]:
 
 INIT_STRATEGIES = ("median", "uniform", "feasible")
 DENSE_MASS_CHOICES = ("laplace",)
+LAPLACE_NEEDS_NUMPYRO = "dense_mass='laplace' runs on backend='numpyro'; use True on 'pyro'."
 
 
 def mcmc(
@@ -296,6 +297,8 @@ def mcmc(
         dense_mass = model.nuts_dense_mass
         if dense_mass == "laplace" and backend == "pyro":
             dense_mass = False
+    elif dense_mass == "laplace" and backend == "pyro":
+        raise ValueError(LAPLACE_NEEDS_NUMPYRO)
     tensors = tuple(model.check_data(*data))
     coords, dims = model.arviz_dims()
     started = time.perf_counter()
@@ -633,7 +636,7 @@ def _pyro_chains(
     from pyro.infer import MCMC, NUTS
 
     if run.dense_mass == "laplace":
-        raise ValueError("dense_mass='laplace' runs on backend='numpyro'; use True on 'pyro'.")
+        raise ValueError(LAPLACE_NEEDS_NUMPYRO)
     for chain in range(run.num_chains):
         pyro.set_rng_seed(run.seed + chain)
         sampler = MCMC(

@@ -42,6 +42,21 @@ def test_malformed_options_are_refused(y, option, error, words):
         bayesvae.mcmc(normal_mean, y, **{"num_warmup": 10, "num_samples": 10, **option})
 
 
+def test_a_laplace_start_for_a_family_on_pyro_is_refused_before_its_data_are_read():
+    """The family's Pyro model cannot take a Laplace start; the refusal names the backend and
+    comes first (these malformed counts would otherwise be the complaint)."""
+    from bayesvae.models import BetaBinomialABTest
+
+    with pytest.raises(ValueError, match="backend='numpyro'"):
+        bayesvae.mcmc(
+            BetaBinomialABTest(["A", "B"]),
+            np.array([5.0, -1.0]),
+            np.array([1.0, 2.0]),
+            backend="pyro",
+            dense_mass="laplace",
+        )
+
+
 @pytest.mark.filterwarnings("ignore::bayesvae.infer.mcmc.ConvergenceWarning")  # checked below
 def test_compiled_nuts_samples_the_exact_posterior_and_repeats_with_its_seed(y):
     precision = 1 / 10.0**2 + len(y)

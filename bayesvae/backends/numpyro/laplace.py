@@ -22,7 +22,7 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import initialize_model
 from scipy.optimize import minimize
 
-__all__ = ["LaplaceStart", "laplace_start"]
+__all__ = ["LaplaceError", "LaplaceStart", "laplace_start"]
 
 
 @dataclass(frozen=True)
