@@ -578,8 +578,14 @@ def fit(
         }
         bad = [name for name, is_set in refused.items() if is_set]
         if bad:
+            objectives = (
+                f" (its twin trains with elbo in {list(twin.supported_elbos)})"
+                if "elbo" in bad
+                else ""
+            )
             raise ValueError(
-                f"backend='numpyro' does not support {bad}; use backend='pyro' for them."
+                f"backend='numpyro' does not support {bad}{objectives}; use backend='pyro' for "
+                "them."
             )
         return _fit_numpyro(
             contract,

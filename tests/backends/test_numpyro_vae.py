@@ -124,11 +124,11 @@ def test_unsupported_options_are_refused(digits, options, match):
 
 
 def test_a_family_without_twin_is_refused():
-    from bayesvae.models import HierarchicalVAE
+    from bayesvae.models import GumbelSoftmaxVAE
 
     X = (np.random.default_rng(0).random(size=(50, 6)) < 0.5).astype(np.float32)
     with pytest.raises(ValueError, match="has no NumPyro twin"):
-        bayesvae.fit(HierarchicalVAE(6), X, epochs=1, backend="numpyro")
+        bayesvae.fit(GumbelSoftmaxVAE(6), X, epochs=1, backend="numpyro")
 
 
 def test_the_mixtures_twin_refuses_objectives_it_does_not_compute():
@@ -263,7 +263,7 @@ def test_particle_bounds_match_the_pyro_objectives(elbo, alpha, beta):
     assert ours == pytest.approx(theirs, abs=2.0)
     single = float(loss(jax.random.PRNGKey(0)))
     eps = jax.random.normal(jax.random.PRNGKey(0), (8, 40, 3))
-    log_w = (1 - order) * twin._log_weights(twin.encoder, twin.decoder, jnp.asarray(x), eps, beta)
+    log_w = (1 - order) * twin._log_weights(twin.networks, jnp.asarray(x), eps, beta)
     by_hand = -10 * float(((jax.nn.logsumexp(log_w, 0) - np.log(8)) / (1 - order)).sum())
     assert single == pytest.approx(by_hand, rel=1e-5)
 

@@ -31,6 +31,12 @@ def _vae_twin(model: Any) -> Any:
     return NumPyroVAE(model)
 
 
+def _hvae_twin(model: Any) -> Any:
+    from bayesvae.backends.numpyro.hvae import NumPyroHierarchicalVAE
+
+    return NumPyroHierarchicalVAE(model)
+
+
 def _prodlda_twin(model: Any) -> Any:
     from bayesvae.backends.numpyro.prodlda import NumPyroProdLDA
 
@@ -74,6 +80,7 @@ def _anomaly_model(model: Any) -> Any:
 #: family -> builder of its NumPyro SVI twin (the same configuration and, for the VAE, weights)
 SVI_TWINS: dict[str, Callable[[Any], SVITwin]] = {
     "VAE": _vae_twin,
+    "HierarchicalVAE": _hvae_twin,
     "ProdLDA": _prodlda_twin,
     "AnomalyMixtureModel": _anomaly_twin,
 }

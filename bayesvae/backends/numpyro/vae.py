@@ -12,13 +12,20 @@ all of this in one call.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["NumPyroVAE", "bernoulli_16bit", "torch_program"]
+__all__ = [
+    "NumPyroVAE",
+    "bernoulli_16bit",
+    "gaussian_log_density",
+    "gaussian_mlp",
+    "torch_program",
+    "torch_state",
+]
 
 _ACTIVATIONS = {
     nn.ReLU: "relu",
@@ -122,12 +129,48 @@ def bernoulli_16bit(key: Any, probs: Any) -> Any:
     return draws.astype(probs.dtype).reshape(probs.shape)
 
 
+def torch_state(module: nn.Module) -> dict[str, Any]:
+    """``module``'s state dict as JAX arrays (the weights a twin starts from)."""
+    import jax.numpy as jnp
+
+    return {k: jnp.asarray(v.detach().cpu().numpy()) for k, v in module.state_dict().items()}
+
+
+def gaussian_mlp(state: dict[str, Any], net: nn.Module, prefix: str) -> Any:
+    """An Equinox module mirroring a torch MLP ``net`` (its weights under ``prefix`` in
+    ``state``) whose last layer gives ``(loc, log_var)``: ``v (..., in) -> (loc, scale)``, each
+    ``(..., out)``, as :class:`bayesvae.models.vae.MLPEncoder` computes them."""
+    import equinox as eqx
+    import jax.numpy as jnp
+
+    class GaussianMLP(eqx.Module):
+        params: dict
+        program: tuple = eqx.field(static=True)
+
+        def __call__(self, v: Any) -> tuple[Any, Any]:
+            loc, log_var = jnp.split(_run(self.program, self.params, v), 2, axis=-1)
+            return loc, jnp.exp(0.5 * log_var)
+
+    head = prefix.split(".")[0] + "."
+    return GaussianMLP(
+        {k: v for k, v in state.items() if k.startswith(head)}, torch_program(net, prefix)
+    )
+
+
+def gaussian_log_density(value: Any, loc: Any, scale: Any) -> Any:
+    """``log N(value | loc, diag(scale^2))`` summed over the last axis (broadcast)."""
+    import jax.numpy as jnp
+
+    z = (value - loc) / scale
+    return (-0.5 * z**2 - jnp.log(scale) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
 def _networks(vae: Any) -> tuple[Any, Any]:
     """Equinox encoder and decoder mirroring ``vae``'s torch networks (weights copied)."""
     import equinox as eqx
     import jax.numpy as jnp
 
-    state = {k: jnp.asarray(v.detach().cpu().numpy()) for k, v in vae.state_dict().items()}
+    state = torch_state(vae)
     shape = tuple(vae.input_shape)
     conv = vae.config["encoder"] == "conv"
     if conv:
@@ -181,21 +224,36 @@ class NumPyroVAE:
     """
 
     #: objectives :meth:`fit` trains with (``bayesvae.fit(backend="numpyro")`` refuses others)
-    supported_elbos: tuple[str, ...] = ("trace", "meanfield", "iwae", "renyi")
+    supported_elbos: ClassVar[tuple[str, ...]] = ("trace", "meanfield", "iwae", "renyi")
 
     def __init__(self, vae: Any) -> None:
         self.config = dict(vae.config)
         self.input_shape = tuple(vae.input_shape)
         self.latent_dim = vae.latent_dim
+        #: standard-normal numbers one draw of the guide takes per row
+        self.noise_dim = vae.latent_dim
         self.likelihood = vae.likelihood
         self.beta = vae.beta
         self.fixed_scale = float(self.config["gaussian_scale"] or 1.0)
-        self.encoder, self.decoder = _networks(vae)
+        encoder, decoder = _networks(vae)
+        #: name -> Equinox module; each name prefixes its weights in the torch state dict and
+        #: registers them with NumPyro as ``"{name}$params"``
+        self.networks: dict[str, Any] = {"encoder": encoder, "decoder": decoder}
         self.params: dict[str, Any] | None = None
         self.history: list[dict[str, float]] = []
         self._chunk_logsumexp: Any = None  # jitted by _importance_chunk on first use
         self.best_epoch: int | None = None
         self.stop_reason: str | None = None
+
+    @property
+    def encoder(self) -> Any:
+        """The Equinox encoder ``x -> (loc, scale)`` with the mirrored (initial) weights."""
+        return self.networks["encoder"]
+
+    @property
+    def decoder(self) -> Any:
+        """The Equinox decoder ``z -> likelihood parameters`` with the mirrored weights."""
+        return self.networks["decoder"]
 
     # ------------------------------------------------------------------ model and guide
     def _log_likelihood(self, decoded: Any, x: Any, decoder: Any) -> Any:
@@ -309,28 +367,35 @@ class NumPyroVAE:
         return self
 
     # ------------------------------------------------------------------ evaluation
-    def _current_networks(self) -> tuple[Any, Any]:
-        """The encoder and decoder with the trained weights (the mirrored ones before fit)."""
-        if self.params is None:
-            return self.encoder, self.decoder
-        return self.params["encoder$params"], self.params["decoder$params"]
+    def _networks_in(self, param_map: dict[str, Any]) -> dict[str, Any]:
+        """The networks with the weights in NumPyro's ``param_map``."""
+        return {name: param_map[f"{name}$params"] for name in self.networks}
 
-    def _log_weights(self, encoder: Any, decoder: Any, x: Any, eps: Any, beta: float = 1.0) -> Any:
-        """``log p(x | z) + beta (log p(z) - log q(z | x))`` for ``z = loc + scale * eps``:
-        ``x (B, ...)``, ``eps (K, B or 1, D)`` standard-normal draws -> ``(K, B)``. ``beta = 1``
-        gives the importance weights of ``log p(x)``; training weights the latent terms by the
-        VAE's ``beta``, as its model and guide do."""
+    def _current_networks(self) -> dict[str, Any]:
+        """The networks with the trained weights (the mirrored ones before fit)."""
+        return dict(self.networks) if self.params is None else self._networks_in(self.params)
+
+    def _decoded_log_likelihood(self, decoder: Any, z: Any, x: Any) -> Any:
+        """``log p(x | z)`` for ``z (K, B, D)`` and ``x (B, ...)`` -> ``(K, B)``."""
         import jax.numpy as jnp
 
-        half_log_two_pi = 0.5 * math.log(2 * math.pi)
-        loc, scale = encoder(x)
-        z = loc + scale * eps  # (K, B, D)
-        log_q = (-0.5 * eps**2 - jnp.log(scale) - half_log_two_pi).sum(-1)
-        log_prior = (-0.5 * z**2 - half_log_two_pi).sum(-1)
         draws, rows = z.shape[0], x.shape[0]
         decoded = decoder(z.reshape(draws * rows, -1))
         repeated = jnp.broadcast_to(x, (draws, *x.shape)).reshape(decoded.shape)
-        log_lik = self._log_likelihood(decoded, repeated, decoder).reshape(draws, rows)
+        return self._log_likelihood(decoded, repeated, decoder).reshape(draws, rows)
+
+    def _log_weights(self, networks: dict[str, Any], x: Any, eps: Any, beta: float = 1.0) -> Any:
+        """``log p(x | z) + beta (log p(z) - log q(z | x))`` for ``z = loc + scale * eps``:
+        ``x (B, ...)``, ``eps (K, B or 1, noise_dim)`` standard-normal draws -> ``(K, B)``.
+        ``beta = 1`` gives the importance weights of ``log p(x)``; training weights the latent
+        terms by the VAE's ``beta``, as its model and guide do."""
+        import jax.numpy as jnp
+
+        loc, scale = networks["encoder"](x)
+        z = loc + scale * eps  # (K, B, D)
+        log_q = gaussian_log_density(z, loc, scale)
+        log_prior = gaussian_log_density(z, jnp.zeros(()), jnp.ones(()))
+        log_lik = self._decoded_log_likelihood(networks["decoder"], z, x)
         return log_lik + beta * (log_prior - log_q)
 
     def _particle_bound(self, num_particles: int, alpha: float) -> Any:
@@ -355,16 +420,16 @@ class NumPyroVAE:
                 self, rng_key: Any, param_map: Any, model: Any, guide: Any, *args: Any
             ) -> dict[str, Any]:
                 x, num_data = args
-                encoder, decoder = param_map["encoder$params"], param_map["decoder$params"]
-                eps = jax.random.normal(rng_key, (num_particles, x.shape[0], twin.latent_dim))
-                log_w = (1.0 - alpha) * twin._log_weights(encoder, decoder, x, eps, twin.beta)
+                networks = twin._networks_in(param_map)
+                eps = jax.random.normal(rng_key, (num_particles, x.shape[0], twin.noise_dim))
+                log_w = (1.0 - alpha) * twin._log_weights(networks, x, eps, twin.beta)
                 bound = (jax.nn.logsumexp(log_w, axis=0) - math.log(num_particles)) / (1 - alpha)
                 return {"loss": -bound.sum() * (num_data / x.shape[0]), "mutable_state": None}
 
         return ParticleBound(num_particles=num_particles)
 
     def _importance_chunk(self) -> Any:
-        """The jitted ``(encoder, decoder, x (B, ...), eps (C, B or 1, D)) -> (B,)``: logsumexp
+        """The jitted ``(networks, x (B, ...), eps (C, B or 1, noise_dim)) -> (B,)``: logsumexp
         over the C draws of ``log p(x, z) - log q(z | x)``. The networks are arguments (pytrees),
         so new weights reuse the compiled function; built on first use."""
         if self._chunk_logsumexp is not None:
@@ -372,8 +437,8 @@ class NumPyroVAE:
         import jax
 
         @jax.jit
-        def chunk_logsumexp(encoder: Any, decoder: Any, xb: Any, eps: Any) -> Any:
-            return jax.nn.logsumexp(self._log_weights(encoder, decoder, xb, eps), axis=0)
+        def chunk_logsumexp(networks: dict[str, Any], xb: Any, eps: Any) -> Any:
+            return jax.nn.logsumexp(self._log_weights(networks, xb, eps), axis=0)
 
         self._chunk_logsumexp = chunk_logsumexp
         return chunk_logsumexp
@@ -394,7 +459,7 @@ class NumPyroVAE:
         ``batch_size`` rows x ``particle_batch`` draws (the last chunks compile once more when
         the sizes do not divide; the function is built once per twin, so later calls reuse its
         compilations). ``x``: ``(N, *input_shape)``; ``seed`` keys the draws;
-        ``noise`` (``(num_samples, latent_dim)`` standard-normal draws) shares the same guide
+        ``noise`` (``(num_samples, noise_dim)`` standard-normal draws) shares the same guide
         noise across rows, as the torch method's ``common_noise``, so both give the same
         estimate for the same draws. The weights are the trained ones, or the mirrored torch
         VAE's before :meth:`fit`."""
@@ -419,12 +484,12 @@ class NumPyroVAE:
         data = data.reshape(len(data), *self.input_shape)
         if noise is not None:
             noise = np.asarray(noise, dtype=np.float32)
-            if noise.shape != (num_samples, self.latent_dim):
+            if noise.shape != (num_samples, self.noise_dim):
                 raise ValueError(
-                    f"noise must have shape (num_samples, latent_dim) = "
-                    f"({num_samples}, {self.latent_dim}), got {noise.shape}."
+                    f"noise must have shape (num_samples, noise_dim) = "
+                    f"({num_samples}, {self.noise_dim}), got {noise.shape}."
                 )
-        encoder, decoder = self._current_networks()
+        networks = self._current_networks()
         chunk_logsumexp = self._importance_chunk()
         key = jax.random.PRNGKey(seed)
         out = []
@@ -435,10 +500,10 @@ class NumPyroVAE:
                 draws = min(particle_batch, num_samples - first)
                 if noise is None:
                     chunk_key = jax.random.fold_in(jax.random.fold_in(key, start), first)
-                    eps = jax.random.normal(chunk_key, (draws, xb.shape[0], self.latent_dim))
+                    eps = jax.random.normal(chunk_key, (draws, xb.shape[0], self.noise_dim))
                 else:
                     eps = jnp.asarray(noise[first : first + draws, None, :])
-                total = jnp.logaddexp(total, chunk_logsumexp(encoder, decoder, xb, eps))
+                total = jnp.logaddexp(total, chunk_logsumexp(networks, xb, eps))
             out.append(np.asarray(total) - math.log(num_samples))
         return np.concatenate(out)
 
@@ -448,10 +513,9 @@ class NumPyroVAE:
             raise RuntimeError("this NumPyroVAE is not fitted yet; call fit(x) first.")
         if dict(vae.config) != self.config:
             raise ValueError("export_to needs a VAE with the same configuration as the twin.")
-        trained = {
-            **self.params["encoder$params"].params,
-            **self.params["decoder$params"].params,
-        }
+        trained: dict[str, Any] = {}
+        for network in self._networks_in(self.params).values():
+            trained.update(network.params)
         state = vae.state_dict()
         with torch.no_grad():
             for name, value in trained.items():
