@@ -565,7 +565,11 @@ def _pointwise_log_likelihood(
     samples = sampler.get_samples(group_by_chain=True)
     chains, draws = next(iter(samples.values())).shape[:2]
     flat = {k: v.reshape((chains * draws,) + v.shape[2:]) for k, v in samples.items()}
-    first = log_likelihood(fn, jax.tree_util.tree_map(lambda v: v[:1], flat), *args, **kwargs)
+    # the shapes only: running the model on one draw would go op by op, compiling each primitive
+    first = jax.eval_shape(
+        lambda draw: log_likelihood(fn, draw, *args, **kwargs),
+        jax.tree_util.tree_map(lambda v: v[:1], flat),
+    )
     if not first:
         return {}
     entries = chains * draws * sum(int(np.prod(v.shape[1:])) for v in first.values())
