@@ -69,16 +69,17 @@ def quality(
     elbo: str = "trace",
     num_particles: int = 1,
     hierarchical: bool = False,
+    flows: int = 0,
 ) -> dict[str, Any]:
     """Train the 784-400-20 VAE (with ``hierarchical``, the two-layer HierarchicalVAE with a
-    10-dimensional top layer) on the fixed binarized MNIST's 50k training split with the
-    NumPyro backend (objective ``elbo`` with ``num_particles``) until the validation objective
-    stops improving (``patience`` epochs; the best epoch's weights are kept), then estimate
-    log p(x) on every test image with ``ll_samples`` importance samples by the jitted JAX
-    evaluator; on the first ``check_points`` test images the torch evaluator with the same
-    guide noise gives the same figure (the gap is reported; ``None`` for the hierarchical VAE,
-    whose torch evaluator draws its own noise: tests/backends/test_numpyro_hvae.py checks that
-    evaluator instead)."""
+    10-dimensional top layer; with ``flows``, that many IAF flows in the guide) on the fixed
+    binarized MNIST's 50k training split with the NumPyro backend (objective ``elbo`` with
+    ``num_particles``) until the validation objective stops improving (``patience`` epochs; the
+    best epoch's weights are kept), then estimate log p(x) on every test image with
+    ``ll_samples`` importance samples by the jitted JAX evaluator; on the first
+    ``check_points`` test images the torch evaluator with the same guide noise gives the same
+    figure (the gap is reported; ``None`` for the hierarchical VAE, whose torch evaluator draws
+    its own noise: tests/backends/test_numpyro_hvae.py checks that evaluator instead)."""
     from bayesvae.backends.numpyro import svi_twin
 
     train = load_binarized_mnist(root / "binarized_mnist", split="train")
@@ -94,7 +95,7 @@ def quality(
             784, latent_dim=20, hidden_dims=(400,), top_latent_dim=10, seed=0
         )
     else:
-        vae = bayesvae.VAE(784, latent_dim=20, hidden_dims=(400,), seed=0)
+        vae = bayesvae.VAE(784, latent_dim=20, hidden_dims=(400,), flows=flows, seed=0)
     started = time.perf_counter()
     result = bayesvae.fit(
         vae,

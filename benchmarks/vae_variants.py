@@ -7,8 +7,9 @@ Bayes (an implicit guide), with the same epochs, batch size, optimiser and 784-4
     python benchmarks/vae_variants.py --variants plain avb --epochs 10   # a subset, own section
     python benchmarks/vae_variants.py --quick         # a smoke run (tiny; writes nothing)
     python benchmarks/vae_variants.py --converged --variants iwae --particles 5
-        # the variants the NumPyro backend trains (plain, iwae, hvae), each until its validation
-        # objective stops improving, scored on all 10,000 test images with K=5000; own section
+        # the variants the NumPyro backend trains (plain, iwae, iaf, hvae), each until its
+        # validation objective stops improving, scored on all 10,000 test images with K=5000;
+        # own section
 
 AVB's guide has no density, so its NLL uses the Gaussian proposal trained alongside it
 (``AdversarialVAE``: the amortized encoder fitted in the same step to the ELBO of the decoder
@@ -43,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 BEST_TARGET = 87.0
 CONVERGED_TARGET = 86.0  # best variant trained to convergence, all 10k test images, K = 5000
 #: variants the NumPyro backend trains (``--converged``)
-CONVERGED = ("plain", "iwae", "hvae")
+CONVERGED = ("plain", "iwae", "iaf", "hvae")
 NETWORK = dict(latent_dim=20, hidden_dims=(400,))
 
 
@@ -137,6 +138,7 @@ def converged(args: argparse.Namespace) -> int:
             2000 if args.quick else None,
             10 if args.quick else 100,
             hierarchical=name == "hvae",
+            flows=2 if name == "iaf" else 0,
             **objective,
         )
         row["variant"] = LABELS[name].replace("K=5", f"K={args.particles}")

@@ -22,10 +22,6 @@ __all__ = ["svi_twin", "nuts_model", "SVI_TWINS", "NUTS_MODELS"]
 
 
 def _vae_twin(model: Any) -> Any:
-    if model.num_flows:
-        raise ValueError(
-            "the NumPyro backend has no flow guides; use backend='pyro' with flows > 0."
-        )
     from bayesvae.backends.numpyro.vae import NumPyroVAE
 
     return NumPyroVAE(model)

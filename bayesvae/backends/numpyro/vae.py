@@ -165,6 +165,60 @@ def gaussian_log_density(value: Any, loc: Any, scale: Any) -> Any:
     return (-0.5 * z**2 - jnp.log(scale) - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
+def iaf_flows(vae: Any) -> Any:
+    """An Equinox module mirroring ``vae.flows``, Pyro's conditional affine autoregressive flows
+    (``flow_type="iaf"``): weights and biases are parameters, the autoregressive masks fixed
+    (boolean, so NumPyro does not train them). ``module.transforms(features)`` gives NumPyro's
+    :class:`~numpyro.distributions.flows.InverseAutoregressiveTransform` for each flow,
+    conditioned on the encoder's ``features (..., H)``, as Pyro's ``flow.condition(features)``
+    computes it: ``[features, z]`` through the masked MLP (ReLU), then ``(mean, log_scale)``,
+    the log scale clipped to [-5, 3] with the gradient kept, ``y = exp(log_scale) z + mean``."""
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    state = torch_state(vae)
+    layers = len(vae.flows[0].nn.layers)
+    latent_dim = vae.latent_dim
+
+    class IAFFlows(eqx.Module):
+        params: dict
+        masks: dict
+        num_flows: int = eqx.field(static=True)
+
+        def _shift_and_log_scale(self, flow: int, features: Any, z: Any) -> tuple[Any, Any]:
+            context = jnp.broadcast_to(features, z.shape[:-1] + features.shape[-1:])
+            h = jnp.concatenate([context, z], axis=-1)
+            for layer in range(layers):
+                name = f"flows.{flow}.nn.layers.{layer}"
+                weight = jnp.where(self.masks[name], self.params[f"{name}.weight"], 0.0)
+                h = h @ weight.T + self.params[f"{name}.bias"]
+                if layer < layers - 1:
+                    h = jax.nn.relu(h)
+            h = h.reshape(h.shape[:-1] + (2, latent_dim))
+            return h[..., 0, :], h[..., 1, :]
+
+        def transforms(self, features: Any) -> list[Any]:
+            from numpyro.distributions.flows import InverseAutoregressiveTransform
+
+            return [
+                InverseAutoregressiveTransform(
+                    lambda z, flow=flow: self._shift_and_log_scale(flow, features, z)
+                )
+                for flow in range(self.num_flows)
+            ]
+
+    params = {
+        k: v for k, v in state.items() if k.startswith("flows.") and k.endswith(("weight", "bias"))
+    }
+    masks = {
+        k[: -len(".mask")]: np.asarray(v, dtype=bool)
+        for k, v in state.items()
+        if k.startswith("flows.") and k.endswith(".mask")
+    }
+    return IAFFlows(params, masks, vae.num_flows)
+
+
 def _networks(vae: Any) -> tuple[Any, Any]:
     """Equinox encoder and decoder mirroring ``vae``'s torch networks (weights copied)."""
     import equinox as eqx
@@ -201,6 +255,15 @@ def _networks(vae: Any) -> tuple[Any, Any]:
             loc, log_var = jnp.split(out, 2, axis=-1)
             return loc, jnp.exp(0.5 * log_var)
 
+        def features(self, x: Any) -> Any:
+            """The MLP encoder's last hidden layer ``h(x)`` (what flow guides condition on)."""
+            return _run(self.programs[0][:-1], self.params, x.reshape(x.shape[0], -1))
+
+        def params_from(self, features: Any) -> tuple[Any, Any]:
+            """``(loc, scale)`` from :meth:`features`."""
+            loc, log_var = jnp.split(_run(self.programs[0][-1:], self.params, features), 2, -1)
+            return loc, jnp.exp(0.5 * log_var)
+
     class Decoder(eqx.Module):
         params: dict
         programs: tuple = eqx.field(static=True)
@@ -235,10 +298,20 @@ class NumPyroVAE:
         self.likelihood = vae.likelihood
         self.beta = vae.beta
         self.fixed_scale = float(self.config["gaussian_scale"] or 1.0)
+        self.num_flows = vae.num_flows
+        if self.num_flows and (
+            self.config["flow_type"] != "iaf" or self.config["encoder"] != "mlp"
+        ):
+            raise ValueError(
+                "the NumPyro backend has IAF flow guides on MLP encoders only (flow_type='iaf', "
+                "encoder='mlp'); use backend='pyro' for the others."
+            )
         encoder, decoder = _networks(vae)
         #: name -> Equinox module; each name prefixes its weights in the torch state dict and
         #: registers them with NumPyro as ``"{name}$params"``
         self.networks: dict[str, Any] = {"encoder": encoder, "decoder": decoder}
+        if self.num_flows:
+            self.networks["flows"] = iaf_flows(vae)
         self.params: dict[str, Any] | None = None
         self.history: list[dict[str, float]] = []
         self._chunk_logsumexp: Any = None  # jitted by _importance_chunk on first use
@@ -288,10 +361,18 @@ class NumPyroVAE:
         from numpyro.contrib.module import eqx_module
 
         encoder = eqx_module("encoder", self.encoder)
+        flows = eqx_module("flows", self.networks["flows"]) if self.num_flows else None
         with numpyro.handlers.scale(scale=num_data / x.shape[0]), numpyro.plate("data", x.shape[0]):
-            loc, scale = encoder(x)
+            if flows is None:
+                posterior = dist.Normal(*encoder(x)).to_event(1)
+            else:  # the Gaussian, then the flows conditioned on the encoder's features
+                features = encoder.features(x)
+                posterior = dist.TransformedDistribution(
+                    dist.Normal(*encoder.params_from(features)).to_event(1),
+                    flows.transforms(features),
+                )
             with numpyro.handlers.scale(scale=self.beta):
-                numpyro.sample("z", dist.Normal(loc, scale).to_event(1))
+                numpyro.sample("z", posterior)
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -336,6 +417,11 @@ class NumPyroVAE:
             objective = self._particle_bound(num_particles, order)
         elif num_particles != 1 or alpha is not None:
             raise ValueError(f"num_particles and alpha are for elbo='iwae'/'renyi', not {elbo!r}.")
+        elif elbo == "meanfield" and self.num_flows:
+            raise ValueError(
+                "elbo='meanfield' needs a Gaussian guide (its KL in closed form); a flow guide "
+                "trains with 'trace', 'iwae' or 'renyi'."
+            )
         else:
             objective = TraceMeanField_ELBO() if elbo == "meanfield" else Trace_ELBO()
         svi = SVI(self.model, self.guide, Adam(lr, b1=betas[0], b2=betas[1]), objective)
@@ -368,8 +454,16 @@ class NumPyroVAE:
 
     # ------------------------------------------------------------------ evaluation
     def _networks_in(self, param_map: dict[str, Any]) -> dict[str, Any]:
-        """The networks with the weights in NumPyro's ``param_map``."""
-        return {name: param_map[f"{name}$params"] for name in self.networks}
+        """The networks with the weights in NumPyro's ``param_map`` (which holds their floating
+        arrays only; the rest, such as a flow's masks, comes from the mirrored networks)."""
+        import equinox as eqx
+
+        return {
+            name: eqx.combine(
+                param_map[f"{name}$params"], eqx.filter(network, eqx.is_inexact_array, inverse=True)
+            )
+            for name, network in self.networks.items()
+        }
 
     def _current_networks(self) -> dict[str, Any]:
         """The networks with the trained weights (the mirrored ones before fit)."""
@@ -391,9 +485,17 @@ class NumPyroVAE:
         terms by the VAE's ``beta``, as its model and guide do."""
         import jax.numpy as jnp
 
-        loc, scale = networks["encoder"](x)
+        if self.num_flows:
+            features = networks["encoder"].features(x)
+            loc, scale = networks["encoder"].params_from(features)
+        else:
+            loc, scale = networks["encoder"](x)
         z = loc + scale * eps  # (K, B, D)
         log_q = gaussian_log_density(z, loc, scale)
+        if self.num_flows:  # log q(z_T) = log q(z_0) - sum of each flow's log |det J|
+            for transform in networks["flows"].transforms(features):
+                z, log_scale = transform.call_with_intermediates(z)
+                log_q = log_q - log_scale.sum(-1)
         log_prior = gaussian_log_density(z, jnp.zeros(()), jnp.ones(()))
         log_lik = self._decoded_log_likelihood(networks["decoder"], z, x)
         return log_lik + beta * (log_prior - log_q)
