@@ -114,6 +114,8 @@ def test_every_svi_twin_has_the_written_interface():
 
     models = [
         bayesvae.VAE(16, latent_dim=2, hidden_dims=(8,)),
+        bayesvae.VAE(16, latent_dim=2, hidden_dims=(8,), flows=1),
+        bayesvae.HierarchicalVAE(16, latent_dim=2, top_latent_dim=1, hidden_dims=(8,)),
         ProdLDA(30, 3, hidden_dim=8),
         AnomalyMixtureModel(1, n_features=3),
     ]
