@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -174,10 +174,11 @@ def mcmc(
             whose NumPyro twin :func:`bayesvae.backends.numpyro.nuts_model` finds. An A/B
             family's torch-free spec (e.g. ``BetaBinomialSpec``) samples on ``"numpyro"``
             without importing torch or Pyro.
-        backend: ``"numpyro"`` (jitted; chains in parallel across devices when there are enough,
-            else vectorized) or ``"pyro"`` (chains one after another). Default: the program's
-            own library; ``"numpyro"`` for a family. A program given the other library's backend
-            is refused (``TypeError``).
+        backend: ``"numpyro"`` (compiled; chains in parallel across devices when there are
+            enough, else one after another in one compiled program, or NumPyro's own way with
+            ``progress``) or ``"pyro"`` (chains one after another). Default: the program's own
+            library; ``"numpyro"`` for a family. A program given the other library's backend is
+            refused (``TypeError``).
         target_accept_prob: NUTS step-size target; default: the model's
             ``nuts_target_accept_prob`` (0.8; funnels need 0.95-0.99).
         dense_mass: ``False``: adapt a diagonal mass matrix; ``True``: a dense one (correlated
@@ -477,7 +478,7 @@ def _numpyro_sampler(
         num_warmup=run.num_warmup,
         num_samples=run.num_samples,
         num_chains=run.num_chains,
-        chain_method=_chain_method(run.num_chains, args, kwargs),
+        chain_method=_chain_method(run.num_chains, args, kwargs, run.progress),
         progress_bar=run.progress,
     )
     sampler.run(
@@ -491,22 +492,39 @@ def _numpyro_sampler(
 
 
 #: above this many numbers in its array arguments, a model's chains on one device run one after
-#: another instead of vectorized
+#: another instead of vectorized (when NumPyro's progress bar is shown)
 SEQUENTIAL_CHAINS_FROM = 100_000
 
 
-def _chain_method(num_chains: int, args: tuple, kwargs: dict[str, Any]) -> str:
-    """NumPyro's ``chain_method``: ``"parallel"`` with a device per chain; on one device
-    ``"vectorized"`` (one compiled loop for every chain) unless the data are large. Vectorized
-    chains build their trees in lockstep, every chain as deep as the deepest and both sides of
-    every branch evaluated: cheap when a gradient is, but on a 50,000 x 10 anomaly table 4
-    vectorized chains took about 3x as long as the same chains one after another."""
+def _chain_method(
+    num_chains: int, args: tuple, kwargs: dict[str, Any], progress: bool
+) -> str | Callable[[Callable], Callable]:
+    """NumPyro's ``chain_method``: ``"parallel"`` with a device per chain. On one device and
+    without a progress bar, :func:`_compiled_chains`: NumPyro's own methods start every chain
+    op by op (finding initial values, the first gradient), and on a CPU each primitive run that
+    way is compiled on its own, most of a small run's time (the anomaly mixture's 2 chains on
+    315 rows: 27 s with ``"vectorized"``, 7 s in one program). A progress bar needs NumPyro's
+    methods: ``"vectorized"`` (one compiled loop for every chain) unless the data are large, then
+    ``"sequential"``. Vectorized chains build their trees in lockstep, every chain as deep as the
+    deepest and both sides of every branch evaluated: cheap when a gradient is, but on a 50,000 x
+    10 anomaly table 4 vectorized chains took about 3x as long as the same chains one after
+    another."""
     import jax
 
     if jax.local_device_count() >= num_chains:
         return "parallel"
+    if not progress:
+        return _compiled_chains
     numbers = sum(int(np.size(value)) for value in (*args, *kwargs.values()))
     return "sequential" if numbers > SEQUENTIAL_CHAINS_FROM else "vectorized"
+
+
+def _compiled_chains(chain: Callable) -> Callable:
+    """A NumPyro ``chain_method``: ``chain`` (one chain's start, warm-up and draws) run for each
+    chain in turn, inside one compiled program."""
+    import jax
+
+    return jax.jit(lambda per_chain: jax.lax.map(chain, per_chain))
 
 
 def _numpyro_nuts(
@@ -529,9 +547,7 @@ def _numpyro_nuts(
                 init_values = {k: np.asarray(v, dtype=np.float64) for k, v in init_values.items()}
         args, kwargs = _jax_args(tensors, kwargs)
         sampler = _numpyro_sampler(fn, args, kwargs, run, init_values, strategy)
-        # ArviZ would evaluate the pointwise log-likelihood op by op, compiling every primitive
-        # (tens of seconds) and holding every draw's intermediates at once (gigabytes at 50k rows)
-        idata = az.from_numpyro(sampler, coords=run.coords, dims=run.dims, log_likelihood=False)
+        idata = _numpyro_inference_data(sampler, fn, args, kwargs, run.coords, run.dims)
         pointwise = _pointwise_log_likelihood(fn, sampler, args, kwargs)
         if pointwise:
             idata.add_groups(
@@ -544,6 +560,63 @@ def _numpyro_nuts(
                 )
             )
         return idata
+
+
+#: ``az.from_numpyro``'s names for NumPyro's extra fields
+_SAMPLE_STATS_NAMES = {
+    "potential_energy": "lp",
+    "num_steps": "n_steps",
+    "accept_prob": "acceptance_rate",
+}
+
+
+def _numpyro_inference_data(
+    sampler: Any, fn: Any, args: tuple, kwargs: dict[str, Any], coords: Any, dims: Any
+) -> Any:
+    """``posterior``, ``sample_stats`` and ``observed_data`` of a NumPyro NUTS run, as
+    ``az.from_numpyro(sampler, log_likelihood=False)`` gives them, without its eager model run
+    (on a CPU a compilation per primitive, seconds for a small mixture): the observed values come
+    from one compiled trace, the dims from ArviZ's shape-only inference. ArviZ's own
+    pointwise log-likelihood would also go op by op and hold every draw's intermediates at once
+    (gigabytes at 50k rows); :func:`_pointwise_log_likelihood` adds it."""
+    import arviz as az
+    import jax
+    import numpyro
+    from arviz.data.io_numpyro import infer_dims
+    from numpyro import handlers
+    from numpyro.infer import init_to_sample
+
+    @jax.jit
+    def observed_values(key: Any) -> dict[str, Any]:
+        # ArviZ's way: improper sites get a value by init_to_sample
+        seeded = handlers.substitute(handlers.seed(fn, key), substitute_fn=init_to_sample)
+        trace = handlers.trace(seeded).get_trace(*args, **kwargs)
+        return {
+            name: site["value"]
+            for name, site in trace.items()
+            if site["type"] == "sample" and site["is_observed"]
+        }
+
+    dims = infer_dims(fn, args, kwargs) if dims is None else dims
+    samples = jax.device_get(sampler.get_samples(group_by_chain=True))
+    stats: dict[str, np.ndarray] = {}
+    for field_name, value in jax.device_get(sampler.get_extra_fields(group_by_chain=True)).items():
+        value = np.asarray(value)
+        stats[_SAMPLE_STATS_NAMES.get(field_name, field_name)] = (
+            -value if field_name == "potential_energy" else value
+        )
+        if field_name == "num_steps":
+            stats["tree_depth"] = np.log2(value).astype(int) + 1
+    groups = {
+        "posterior": az.dict_to_dataset(samples, library=numpyro, coords=coords, dims=dims),
+        "sample_stats": az.dict_to_dataset(stats, library=numpyro, coords=coords),
+    }
+    observed = jax.device_get(observed_values(jax.random.PRNGKey(0)))
+    if observed:
+        groups["observed_data"] = az.dict_to_dataset(
+            observed, library=numpyro, coords=coords, dims=dims, default_dims=[]
+        )
+    return az.InferenceData(**groups)
 
 
 #: the most pointwise log-likelihood entries (draws x rows) a family's NUTS result keeps
@@ -759,6 +832,8 @@ def _numpyro_program_nuts(
 ) -> Any:
     import arviz as az
     import jax
+    import numpyro
+    from arviz.data.io_numpyro import infer_dims
     from numpyro.infer import Predictive
 
     from bayesvae.models.program import named_inputs
@@ -771,45 +846,70 @@ def _numpyro_program_nuts(
         sampler = _numpyro_sampler(fn, args, jkwargs, run, init_values, strategy)
         observed = _numpyro_observed_sites(fn, args, jkwargs)
         samples = sampler.get_samples()
-        key = jax.random.PRNGKey(run.seed + 1)
-        predictive = Predictive(fn, samples, return_sites=observed)(key, *args, **jkwargs)
+        # Predictive compiled: run eagerly, its vmap over the draws goes op by op
+        predictive = jax.jit(
+            lambda key: Predictive(fn, samples, return_sites=observed)(key, *args, **jkwargs)
+        )(jax.random.PRNGKey(run.seed + 1))
         prior: dict[str, Any] = {}
         if num_prior_draws:
-            prior = Predictive(fn, num_samples=num_prior_draws)(
-                jax.random.PRNGKey(run.seed + 2), *args, **jkwargs
-            )
+            prior = jax.jit(
+                lambda key: Predictive(fn, num_samples=num_prior_draws)(key, *args, **jkwargs)
+            )(jax.random.PRNGKey(run.seed + 2))
         constant = {
             name: np.asarray(value)
             for name, value in named_inputs(fn, args, jkwargs).items()
             if hasattr(value, "shape") and name not in observed
         }
+        dims = infer_dims(fn, args, jkwargs) if run.dims is None else run.dims
+        idata = _numpyro_inference_data(sampler, fn, args, jkwargs, run.coords, dims)
+        chains, draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
+        pointwise = _pointwise_log_likelihood(fn, sampler, args, jkwargs)
+        groups: dict[str, dict[str, np.ndarray]] = {
+            "log_likelihood": pointwise,
+            "posterior_predictive": {
+                k: np.asarray(v).reshape((chains, draws) + v.shape[1:])
+                for k, v in predictive.items()
+            },
+            "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in samples},
+            "constant_data": constant,
+        }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            idata = az.from_numpyro(
-                sampler,
-                posterior_predictive={k: np.asarray(v) for k, v in predictive.items()},
-                prior={k: np.asarray(v) for k, v in prior.items() if k not in observed} or None,
-                constant_data=constant or None,
-                coords=run.coords,
-                dims=run.dims,
+            idata.add_groups(
+                {
+                    group: az.dict_to_dataset(
+                        values,
+                        library=numpyro,
+                        coords=run.coords,
+                        dims=dims,
+                        skip_event_dims=group == "log_likelihood",
+                        default_dims=[] if group == "constant_data" else None,
+                    )
+                    for group, values in groups.items()
+                    if values
+                }
             )
-            if prior:
+            prior_predictive = {k: np.asarray(v)[None] for k, v in prior.items() if k in observed}
+            if prior_predictive:
                 idata.add_groups(
-                    prior_predictive=az.from_dict(
-                        posterior={
-                            k: np.asarray(v)[None] for k, v in prior.items() if k in observed
-                        }
-                    ).posterior
+                    prior_predictive=az.from_dict(posterior=prior_predictive).posterior
                 )
     return idata
 
 
 def _numpyro_observed_sites(fn: Any, args: tuple, kwargs: dict) -> list[str]:
     """The observed sites of a NumPyro program (its samples already hold deterministic ones)."""
+    import jax
     from numpyro import handlers
 
-    trace = handlers.trace(handlers.seed(fn, 0)).get_trace(*args, **kwargs)
-    observed = [n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"]]
+    observed: list[str] = []
+
+    def trace_sites() -> int:
+        trace = handlers.trace(handlers.seed(fn, 0)).get_trace(*args, **kwargs)
+        observed.extend(n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"])
+        return 0
+
+    jax.eval_shape(trace_sites)  # shapes only: run eagerly, the program would go op by op
     return observed
 
 

@@ -267,3 +267,41 @@ def test_a_familys_pointwise_log_likelihood_is_numpyros_and_is_dropped_when_too_
     monkeypatch.setattr(mcmc_module, "MAX_POINTWISE_LOG_LIKELIHOOD", 100)
     small = bayesvae.mcmc(spec, *counts, **options)
     assert "log_likelihood" not in small.inference_data.groups()
+
+
+def test_a_familys_inference_data_is_what_arviz_converts():
+    """The conversion of a family's NumPyro run (observed values from one compiled trace, no
+    eager model run) gives the groups, names, dims and values ``az.from_numpyro`` gives."""
+    import arviz as az
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import MCMC, NUTS
+
+    from bayesvae.infer import mcmc as mcmc_module
+
+    x, y = jnp.asarray(np.linspace(-1.0, 1.0, 30)[:, None] * np.ones(3)), jnp.linspace(0, 1, 30)
+    sampler = MCMC(
+        NUTS(numpyro_regression),
+        num_warmup=30,
+        num_samples=20,
+        num_chains=2,
+        chain_method=mcmc_module._compiled_chains,
+        progress_bar=False,
+    )
+    sampler.run(jax.random.PRNGKey(0), x, y, extra_fields=("diverging", "energy", "num_steps"))
+    coords = {"obs_id": np.arange(30)}
+    dims = {"y": ["obs_id"]}
+    for kept_dims in (None, dims):
+        ours = mcmc_module._numpyro_inference_data(
+            sampler, numpyro_regression, (x, y), {}, coords, kept_dims
+        )
+        theirs = az.from_numpyro(sampler, coords=coords, dims=kept_dims, log_likelihood=False)
+        assert ours.groups() == theirs.groups() == ["posterior", "sample_stats", "observed_data"]
+        for group in ours.groups():
+            mine, reference = ours[group], theirs[group]
+            assert set(mine.data_vars) == set(reference.data_vars), group
+            for name in mine.data_vars:
+                assert mine[name].dims == reference[name].dims, (group, name)
+                np.testing.assert_array_equal(mine[name].values, reference[name].values)
+    assert ours.posterior["w"].shape == (2, 20, 3)
+    assert ours.observed_data["y"].dims == ("obs_id",)

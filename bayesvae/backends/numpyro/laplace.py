@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
-from numpyro.infer.util import initialize_model
+from numpyro.infer.util import initialize_model, potential_energy
 from scipy.optimize import minimize
 
 __all__ = ["LaplaceError", "LaplaceStart", "laplace_start"]
@@ -55,14 +55,21 @@ def laplace_start(
     and the Laplace approximation there. Raises :class:`LaplaceError` when the optimisation does
     not reach a finite point or the Hessian is not positive definite."""
     init_key, draw_key = jax.random.split(rng_key)
-    info = initialize_model(
-        init_key, model, init_strategy=init_strategy, model_args=args, model_kwargs=kwargs
-    )
-    flat, unravel = ravel_pytree(info.param_info.z)
+
+    @jax.jit
+    def initial_point(key: Any) -> dict[str, Any]:
+        # traced, NumPyro's search for valid initial values is one compiled program; run
+        # eagerly it goes op by op, each primitive compiled on its own (seconds on a CPU)
+        info = initialize_model(
+            key, model, init_strategy=init_strategy, model_args=args, model_kwargs=kwargs
+        )
+        return info.param_info.z
+
+    flat, unravel = ravel_pytree(initial_point(init_key))
     dtype = flat.dtype
 
     def potential(vector: Any) -> Any:
-        return info.potential_fn(unravel(vector))
+        return potential_energy(model, args, kwargs, unravel(vector))
 
     value_and_grad = jax.jit(jax.value_and_grad(potential))
 
