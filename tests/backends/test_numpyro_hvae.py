@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from both_backends import fit_on_both_backends
 
 import bayesvae
 from bayesvae.backends.numpyro import svi_twin
@@ -142,23 +143,18 @@ def test_both_backends_train_it_to_the_same_bound(digits, tmp_path):
     bound within 1.5 nats; the twin's weights land in a complete Pyro model that saves and
     loads."""
     train, test = digits.x[:1200], digits.x[1500:]
-    bounds, layers = {}, {}
-    for backend in ("pyro", "numpyro"):
-        hvae = bayesvae.HierarchicalVAE(
+
+    def make_hvae():
+        return bayesvae.HierarchicalVAE(
             64, latent_dim=4, top_latent_dim=2, hidden_dims=(64,), top_hidden_dims=(32,), seed=0
         )
-        before = float(hvae.log_likelihood(test, num_samples=50, seed=0).mean())
-        result = bayesvae.fit(
-            hvae,
-            train,
-            epochs=15,
-            batch_size=50,
-            elbo="iwae",
-            num_particles=3,
-            lr=3e-3,
-            backend=backend,
-            progress=False,
-        )
+
+    before = float(make_hvae().log_likelihood(test, num_samples=50, seed=0).mean())
+    fitted = fit_on_both_backends(
+        make_hvae, train, epochs=15, batch_size=50, elbo="iwae", num_particles=3, lr=3e-3
+    )
+    bounds, layers = {}, {}
+    for backend, (hvae, result) in fitted.items():
         bounds[backend] = float(hvae.log_likelihood(test, num_samples=50, seed=0).mean())
         layers[backend] = hvae.kl_per_layer(test, seed=0)
         assert bounds[backend] > before + 5

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from both_backends import fit_on_both_backends
 
 import bayesvae
 from bayesvae.backends.numpyro.vae import NumPyroVAE, bernoulli_16bit
@@ -293,21 +294,16 @@ def test_fit_with_the_iwae_bound_trains_through_bayesvae_fit(digits):
     """``bayesvae.fit(..., backend="numpyro", elbo="iwae", num_particles=K)`` raises the test
     IWAE bound as the Pyro backend does; a Rényi order and the ELBO's particles are checked."""
     train, test = digits.x[:1200], digits.x[1500:]
+
+    def make_vae():
+        return bayesvae.VAE(64, latent_dim=4, hidden_dims=(64,), seed=0)
+
+    before = float(make_vae().log_likelihood(test, num_samples=50, seed=0).mean())
+    fitted = fit_on_both_backends(
+        make_vae, train, epochs=15, batch_size=50, elbo="iwae", num_particles=5, lr=3e-3
+    )
     results = {}
-    for backend in ("pyro", "numpyro"):
-        vae = bayesvae.VAE(64, latent_dim=4, hidden_dims=(64,), seed=0)
-        before = float(vae.log_likelihood(test, num_samples=50, seed=0).mean())
-        result = bayesvae.fit(
-            vae,
-            train,
-            epochs=15,
-            batch_size=50,
-            elbo="iwae",
-            num_particles=5,
-            lr=3e-3,
-            backend=backend,
-            progress=False,
-        )
+    for backend, (vae, result) in fitted.items():
         results[backend] = float(vae.log_likelihood(test, num_samples=50, seed=0).mean())
         assert results[backend] > before + 5
         assert result.settings["num_particles"] == 5
@@ -374,11 +370,15 @@ def test_iaf_guides_train_on_either_backend_to_the_same_elbo(digits):
     """Same weights, data and settings: the flow VAE's test ELBO within 1 nat on either
     backend; the masks stay as they were (masked weights get no gradient)."""
     train, test = digits.x[:1500], digits.x[1500:]
+
+    def make_vae():
+        return bayesvae.VAE(64, latent_dim=2, hidden_dims=(64,), flows=2, seed=0)
+
+    layers = make_vae().flows[0].nn.layers
+    masked = [layer.weight[layer.mask == 0].clone() for layer in layers]
+    fitted = fit_on_both_backends(make_vae, train, epochs=15, batch_size=64, lr=3e-3)
     elbos = {}
-    for backend in ("pyro", "numpyro"):
-        vae = bayesvae.VAE(64, latent_dim=2, hidden_dims=(64,), flows=2, seed=0)
-        masked = [layer.weight[layer.mask == 0].clone() for layer in vae.flows[0].nn.layers]
-        bayesvae.fit(vae, train, epochs=15, batch_size=64, lr=3e-3, backend=backend, progress=False)
+    for backend, (vae, _) in fitted.items():
         elbos[backend] = float(vae.elbo(test, num_samples=100, seed=0).mean())
         for layer, before in zip(vae.flows[0].nn.layers, masked, strict=True):
             torch.testing.assert_close(layer.weight[layer.mask == 0], before)

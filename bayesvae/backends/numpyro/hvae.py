@@ -14,7 +14,6 @@ from bayesvae.backends.numpyro.vae import (
     NumPyroVAE,
     gaussian_log_density,
     gaussian_mlp,
-    torch_state,
 )
 
 __all__ = ["NumPyroHierarchicalVAE"]
@@ -33,9 +32,13 @@ class NumPyroHierarchicalVAE(NumPyroVAE):
         super().__init__(hvae)
         self.top_latent_dim = hvae.top_latent_dim
         self.noise_dim = hvae.latent_dim + hvae.top_latent_dim
-        state = torch_state(hvae)
-        self.networks["top_encoder"] = gaussian_mlp(state, hvae.top_encoder.net, "top_encoder.net")
-        self.networks["top_prior"] = gaussian_mlp(state, hvae.top_prior.net, "top_prior.net")
+
+    def _more_networks(self, hvae: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """``q(z2 | z1)`` and ``p(z1 | z2)``, mirrored."""
+        return {
+            "top_encoder": gaussian_mlp(state, hvae.top_encoder.net, "top_encoder.net"),
+            "top_prior": gaussian_mlp(state, hvae.top_prior.net, "top_prior.net"),
+        }
 
     def model(self, x: Any, num_data: int) -> None:
         import jax.numpy as jnp

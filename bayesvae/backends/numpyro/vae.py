@@ -151,9 +151,9 @@ def gaussian_mlp(state: dict[str, Any], net: nn.Module, prefix: str) -> Any:
             loc, log_var = jnp.split(_run(self.program, self.params, v), 2, axis=-1)
             return loc, jnp.exp(0.5 * log_var)
 
-    head = prefix.split(".")[0] + "."
+    owner_prefix = prefix.split(".")[0] + "."
     return GaussianMLP(
-        {k: v for k, v in state.items() if k.startswith(head)}, torch_program(net, prefix)
+        {k: v for k, v in state.items() if k.startswith(owner_prefix)}, torch_program(net, prefix)
     )
 
 
@@ -165,19 +165,19 @@ def gaussian_log_density(value: Any, loc: Any, scale: Any) -> Any:
     return (-0.5 * z**2 - jnp.log(scale) - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
-def iaf_flows(vae: Any) -> Any:
+def iaf_flows(vae: Any, state: dict[str, Any]) -> Any:
     """An Equinox module mirroring ``vae.flows``, Pyro's conditional affine autoregressive flows
     (``flow_type="iaf"``): weights and biases are parameters, the autoregressive masks fixed
     (boolean, so NumPyro does not train them). ``module.transforms(features)`` gives NumPyro's
     :class:`~numpyro.distributions.flows.InverseAutoregressiveTransform` for each flow,
     conditioned on the encoder's ``features (..., H)``, as Pyro's ``flow.condition(features)``
     computes it: ``[features, z]`` through the masked MLP (ReLU), then ``(mean, log_scale)``,
-    the log scale clipped to [-5, 3] with the gradient kept, ``y = exp(log_scale) z + mean``."""
+    the log scale clipped to [-5, 3] with the gradient kept, ``y = exp(log_scale) z + mean``.
+    ``state``: ``torch_state(vae)``."""
     import equinox as eqx
     import jax
     import jax.numpy as jnp
 
-    state = torch_state(vae)
     layers = len(vae.flows[0].nn.layers)
     latent_dim = vae.latent_dim
 
@@ -219,12 +219,12 @@ def iaf_flows(vae: Any) -> Any:
     return IAFFlows(params, masks, vae.num_flows)
 
 
-def _networks(vae: Any) -> tuple[Any, Any]:
-    """Equinox encoder and decoder mirroring ``vae``'s torch networks (weights copied)."""
+def _networks(vae: Any, state: dict[str, Any]) -> tuple[Any, Any]:
+    """Equinox encoder and decoder mirroring ``vae``'s torch networks (weights from ``state``,
+    ``torch_state(vae)``)."""
     import equinox as eqx
     import jax.numpy as jnp
 
-    state = torch_state(vae)
     shape = tuple(vae.input_shape)
     conv = vae.config["encoder"] == "conv"
     if conv:
@@ -306,17 +306,24 @@ class NumPyroVAE:
                 "the NumPyro backend has IAF flow guides on MLP encoders only (flow_type='iaf', "
                 "encoder='mlp'); use backend='pyro' for the others."
             )
-        encoder, decoder = _networks(vae)
+        state = torch_state(vae)
+        encoder, decoder = _networks(vae, state)
         #: name -> Equinox module; each name prefixes its weights in the torch state dict and
         #: registers them with NumPyro as ``"{name}$params"``
         self.networks: dict[str, Any] = {"encoder": encoder, "decoder": decoder}
         if self.num_flows:
-            self.networks["flows"] = iaf_flows(vae)
+            self.networks["flows"] = iaf_flows(vae, state)
+        self.networks.update(self._more_networks(vae, state))
         self.params: dict[str, Any] | None = None
         self.history: list[dict[str, float]] = []
         self._chunk_logsumexp: Any = None  # jitted by _importance_chunk on first use
         self.best_epoch: int | None = None
         self.stop_reason: str | None = None
+
+    def _more_networks(self, vae: Any, state: dict[str, Any]) -> dict[str, Any]:
+        """Networks a twin of a larger VAE mirrors besides the encoder, decoder and flows (none
+        here), by name; ``state`` is ``torch_state(vae)``."""
+        return {}
 
     @property
     def encoder(self) -> Any:
