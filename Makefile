@@ -5,10 +5,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# one worker per core, whole files per worker (module fixtures are built once); each worker runs
-# torch and XLA single-threaded (tests/conftest.py)
+# one worker per core; an idle worker takes tests queued for the other (a few long files would
+# otherwise leave one worker alone at the end); each worker runs torch and XLA single-threaded
+# (tests/conftest.py)
 PYTEST_WORKERS ?= auto
-PYTEST := MPLBACKEND=Agg $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+PYTEST := MPLBACKEND=Agg $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal
 
 .PHONY: install test test-fast demo lint format benchmark clean
 

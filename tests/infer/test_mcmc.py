@@ -305,3 +305,15 @@ def test_a_familys_inference_data_is_what_arviz_converts():
                 np.testing.assert_array_equal(mine[name].values, reference[name].values)
     assert ours.posterior["w"].shape == (2, 20, 3)
     assert ours.observed_data["y"].dims == ("obs_id",)
+
+
+def test_chains_on_one_device_run_in_one_program_unless_a_progress_bar_is_shown():
+    """Without a progress bar NumPyro's chains run inside one compiled program (its own methods
+    start each chain op by op); with one, vectorized, or one after another for large data."""
+    from bayesvae.infer import mcmc as mcmc_module
+
+    small, large = (np.zeros((10, 3)),), (np.zeros((mcmc_module.SEQUENTIAL_CHAINS_FROM + 1,)),)
+    assert mcmc_module._chain_method(4, small, {}, progress=False) is mcmc_module._compiled_chains
+    assert mcmc_module._chain_method(4, large, {}, progress=False) is mcmc_module._compiled_chains
+    assert mcmc_module._chain_method(4, small, {}, progress=True) == "vectorized"
+    assert mcmc_module._chain_method(4, large, {}, progress=True) == "sequential"
