@@ -317,3 +317,20 @@ def test_chains_on_one_device_run_in_one_program_unless_a_progress_bar_is_shown(
     assert mcmc_module._chain_method(4, large, {}, progress=False) is mcmc_module._compiled_chains
     assert mcmc_module._chain_method(4, small, {}, progress=True) == "vectorized"
     assert mcmc_module._chain_method(4, large, {}, progress=True) == "sequential"
+
+
+@pytest.mark.filterwarnings("ignore::bayesvae.infer.mcmc.ConvergenceWarning")
+def test_a_progress_bar_samples_with_numpyros_own_chain_method():
+    """``progress=True`` runs NumPyro's vectorized chains (the progress bar needs them): the
+    same posterior as the chains in one compiled program."""
+    from bayesvae.models.ab_conjugate import BetaBinomialSpec
+
+    spec = BetaBinomialSpec(["A", "B"], prior=(2.0, 3.0))
+    options = {"num_warmup": 150, "num_samples": 300, "num_chains": 2, "seed": 4}
+    shown = bayesvae.mcmc(spec, [20, 30], [100, 100], progress=True, **options)
+    compiled = bayesvae.mcmc(spec, [20, 30], [100, 100], **options)
+    assert shown.samples["rate"].shape == compiled.samples["rate"].shape == (2, 300, 2)
+    # Beta(2 + 20, 3 + 80) and Beta(2 + 30, 3 + 70): means 22/105 and 32/105
+    for run in (shown, compiled):
+        means = run.samples["rate"].reshape(-1, 2).mean(0)
+        np.testing.assert_allclose(means, [22 / 105, 32 / 105], atol=0.012)
