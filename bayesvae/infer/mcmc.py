@@ -619,7 +619,7 @@ def _numpyro_inference_data(
     return az.InferenceData(**groups)
 
 
-#: the most pointwise log-likelihood entries (draws x rows) a family's NUTS result keeps
+#: the most pointwise log-likelihood entries (draws x rows) a NumPyro NUTS result keeps
 MAX_POINTWISE_LOG_LIKELIHOOD = 20_000_000
 #: draws evaluated at once for the pointwise log-likelihood
 _LOG_LIKELIHOOD_CHUNK = 50
