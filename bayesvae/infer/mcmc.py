@@ -844,7 +844,9 @@ def _numpyro_program_nuts(
     with _jax_precision(x64):
         args, jkwargs = _jax_args(data, kwargs)
         sampler = _numpyro_sampler(fn, args, jkwargs, run, init_values, strategy)
-        observed = _numpyro_observed_sites(fn, args, jkwargs)
+        dims = infer_dims(fn, args, jkwargs) if run.dims is None else run.dims
+        idata = _numpyro_inference_data(sampler, fn, args, jkwargs, run.coords, dims)
+        observed = list(idata.observed_data.data_vars) if "observed_data" in idata else []
         samples = sampler.get_samples()
         # Predictive compiled: run eagerly, its vmap over the draws goes op by op
         predictive = jax.jit(
@@ -860,8 +862,6 @@ def _numpyro_program_nuts(
             for name, value in named_inputs(fn, args, jkwargs).items()
             if hasattr(value, "shape") and name not in observed
         }
-        dims = infer_dims(fn, args, jkwargs) if run.dims is None else run.dims
-        idata = _numpyro_inference_data(sampler, fn, args, jkwargs, run.coords, dims)
         chains, draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
         pointwise = _pointwise_log_likelihood(fn, sampler, args, jkwargs)
         groups: dict[str, dict[str, np.ndarray]] = {
@@ -895,22 +895,6 @@ def _numpyro_program_nuts(
                     prior_predictive=az.from_dict(posterior=prior_predictive).posterior
                 )
     return idata
-
-
-def _numpyro_observed_sites(fn: Any, args: tuple, kwargs: dict) -> list[str]:
-    """The observed sites of a NumPyro program (its samples already hold deterministic ones)."""
-    import jax
-    from numpyro import handlers
-
-    observed: list[str] = []
-
-    def trace_sites() -> int:
-        trace = handlers.trace(handlers.seed(fn, 0)).get_trace(*args, **kwargs)
-        observed.extend(n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"])
-        return 0
-
-    jax.eval_shape(trace_sites)  # shapes only: run eagerly, the program would go op by op
-    return observed
 
 
 def _pyro_program_nuts(
