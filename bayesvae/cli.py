@@ -121,8 +121,9 @@ def _vae_diagnostics(
     import numpy as np
 
     from bayesvae.diagnostics import (
-        psis_diagnostic,
-        sandwich,
+        PSISResult,
+        Sandwich,
+        importance_log_weights,
         svi_to_inference_data,
         vae_diagnostics,
     )
@@ -136,11 +137,13 @@ def _vae_diagnostics(
     shown = tuple(t[:300] for t in training_data)
     summary: dict[str, Any] = {"vae": {**vae, "num_points": int(len(data[0]))}}
     if model.guide_has_density:  # an implicit guide gives no importance weights
-        stage("PSIS k-hat")
-        psis = psis_diagnostic(model, *shown, num_samples=500, seed=seed)
+        stage("PSIS k-hat, ELBO / CUBO bounds")  # both from the same per-point weights
+        log_weights = importance_log_weights(
+            model, *shown, num_samples=500, local_plate=model.local_plate, seed=seed
+        )
+        psis = PSISResult.from_log_weights(log_weights)
         plots.khat_per_point(psis.khat_per_point, run.file("khat.png"))
-        stage("ELBO / CUBO bounds")
-        bounds = sandwich(model, *shown, num_samples=500, seed=seed)
+        bounds = Sandwich.from_log_weights(log_weights, model.local_plate)
         summary["psis"] = {
             "verdict": psis.verdict,
             "num_samples": psis.num_samples,

@@ -53,6 +53,25 @@ class PSISResult:
     verdict: str
     num_samples: int
 
+    @classmethod
+    def from_log_weights(cls, log_weights: np.ndarray) -> PSISResult:
+        """k̂ from :func:`importance_log_weights`: ``(S,)`` gives the joint k̂, ``(S, N)`` one per
+        data point. The joint weights of per-point ones are ``log_weights.sum(1)``."""
+        import arviz as az
+
+        log_weights = np.asarray(log_weights, dtype=float)
+        if log_weights.ndim not in (1, 2):
+            raise ValueError(f"log_weights must be (S,) or (S, N), got {log_weights.shape}.")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            _, khat = az.psislw(np.moveaxis(log_weights, 0, -1))
+        khat = np.asarray(khat, dtype=float)
+        num_samples = int(log_weights.shape[0])
+        if log_weights.ndim == 2:
+            return cls(None, khat, _verdict(float(khat.max())), num_samples)
+        value = float(khat)
+        return cls(value, None, _verdict(value), num_samples)
+
     @property
     def share_bad_points(self) -> float | None:
         """Share of data points with k̂ >= 0.7 (amortized models)."""
@@ -137,8 +156,6 @@ def psis_diagnostic(
     default: the model's ``local_plate`` attribute), the weights are per data point and so is
     k̂; otherwise one k̂ for the joint.
     """
-    import arviz as az
-
     local_plate = local_plate if local_plate is not None else model.local_plate
     log_weights = importance_log_weights(
         model,
@@ -150,14 +167,7 @@ def psis_diagnostic(
         vectorize=vectorize,
         **kwargs,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        _, khat = az.psislw(np.moveaxis(log_weights, 0, -1))
-    khat = np.asarray(khat, dtype=float)
-    if local_plate is not None:
-        return PSISResult(None, khat, _verdict(float(khat.max())), num_samples)
-    value = float(khat)
-    return PSISResult(value, None, _verdict(value), num_samples)
+    return PSISResult.from_log_weights(log_weights)
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,22 @@ class Sandwich:
     cubo: np.ndarray
     num_samples: int
     local_plate: str | None
+
+    @classmethod
+    def from_log_weights(cls, log_weights: np.ndarray, local_plate: str | None) -> Sandwich:
+        """The bounds from :func:`importance_log_weights`: ``(S,)`` for the data set, ``(S, N)``
+        per data point of ``local_plate``."""
+        log_weights = np.asarray(log_weights, dtype=float)
+        if log_weights.ndim == 1:
+            log_weights = log_weights[:, None]
+        log_k = math.log(log_weights.shape[0])
+        return cls(
+            elbo=log_weights.mean(0),
+            iwae=logsumexp(log_weights, axis=0) - log_k,
+            cubo=(logsumexp(2.0 * log_weights, axis=0) - log_k) / 2.0,
+            num_samples=int(log_weights.shape[0]),
+            local_plate=local_plate,
+        )
 
     @property
     def width(self) -> np.ndarray:
@@ -229,16 +255,7 @@ def sandwich(
         vectorize=vectorize,
         **kwargs,
     )
-    if log_weights.ndim == 1:
-        log_weights = log_weights[:, None]
-    log_k = math.log(log_weights.shape[0])
-    return Sandwich(
-        elbo=log_weights.mean(0),
-        iwae=logsumexp(log_weights, axis=0) - log_k,
-        cubo=(logsumexp(2.0 * log_weights, axis=0) - log_k) / 2.0,
-        num_samples=int(log_weights.shape[0]),
-        local_plate=local_plate,
-    )
+    return Sandwich.from_log_weights(log_weights, local_plate)
 
 
 def elbo_convergence(

@@ -138,16 +138,19 @@ def report(
 
 
 def _write_psis(svi: FitResult, run: RunWriter, seed: int) -> None:
-    from bayesvae.diagnostics import psis_diagnostic, sandwich
+    """k̂ and the ELBO/CUBO bounds from one set of 1,000 guide draws: per data point when every
+    latent sits in one plate (the joint weights are then their sum over the points)."""
+    from bayesvae.diagnostics import PSISResult, Sandwich, importance_log_weights
 
     args, kwargs = svi.data  # type: ignore[misc]
-    result = psis_diagnostic(svi.model, *args, num_samples=1000, seed=seed, **kwargs)
-    payload = {"num_samples": result.num_samples, "verdict": result.verdict, "khat": result.khat}
     local = inspect_sites(svi.model.model_fn, args, kwargs).local_plate()
+    log_weights = importance_log_weights(
+        svi.model, *args, num_samples=1000, local_plate=local, seed=seed, **kwargs
+    )
+    result = PSISResult.from_log_weights(log_weights.sum(1) if local else log_weights)
+    payload = {"num_samples": result.num_samples, "verdict": result.verdict, "khat": result.khat}
     if local is not None:  # every latent is per data point: k̂ per point too
-        per_point = psis_diagnostic(
-            svi.model, *args, num_samples=1000, seed=seed, local_plate=local, **kwargs
-        )
+        per_point = PSISResult.from_log_weights(log_weights)
         payload.update(
             local_plate=local,
             khat_median=float(np.median(per_point.khat_per_point)),
@@ -156,7 +159,7 @@ def _write_psis(svi: FitResult, run: RunWriter, seed: int) -> None:
         from bayesvae.report import plots
 
         plots.khat_per_point(per_point.khat_per_point, run.file("khat.png"))
-    bounds = sandwich(svi.model, *args, num_samples=1000, local_plate=local, seed=seed, **kwargs)
+    bounds = Sandwich.from_log_weights(log_weights, local)
     run.write_json(DIAGNOSTICS_FILE, {"psis": payload, "bounds": bounds.summary()})
 
 

@@ -11,7 +11,13 @@ import torch
 from linear_gaussian import exact_log_px, make_guide, model, renyi_divergence
 
 import bayesvae
-from bayesvae.diagnostics import sandwich
+from bayesvae.diagnostics import (
+    PSISResult,
+    Sandwich,
+    importance_log_weights,
+    psis_diagnostic,
+    sandwich,
+)
 from bayesvae.models import VAE
 from bayesvae.models.program import as_model
 
@@ -74,6 +80,30 @@ def test_a_program_with_global_latents_gets_one_row():
     )
     assert bounds.elbo[0] < exact + 0.05 and bounds.cubo[0] > exact - 0.05
     assert bounds.width[0] < 1.0  # a full-rank Gaussian guide on a Gaussian posterior
+
+
+def test_one_set_of_weights_gives_khat_and_bounds_as_the_two_functions_do():
+    """The report draws once: per-point weights give per-point k̂, the bounds, and (summed over
+    the points) the joint k̂, equal to what the separate calls with the same seed give."""
+    program = as_model(model, guide)
+    x = torch.tensor([-1.5, -0.2, 0.6, 2.4])
+    options = {"num_samples": 800, "seed": 3, "vectorize": True}
+    log_weights = importance_log_weights(program, x, local_plate="data", **options)
+    assert log_weights.shape == (800, 4)
+    bounds = Sandwich.from_log_weights(log_weights, "data")
+    separate = sandwich(program, x, local_plate="data", **options)
+    np.testing.assert_allclose(bounds.cubo, separate.cubo)
+    np.testing.assert_allclose(bounds.elbo, separate.elbo)
+    per_point = PSISResult.from_log_weights(log_weights)
+    np.testing.assert_allclose(
+        per_point.khat_per_point,
+        psis_diagnostic(program, x, local_plate="data", **options).khat_per_point,
+    )
+    joint = PSISResult.from_log_weights(log_weights.sum(1))
+    # equal up to float32 rounding: the sum over points runs in another order
+    assert joint.khat == pytest.approx(psis_diagnostic(program, x, **options).khat, abs=1e-4)
+    with pytest.raises(ValueError, match="log_weights must be"):
+        PSISResult.from_log_weights(np.zeros((2, 3, 4)))
 
 
 def test_sandwich_refuses_bad_options():
