@@ -265,7 +265,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
                 seed=model.seed,
                 progress=progress,
                 device="cpu",
-                eval_size=min(len(X), 5000),
+                eval_size=0,  # epochs of one or a few steps: an evaluation would cost as much
                 backend=model.svi_backend(len(X)),
             )
             draws = model._guide_draws()

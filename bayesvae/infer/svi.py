@@ -86,7 +86,8 @@ class FitResult:
         history: one row per epoch: ``epoch``, ``train_elbo`` (the objective being maximised,
             per data point: it includes β and the KL warm-up weight), ``val_elbo`` (with ``val``),
             ``recon`` and ``kl`` (per data point, unweighted, on ``val`` or else on up to
-            ``eval_size`` training points; ``recon - kl`` is the ELBO), ``kl_<site>`` per latent
+            ``eval_size`` training points, none with ``eval_size=0``; ``recon - kl`` is the
+            ELBO), ``kl_<site>`` per latent
             site when there are several (hierarchical VAE layers), ``kl_weight``, ``lr``,
             ``grad_norm`` (mean global gradient norm before clipping: over every step when
             clipping, else over every 10th step), ``seconds``, ``samples_per_s``.
@@ -427,7 +428,9 @@ def fit(
             writes.
         resume: continue from ``checkpoint_dir/last.pt`` (same model) up to ``epochs`` /
             ``num_steps``.
-        eval_size: a family without ``val`` evaluates ``recon``/``kl`` on this many points.
+        eval_size: a family without ``val`` evaluates ``recon``/``kl`` on this many points after
+            each epoch; ``0``: no evaluation, the rows carry ``train_elbo`` only (for many short
+            full-batch epochs, where the evaluation would cost as much as the training step).
         validate_args: keep Pyro's distribution checks on inside the training loop (off by
             default for speed; model and guide are checked once, with validation, before).
         strategy: ``None`` or ``"ddp"`` (data-parallel SVI under ``torchrun``; see
@@ -526,7 +529,10 @@ def fit(
         raise ValueError(f"kl_warmup must be a non-negative integer (epochs), got {kl_warmup!r}.")
     if early_stopping is not None:
         early_stopping = check_positive_int("early_stopping", early_stopping)
-    eval_size = check_positive_int("eval_size", eval_size)
+    if isinstance(eval_size, bool) or not isinstance(eval_size, (int, np.integer)):
+        raise TypeError(f"eval_size must be a non-negative integer, got {eval_size!r}.")
+    if eval_size < 0:
+        raise ValueError(f"eval_size must be >= 0 (0: no evaluation), got {eval_size}.")
     from pyro.infer import ELBO
 
     elbo_object = elbo if isinstance(elbo, ELBO) else None
@@ -689,7 +695,9 @@ def fit(
         )
         train_steps = _FamilySteps(train_loader, num_train, to_device)
         rows_per_step = None
-        eval_tensors = _fixed(tuple(t[:eval_size] for t in tensors), transform, seed)
+        eval_tensors = (
+            _fixed(tuple(t[:eval_size] for t in tensors), transform, seed) if eval_size else None
+        )
     if not is_program:
         if val is None:
             if eval_tensors is not None:

@@ -38,6 +38,16 @@ def test_elbo_improves_on_digits(digits):
     assert result.best_epoch == int(history["val_elbo"].idxmax()) + 1
 
 
+def test_eval_size_zero_leaves_the_terms_out_but_never_the_validation(digits):
+    quiet = bayesvae.fit(small_vae(), digits.x[:600], epochs=3, eval_size=0, progress=False)
+    assert not {"recon", "kl"} & set(quiet.history.columns)
+    assert np.isfinite(quiet.history["train_elbo"]).all()
+    validated = bayesvae.fit(
+        small_vae(), digits.x[:600], val=digits.x[600:700], epochs=2, eval_size=0, progress=False
+    )
+    assert {"val_elbo", "recon", "kl"} <= set(validated.history.columns)
+
+
 def test_same_seed_gives_identical_history_on_cpu(digits):
     def run(seed):
         pyro.clear_param_store()
