@@ -239,7 +239,7 @@ class NumPyroAnomalyMixture:
         self.history = run.history
         self.best_epoch = run.best_epoch
         self.stop_reason = run.stop_reason
-        self.params = {name: np.array(value) for name, value in svi.get_params(run.state).items()}
+        self.params = {name: np.array(value) for name, value in run.params.items()}
         return self
 
     def export_to(self, mixture: Any) -> Any:

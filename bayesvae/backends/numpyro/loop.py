@@ -20,6 +20,8 @@ class SVIRun:
 
     Attributes:
         state: the SVI state to keep: the last epoch's, or the best epoch's with early stopping.
+        params: ``svi.get_params(state)``, the guide's and networks' parameters in their
+            constrained spaces (computed in one compiled call).
         history: one row per epoch that ran (``epoch``, ``train_elbo``, ``val_elbo`` with a
             validation set, ``seconds``, ``samples_per_s``; ELBOs per data point).
         best_epoch: the epoch with the best monitored ELBO (``val_elbo``, else ``train_elbo``).
@@ -27,6 +29,7 @@ class SVIRun:
     """
 
     state: Any
+    params: dict[str, Any]
     history: list[dict[str, float]]
     best_epoch: int | None
     stop_reason: str | None
@@ -86,7 +89,9 @@ def run_svi(
 
     batch_size = min(batch_size, num_data)
     num_batches = num_data // batch_size
-    state = svi.init(init_key, *(a[:batch_size] for a in arrays), num_data)
+    # compiled as one program: NumPyro's eager init would compile each primitive on its own
+    init = jax.jit(lambda init_key, *batch: svi.init(init_key, *batch, num_data))
+    state = init(init_key, *(a[:batch_size] for a in arrays))
 
     def epoch_fn(state: Any, order: Any, keys: Any) -> Any:
         def step(carry: Any, inputs: Any) -> Any:
@@ -145,4 +150,4 @@ def run_svi(
                 )
                 break
     final = state if early_stopping is None else best_state
-    return SVIRun(final, history, best_epoch, stop_reason)
+    return SVIRun(final, jax.jit(svi.get_params)(final), history, best_epoch, stop_reason)

@@ -307,7 +307,7 @@ class NumPyroProdLDA:
         self.history = run.history
         self.best_epoch = run.best_epoch
         self.stop_reason = run.stop_reason
-        self.params = svi.get_params(run.state)
+        self.params = run.params
         self.net_state = run.state.mutable_state
         self._pyro = None
         return self

@@ -456,7 +456,7 @@ class NumPyroVAE:
         self.history = run.history
         self.best_epoch = run.best_epoch
         self.stop_reason = run.stop_reason
-        self.params = svi.get_params(run.state)
+        self.params = run.params
         return self
 
     # ------------------------------------------------------------------ evaluation
