@@ -87,10 +87,10 @@ class FitResult:
             per data point: it includes β and the KL warm-up weight), ``val_elbo`` (with ``val``),
             ``recon`` and ``kl`` (per data point, unweighted, on ``val`` or else on up to
             ``eval_size`` training points, none with ``eval_size=0``; ``recon - kl`` is the
-            ELBO), ``kl_<site>`` per latent
-            site when there are several (hierarchical VAE layers), ``kl_weight``, ``lr``,
-            ``grad_norm`` (mean global gradient norm before clipping: over every step when
-            clipping, else over every 10th step), ``seconds``, ``samples_per_s``.
+            ELBO), ``kl_<site>`` per latent site when there are several (hierarchical VAE
+            layers), ``kl_weight``, ``lr``, ``grad_norm`` (mean global gradient norm before
+            clipping: over every step when clipping, else over every 10th step), ``seconds``,
+            ``samples_per_s``.
         device: where the model was trained.
         best_epoch: epoch with the best monitored ELBO.
         stop_reason: why training ended early, if it did.
