@@ -189,6 +189,8 @@ class Sandwich:
         """The bounds from :func:`importance_log_weights`: ``(S,)`` for the data set, ``(S, N)``
         per data point of ``local_plate``."""
         log_weights = np.asarray(log_weights, dtype=float)
+        if log_weights.ndim not in (1, 2):
+            raise ValueError(f"log_weights must be (S,) or (S, N), got {log_weights.shape}.")
         if log_weights.ndim == 1:
             log_weights = log_weights[:, None]
         log_k = math.log(log_weights.shape[0])

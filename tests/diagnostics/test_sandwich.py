@@ -104,6 +104,8 @@ def test_one_set_of_weights_gives_khat_and_bounds_as_the_two_functions_do():
     assert joint.khat == pytest.approx(psis_diagnostic(program, x, **options).khat, abs=1e-4)
     with pytest.raises(ValueError, match="log_weights must be"):
         PSISResult.from_log_weights(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match="log_weights must be"):
+        Sandwich.from_log_weights(np.zeros((2, 3, 4)), "data")
 
 
 def test_sandwich_refuses_bad_options():
