@@ -70,14 +70,14 @@ def loss_curves(history: Any, path: str | Path | None = None) -> Any:
     if "val_elbo" in frame:
         left.plot(frame[x], frame["val_elbo"], label="validation")
     left.set(xlabel=x, ylabel="ELBO per data point (nats)", title="ELBO")
-    left.legend()
+    left.legend(loc="upper right")
     _integer_ticks(left)
     if terms:
         right = axes[1]
         right.plot(frame[x], frame["kl"], color="tab:red", label="KL")
         right.plot(frame[x], -frame["recon"], color="tab:green", label="-reconstruction")
         right.set(xlabel=x, ylabel="nats per data point", title="ELBO terms")
-        right.legend()
+        right.legend(loc="upper right")
         _integer_ticks(right)
     figure.tight_layout()
     return save_figure(figure, path)
@@ -211,7 +211,9 @@ def latent_scatter(
                     color=palette(index),
                     label=str(label.item() if hasattr(label, "item") else label),
                 )
-            axis.legend(title="label", markerscale=2.5, fontsize=7, loc="best", frameon=False)
+            axis.legend(
+                title="label", markerscale=2.5, fontsize=7, loc="upper right", frameon=False
+            )
         else:
             scatter = axis.scatter(points[:, 0], points[:, 1], c=values, s=6, alpha=0.8)
             figure.colorbar(scatter, ax=axis, label="label")
@@ -349,7 +351,7 @@ def ab_posteriors(result: Any, path: str | Path | None = None) -> Any:
         title=f"posterior of each arm's {_METRIC_LABELS.get(result.metric, 'value')} "
         f"({result.method})",
     )
-    axis.legend()
+    axis.legend(loc="upper right")
     return save_figure(figure, path)
 
 
@@ -371,7 +373,7 @@ def ab_shrinkage(result: Any, path: str | Path | None = None) -> Any:
     axis.scatter([r["pooled_mean"] for r in rows], positions, label="pooled (hierarchical)")
     axis.set_yticks(positions, [r["arm"] for r in rows])
     axis.set(xlabel="posterior mean rate", title="shrinkage of each arm towards the population")
-    axis.legend(loc="best", fontsize="small")
+    axis.legend(loc="upper right", fontsize="small")
     return save_figure(figure, path)
 
 
@@ -399,7 +401,7 @@ def ab_lift(result: Any, path: str | Path | None = None, *, rope: float | None =
         ylabel="posterior density",
         title=f"lift over {result.control} ({result.hdi_prob:.0%} HDI shaded)",
     )
-    axis.legend()
+    axis.legend(loc="upper right")
     return save_figure(figure, path)
 
 
@@ -444,7 +446,7 @@ def khat_per_point(khat: Any, path: str | Path | None = None) -> Any:
     for threshold, colour in ((0.5, "tab:orange"), (0.7, "tab:red")):
         axis.axvline(threshold, color=colour, ls="--", label=f"k̂ = {threshold}")
     axis.set(xlabel="Pareto k̂", ylabel="data points", title="guide quality per data point")
-    axis.legend()
+    axis.legend(loc="upper right")
     return save_figure(figure, path)
 
 
@@ -517,7 +519,7 @@ def _score_histogram(
         axis.hist(values[labels], bins=bins, alpha=0.7, color="tab:red", label="labelled anomaly")
     axis.axvline(threshold, color="black", ls="--", label=threshold_label)
     axis.set(xlabel=xlabel, ylabel=ylabel, yscale="log", title=title)
-    axis.legend()
+    axis.legend(loc="upper right")
     return save_figure(figure, path)
 
 
@@ -553,7 +555,7 @@ def anomaly_projection(
         *x[flagged].T, s=40, facecolors="none", edgecolors="tab:red", label="flagged anomaly"
     )
     axis.set(xlabel=names[0], ylabel=names[1], title="data with flagged anomalies")
-    axis.legend(loc="best", fontsize="small")
+    axis.legend(loc="upper right", fontsize="small")
     return save_figure(figure, path)
 
 
@@ -691,7 +693,7 @@ def posterior_predictive(idata: Any, path: str | Path | None = None, *, max_draw
             axis.plot(grid, _kde(observed, grid), color="black", lw=2, label="observed")
             axis.set(xlabel=name, ylabel="density")
         axis.set_title(f"posterior predictive check: {name}")
-        axis.legend(fontsize=8)
+        axis.legend(loc="upper right", fontsize=8)
     figure.tight_layout()
     return save_figure(figure, path)
 
@@ -717,7 +719,7 @@ def loo_khat(khat: Any, path: str | Path | None = None) -> Any:
     axis.scatter(np.flatnonzero(bad), values[bad], s=14, color="tab:red", label="k̂ > 0.7")
     axis.axhline(0.7, color="tab:red", ls="--", lw=1)
     axis.set(xlabel="data point", ylabel="Pareto k̂", title="PSIS-LOO k̂ per data point")
-    axis.legend(fontsize=8)
+    axis.legend(loc="upper right", fontsize=8)
     return save_figure(figure, path)
 
 
@@ -744,7 +746,7 @@ def marginals_overlay(
         axis.set_yticks([])
     for axis in axes.ravel()[len(names) :]:
         axis.axis("off")
-    axes.ravel()[0].legend(fontsize=7)
+    axes.ravel()[0].legend(loc="upper right", fontsize=7)
     figure.suptitle("marginal posteriors: guide against NUTS")
     figure.tight_layout()
     return save_figure(figure, path)
