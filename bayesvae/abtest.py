@@ -885,8 +885,7 @@ def _svi(
     n = len(data[0])  # arms, or distinct (arm, value) pairs
     model = pyro_model(spec)
     # One epoch is one full-batch step; the guide's parameters are averaged over the last 3/4
-    # of the steps (Polyak-Ruppert), which removes most of the optimiser's noise. No evaluation
-    # after each of these one-step epochs (eval_size=0): it cost as much as the step itself.
+    # of the steps (Polyak-Ruppert), which removes most of the optimiser's noise.
     fitted = fit(
         model,
         data,
@@ -897,7 +896,7 @@ def _svi(
         num_particles=32,
         seed=settings.seed,
         progress=settings.progress,
-        eval_size=0,
+        eval_size=0,  # one-step epochs: an evaluation would cost as much as the step
         device="cpu",
         callbacks=[IterateAveraging(max(steps // 4, 1))],
     )

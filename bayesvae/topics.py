@@ -255,10 +255,7 @@ def fit_topics(
             seed=seed,
             progress=progress,
             device="cpu",
-            # no per-epoch recon/kl pass over the corpus (a fifth of the fit's time); the
-            # history has train_elbo as the NumPyro backend's does, and the fit's quality is
-            # measured after it (NPMI, the perplexity bound)
-            eval_size=0,
+            eval_size=0,  # quality is measured after the fit (NPMI, the perplexity bound)
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=checkpoint_every,
             resume=resume,

@@ -99,6 +99,15 @@ def check_positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def check_non_negative_int(name: str, value: Any) -> int:
+    """Return ``value`` as int, raising unless it is an integer >= 0 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a non-negative integer, got {value!r}.")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value}.")
+    return int(value)
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:
     """Raise unless ``value`` is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from bayesvae.data.datasets import ImageData
 from bayesvae.data.loaders import DynamicBinarize, TensorBatches
-from bayesvae.data.validation import check_choice, check_positive_int
+from bayesvae.data.validation import check_choice, check_non_negative_int, check_positive_int
 from bayesvae.infer import checkpoint as ckpt
 from bayesvae.infer.callbacks import Callback, Checkpointer, EarlyStopping, FitState, KLWarmup
 from bayesvae.infer.distributed import setup_ddp
@@ -525,14 +525,10 @@ def fit(
         raise ValueError("lr_schedule applies to optimizers by name; a Pyro optimizer has its own.")
     if clip_norm is not None:
         clip_norm = _check_positive_float("clip_norm", clip_norm)
-    if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, int) or kl_warmup < 0:
-        raise ValueError(f"kl_warmup must be a non-negative integer (epochs), got {kl_warmup!r}.")
+    kl_warmup = check_non_negative_int("kl_warmup", kl_warmup)
     if early_stopping is not None:
         early_stopping = check_positive_int("early_stopping", early_stopping)
-    if isinstance(eval_size, bool) or not isinstance(eval_size, (int, np.integer)):
-        raise TypeError(f"eval_size must be a non-negative integer, got {eval_size!r}.")
-    if eval_size < 0:
-        raise ValueError(f"eval_size must be >= 0 (0: no evaluation), got {eval_size}.")
+    eval_size = check_non_negative_int("eval_size", eval_size)
     from pyro.infer import ELBO
 
     elbo_object = elbo if isinstance(elbo, ELBO) else None

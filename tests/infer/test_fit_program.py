@@ -267,7 +267,7 @@ def test_a_family_refuses_program_keywords(digits):
         bayesvae.fit(vae, digits.x[:64], num_steps=10, progress=False)
     with pytest.raises(ValueError, match="brings its own guide"):
         bayesvae.fit(vae, digits.x[:64], guide="normal", progress=False)
-    with pytest.raises(ValueError, match="eval_size must be >= 0"):
+    with pytest.raises(ValueError, match="eval_size must be a non-negative integer, got -1"):
         bayesvae.fit(vae, digits.x[:64], eval_size=-1, progress=False)
     with pytest.raises(TypeError, match="eval_size must be a non-negative integer"):
         bayesvae.fit(vae, digits.x[:64], eval_size=0.5, progress=False)

@@ -122,6 +122,14 @@ def test_beta_scales_the_kl_in_model_and_guide():
     assert model.nodes["x"]["scale"] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(
+    ("kl_warmup", "error"), [(-1, ValueError), (1.5, TypeError), (True, TypeError)]
+)
+def test_kl_warmup_must_be_a_non_negative_integer(digits, kl_warmup, error):
+    with pytest.raises(error, match="kl_warmup must be a non-negative integer"):
+        bayesvae.fit(small_vae(), digits.x[:64], kl_warmup=kl_warmup, progress=False)
+
+
 def test_jit_with_kl_warmup_is_refused(digits):
     with pytest.raises(ValueError, match="kl_warmup"):
         bayesvae.fit(small_vae(), digits.x[:128], elbo="jit", kl_warmup=2, progress=False)
