@@ -418,6 +418,8 @@ def fit(
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; a
             program's tensor arguments move there.
         seed: seeds torch, numpy, random and the minibatch order; same seed, same history on CPU.
+            The per-epoch evaluation draws from its own stream (seeded by ``seed`` and the
+            epoch), so what is evaluated (``eval_size``, ``val``) does not change the training.
         progress: show a progress bar (only when stderr is a terminal).
         checkpoint_dir: write ``last.pt`` every ``checkpoint_every`` rows (and after the last)
             and ``best.pt`` whenever the monitored ELBO improves, atomically; a NaN loss leaves
@@ -915,12 +917,12 @@ def fit(
                 # loss is -ELBO scaled to the full data set: per point, averaged over steps.
                 row["train_elbo"] = -loss_sum / max(step, 1) / num_train
                 if eval_inputs is not None:
-                    if ddp is None:
+                    # the evaluation's guide draws come from their own seeded stream: training
+                    # draws the same numbers whatever is evaluated (eval_size, val), and every
+                    # rank of a data-parallel fit gets the same row, so the same stop
+                    with torch.random.fork_rng(devices=[target] if on_cuda else []):
+                        torch.manual_seed(seed + 7919 * epoch)
                         terms = engine.evaluate(contract, eval_inputs(), num_eval)
-                    else:  # the same guide draws on every rank: the same row, the same stop
-                        with torch.random.fork_rng(devices=[target] if on_cuda else []):
-                            torch.manual_seed(seed + 7919 * epoch)
-                            terms = engine.evaluate(contract, eval_inputs(), num_eval)
                     if val_loader is not None:
                         row["val_elbo"] = terms["elbo"]
                     row.update({k: v for k, v in terms.items() if k.startswith(("recon", "kl"))})
