@@ -443,8 +443,9 @@ def fit(
             larger minibatch would.
         backend: ``"pyro"`` (this loop) or ``"numpyro"``: a family's NumPyro twin trains with
             jitted SVI and its weights are copied back; options beyond epochs, batch size, Adam's
-            lr/betas, ``elbo`` ("trace"/"meanfield"), seed, val, progress and
-            ``early_stopping`` (which keeps the best epoch's weights) are refused.
+            lr/betas, ``lr_schedule``/``lr_decay`` (set per epoch, as here), ``elbo``
+            ("trace"/"meanfield"), seed, val, progress and ``early_stopping`` (which keeps the
+            best epoch's weights) are refused.
 
     Returns:
         :class:`FitResult` with the fitted model (for a program, its
@@ -569,7 +570,6 @@ def fit(
         refused = {
             "optimizer": optimizer != "adam",
             "weight_decay": weight_decay != 0.0,
-            "lr_schedule": lr_schedule != "constant",
             "clip_norm": clip_norm is not None,
             "kl_warmup": kl_warmup != 0,
             "callbacks": bool(callbacks),
@@ -598,6 +598,8 @@ def fit(
             val,
             epochs=epochs,
             batch_size=batch_size,
+            lr_schedule=lr_schedule,
+            lr_decay=lr_decay,
             lr=lr,
             betas=betas,
             elbo=elbo_name,
@@ -987,6 +989,8 @@ def _fit_numpyro(
     device: torch.device,
     early_stopping: int | None = None,
     particle_options: dict[str, Any] | None = None,
+    lr_schedule: str = "constant",
+    lr_decay: float = 0.99,
 ) -> FitResult:
     """``fit(..., backend="numpyro")``: validate the data as the Pyro loop does, train the
     family's NumPyro ``twin`` (from :func:`bayesvae.backends.numpyro.svi_twin`), copy its
@@ -1015,6 +1019,8 @@ def _fit_numpyro(
         seed=seed,
         progress=progress,
         early_stopping=early_stopping,
+        lr_schedule=lr_schedule,
+        lr_decay=lr_decay,
         **(particle_options or {}),
     )
     twin.export_to(model)
@@ -1027,6 +1033,8 @@ def _fit_numpyro(
         batch_size=batch_size,
         lr=lr,
         betas=list(betas),
+        lr_schedule=lr_schedule,
+        lr_decay=lr_decay,
         elbo=elbo,
         seed=seed,
         device=str(target),

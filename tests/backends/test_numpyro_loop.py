@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 
-def _svi(lr=0.05):
+def _svi(lr=0.05, optimizer=None):
     import numpyro
     import numpyro.distributions as dist
     from numpyro.infer import SVI, Trace_ELBO
@@ -20,7 +20,7 @@ def _svi(lr=0.05):
         scale = numpyro.param("scale", 1.0, constraint=dist.constraints.positive)
         numpyro.sample("mu", dist.Normal(loc, scale))
 
-    return SVI(model, guide, Adam(lr), Trace_ELBO())
+    return SVI(model, guide, Adam(lr) if optimizer is None else optimizer, Trace_ELBO())
 
 
 def test_minibatched_loop_recovers_the_conjugate_posterior():
@@ -54,6 +54,46 @@ def test_minibatched_loop_recovers_the_conjugate_posterior():
     assert history[-1]["train_elbo"] > history[0]["train_elbo"] and "val_elbo" in history[-1]
     val_elbos = [row["val_elbo"] for row in history]
     assert run.best_epoch == int(np.argmax(val_elbos)) + 1 and run.stop_reason is None
+
+
+@pytest.mark.parametrize(
+    ("schedule", "decay", "rates"),
+    [
+        ("constant", 0.99, [0.1, 0.1, 0.1, 0.1]),
+        ("cosine", 0.99, [0.1, 0.05 * (1 + 0.5**0.5), 0.05, 0.05 * (1 - 0.5**0.5)]),
+        ("exponential", 0.5, [0.1, 0.05, 0.025, 0.0125]),
+    ],
+)
+def test_adam_sets_the_learning_rate_per_epoch(schedule, decay, rates):
+    """The rate changes between epochs, not inside one: the optimizer's update at every step of
+    epoch e equals plain Adam's at the epoch's rate, from the same state."""
+    import jax.numpy as jnp
+    from numpyro.optim import Adam
+
+    from bayesvae.backends.numpyro.loop import adam, batches_per_epoch
+
+    steps_per_epoch = batches_per_epoch(10, 4)  # 2: the last incomplete batch is dropped
+    optimizer, lr_of_epoch = adam(
+        0.1, (0.9, 0.999), epochs=4, steps_per_epoch=2, lr_schedule=schedule, lr_decay=decay
+    )
+    assert steps_per_epoch == 2
+    assert [lr_of_epoch(e) for e in range(4)] == pytest.approx(rates)
+    for epoch, rate in enumerate(rates):
+        plain = Adam(rate, b1=0.9, b2=0.999)
+        for step in (2 * epoch, 2 * epoch + 1):
+            _, moments = optimizer.init(jnp.asarray(1.0))
+            state = (jnp.asarray(step), moments)  # the optimizer's step count, NumPyro's `i`
+            moved = optimizer.get_params(optimizer.update(jnp.asarray(3.0), state))
+            expected = plain.get_params(plain.update(jnp.asarray(3.0), state))
+            assert float(moved) == pytest.approx(float(expected), rel=1e-6)
+            assert float(moved) < 1.0
+
+
+def test_an_unknown_schedule_is_refused():
+    from bayesvae.backends.numpyro.loop import adam
+
+    with pytest.raises(ValueError, match="unknown lr_schedule 'zigzag'"):
+        adam(0.1, (0.9, 0.999), epochs=2, steps_per_epoch=1, lr_schedule="zigzag")
 
 
 def test_a_nan_loss_stops_naming_the_epoch():

@@ -124,6 +124,31 @@ def test_unsupported_options_are_refused(digits, options, match):
         bayesvae.fit(vae, digits.x[:64], epochs=1, **{"backend": "numpyro", **options})
 
 
+@pytest.mark.parametrize(
+    ("options", "rates"),
+    [
+        (dict(lr_schedule="exponential", lr_decay=0.5), [1e-2, 5e-3, 2.5e-3]),
+        (dict(lr_schedule="cosine"), [1e-2, 7.5e-3, 2.5e-3]),
+    ],
+)
+def test_lr_schedules_set_the_same_rate_per_epoch_as_the_pyro_loop(digits, options, rates):
+    histories = {
+        backend: bayesvae.fit(
+            bayesvae.VAE(64, latent_dim=2, hidden_dims=(16,)),
+            digits.x[:256],
+            epochs=3,
+            batch_size=64,
+            lr=1e-2,
+            backend=backend,
+            progress=False,
+            **options,
+        ).history
+        for backend in ("pyro", "numpyro")
+    }
+    for history in histories.values():
+        assert history["lr"].tolist() == pytest.approx(rates)
+
+
 def test_a_family_without_twin_is_refused():
     from bayesvae.models import GumbelSoftmaxVAE
 

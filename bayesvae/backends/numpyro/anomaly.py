@@ -197,15 +197,16 @@ class NumPyroAnomalyMixture:
         seed: int = 0,
         progress: bool = False,
         early_stopping: int | None = None,
+        lr_schedule: str = "constant",
+        lr_decay: float = 0.99,
     ) -> NumPyroAnomalyMixture:
         """Train on standardized features ``x`` (N, D) (the Pyro model prepared on them: its
         k-means start is the guide's); ``val`` gets an ELBO per epoch. Returns ``self``."""
 
         import jax
         from numpyro.infer import SVI, Trace_ELBO
-        from numpyro.optim import Adam
 
-        from bayesvae.backends.numpyro.loop import run_svi
+        from bayesvae.backends.numpyro.loop import adam, batches_per_epoch, run_svi
 
         mixture = self.mixture
         model = twin_of(mixture)
@@ -219,7 +220,15 @@ class NumPyroAnomalyMixture:
             init_weights=mixture.init_weights.cpu().numpy(),
         )
         data = jnp.asarray(np.asarray(x, dtype=np.float32))
-        svi = SVI(model, guide, Adam(lr, b1=betas[0], b2=betas[1]), Trace_ELBO())
+        optimizer, lr_of_epoch = adam(
+            lr,
+            betas,
+            epochs=epochs,
+            steps_per_epoch=batches_per_epoch(data.shape[0], batch_size),
+            lr_schedule=lr_schedule,
+            lr_decay=lr_decay,
+        )
+        svi = SVI(model, guide, optimizer, Trace_ELBO())
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
         val_data = None if val is None else (jnp.asarray(np.asarray(val, dtype=np.float32)),)
         run = run_svi(
@@ -235,6 +244,7 @@ class NumPyroAnomalyMixture:
             progress=progress,
             desc="numpyro anomaly",
             early_stopping=early_stopping,
+            lr_of_epoch=lr_of_epoch,
         )
         self.history = run.history
         self.best_epoch = run.best_epoch

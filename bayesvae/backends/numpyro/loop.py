@@ -11,7 +11,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["run_svi", "SVIRun", "SVITwin"]
+__all__ = ["adam", "batches_per_epoch", "run_svi", "SVIRun", "SVITwin"]
 
 
 @dataclass
@@ -23,7 +23,8 @@ class SVIRun:
         params: ``svi.get_params(state)``, the guide's and networks' parameters in their
             constrained spaces (computed in one compiled call).
         history: one row per epoch that ran (``epoch``, ``train_elbo``, ``val_elbo`` with a
-            validation set, ``seconds``, ``samples_per_s``; ELBOs per data point).
+            validation set, ``lr`` with ``lr_of_epoch``, ``seconds``, ``samples_per_s``; ELBOs
+            per data point).
         best_epoch: the epoch with the best monitored ELBO (``val_elbo``, else ``train_elbo``).
         stop_reason: why training ended before ``epochs``, or ``None`` when it ran them all.
     """
@@ -56,6 +57,46 @@ class SVITwin(Protocol):
         ...
 
 
+def batches_per_epoch(num_data: int, batch_size: int) -> int:
+    """Minibatches in one epoch of :func:`run_svi` (the last incomplete one is dropped)."""
+    return num_data // min(batch_size, num_data)
+
+
+def adam(
+    lr: float,
+    betas: tuple[float, float],
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    lr_schedule: str = "constant",
+    lr_decay: float = 0.99,
+) -> tuple[Any, Callable[[int], float]]:
+    """NumPyro's ``Adam`` with ``bayesvae.fit``'s learning-rate schedules, set per epoch as the
+    Pyro loop sets them: ``"constant"``, ``"cosine"`` (``lr * (1 + cos(pi e / epochs)) / 2`` in
+    epoch ``e``, counted from 0) or ``"exponential"`` (``lr * lr_decay ** e``). Returns the
+    optimizer and ``lr_of_epoch(e)``, the rate it uses in epoch ``e``."""
+    import jax.numpy as jnp
+    from numpyro.optim import Adam
+
+    if lr_schedule not in ("constant", "cosine", "exponential"):
+        raise ValueError(
+            f"unknown lr_schedule {lr_schedule!r}; expected 'constant', 'cosine' or 'exponential'."
+        )
+
+    def factor(epoch: Any) -> Any:
+        if lr_schedule == "cosine":
+            return 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(epoch, epochs) / epochs))
+        if lr_schedule == "exponential":
+            return lr_decay**epoch
+        return 1.0
+
+    def step_size(step: Any) -> Any:  # NumPyro passes the optimizer's step count
+        return lr * factor(step // steps_per_epoch)
+
+    optimizer = Adam(lr if lr_schedule == "constant" else step_size, b1=betas[0], b2=betas[1])
+    return optimizer, lambda epoch: float(lr * factor(epoch))
+
+
 def run_svi(
     svi: Any,
     arrays: tuple[Any, ...],
@@ -71,6 +112,7 @@ def run_svi(
     progress: bool = False,
     desc: str = "numpyro",
     early_stopping: int | None = None,
+    lr_of_epoch: Callable[[int], float] | None = None,
 ) -> SVIRun:
     """Train ``svi`` (a ``numpyro.infer.SVI`` whose model and guide take ``(*batch, num_data)``)
     on ``arrays`` (each ``(N, ...)``, rows aligned) for ``epochs``.
@@ -81,14 +123,15 @@ def run_svi(
     without ``val``) has not improved for that many epochs, and the state of the best epoch is
     returned (there are no checkpoint files to load it from). The minibatch order comes from
     ``numpy.random.default_rng(seed)``; ``init_key`` seeds ``svi.init`` and ``key`` the
-    per-step keys. Returns an :class:`SVIRun`; a NaN or infinite loss raises
+    per-step keys. ``lr_of_epoch`` (from :func:`adam`) puts the epoch's learning rate in its
+    history row as ``lr``. Returns an :class:`SVIRun`; a NaN or infinite loss raises
     ``FloatingPointError`` naming the epoch.
     """
     import jax
     from tqdm.auto import tqdm
 
+    num_batches = batches_per_epoch(num_data, batch_size)
     batch_size = min(batch_size, num_data)
-    num_batches = num_data // batch_size
     # compiled as one program: NumPyro's eager init would compile each primitive on its own
     init = jax.jit(lambda init_key, *batch: svi.init(init_key, *batch, num_data))
     state = init(init_key, *(a[:batch_size] for a in arrays))
@@ -131,6 +174,8 @@ def run_svi(
         }
         if val_loss is not None:
             row["val_elbo"] = -float(val_loss(state, epoch_key)) / num_val
+        if lr_of_epoch is not None:
+            row["lr"] = lr_of_epoch(epoch)
         history.append(row)
         bar.set_postfix(elbo=f"{row['train_elbo']:.1f}")
         if row[monitor] > best_value:

@@ -253,6 +253,8 @@ class NumPyroProdLDA:
         seed: int = 0,
         progress: bool = False,
         early_stopping: int | None = None,
+        lr_schedule: str = "constant",
+        lr_decay: float = 0.99,
     ) -> NumPyroProdLDA:
         """Train on ``bow`` (N, V) for ``epochs``; each epoch reshuffles the documents into
         minibatches of ``batch_size`` (the last incomplete one dropped) and runs them all in one
@@ -263,9 +265,8 @@ class NumPyroProdLDA:
         import jax
         import jax.numpy as jnp
         from numpyro.infer import SVI, TraceMeanField_ELBO
-        from numpyro.optim import Adam
 
-        from bayesvae.backends.numpyro.loop import run_svi
+        from bayesvae.backends.numpyro.loop import adam, batches_per_epoch, run_svi
         from bayesvae.data.validation import check_positive_int
 
         if dynamic_binarization:
@@ -282,7 +283,15 @@ class NumPyroProdLDA:
         num_docs = data.shape[0]
         init_key, run_key = jax.random.split(jax.random.PRNGKey(self.config["seed"] or 0))
         model, guide, self._modules = self._model_and_guide(init_key)
-        svi = SVI(model, guide, Adam(lr, b1=betas[0], b2=betas[1]), TraceMeanField_ELBO())
+        optimizer, lr_of_epoch = adam(
+            lr,
+            betas,
+            epochs=epochs,
+            steps_per_epoch=batches_per_epoch(num_docs, batch_size),
+            lr_schedule=lr_schedule,
+            lr_decay=lr_decay,
+        )
+        svi = SVI(model, guide, optimizer, TraceMeanField_ELBO())
         val_arrays = None
         if val is not None:
             val_counts = check_bow("val", val, self.vocab_size).numpy()
@@ -303,6 +312,7 @@ class NumPyroProdLDA:
             progress=progress,
             desc="numpyro prodlda",
             early_stopping=early_stopping,
+            lr_of_epoch=lr_of_epoch,
         )
         self.history = run.history
         self.best_epoch = run.best_epoch

@@ -398,6 +398,8 @@ class NumPyroVAE:
         seed: int = 0,
         progress: bool = False,
         early_stopping: int | None = None,
+        lr_schedule: str = "constant",
+        lr_decay: float = 0.99,
     ) -> NumPyroVAE:
         """Train on ``x`` (N, *input_shape) (grey levels binarized afresh at every step when
         ``dynamic_binarization``); each epoch's minibatches (reshuffled, the last incomplete one
@@ -413,9 +415,8 @@ class NumPyroVAE:
         import jax
         import jax.numpy as jnp
         from numpyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
-        from numpyro.optim import Adam
 
-        from bayesvae.backends.numpyro.loop import run_svi
+        from bayesvae.backends.numpyro.loop import adam, batches_per_epoch, run_svi
 
         data = jnp.asarray(np.asarray(x, dtype=np.float32))
         objective: Any
@@ -431,7 +432,15 @@ class NumPyroVAE:
             )
         else:
             objective = TraceMeanField_ELBO() if elbo == "meanfield" else Trace_ELBO()
-        svi = SVI(self.model, self.guide, Adam(lr, b1=betas[0], b2=betas[1]), objective)
+        optimizer, lr_of_epoch = adam(
+            lr,
+            betas,
+            epochs=epochs,
+            steps_per_epoch=batches_per_epoch(data.shape[0], batch_size),
+            lr_schedule=lr_schedule,
+            lr_decay=lr_decay,
+        )
+        svi = SVI(self.model, self.guide, optimizer, objective)
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
 
         def binarize(step_key: Any, batch: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -452,6 +461,7 @@ class NumPyroVAE:
             progress=progress,
             desc="numpyro vae",
             early_stopping=early_stopping,
+            lr_of_epoch=lr_of_epoch,
         )
         self.history = run.history
         self.best_epoch = run.best_epoch
