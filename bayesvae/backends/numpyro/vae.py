@@ -409,9 +409,10 @@ class NumPyroVAE:
         or ``"meanfield"`` (the ELBO, one draw per row), ``"iwae"`` (the importance-weighted
         bound with ``K = num_particles`` draws per row) or ``"renyi"`` (the Rényi bound of order
         ``alpha``, default 0.5, ``K >= 2``): per-row bounds scaled by N/B afterwards, as
-        :class:`bayesvae.infer.objectives.RenyiBound` computes them. Returns ``self``;
-        ``history`` has ``epoch``, ``train_elbo``, ``val_elbo``, ``seconds`` and
-        ``samples_per_s``."""
+        :class:`bayesvae.infer.objectives.RenyiBound` computes them. ``lr_schedule`` and
+        ``lr_decay`` set the rate per epoch as ``bayesvae.fit`` does (:func:`~bayesvae.backends.
+        numpyro.loop.adam`). Returns ``self``; ``history`` has ``epoch``, ``train_elbo``,
+        ``val_elbo``, ``lr``, ``seconds`` and ``samples_per_s``."""
         import jax
         import jax.numpy as jnp
         from numpyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
