@@ -71,13 +71,16 @@ def quality(
     hierarchical: bool = False,
     flows: int = 0,
     lr_decay: float = 1.0,
+    weight_decay: float = 0.0,
 ) -> dict[str, Any]:
     """Train the 784-400-20 VAE (with ``hierarchical``, the two-layer HierarchicalVAE with a
     10-dimensional top layer; with ``flows``, that many IAF flows in the guide) on the fixed
     binarized MNIST's 50k training split with the NumPyro backend (objective ``elbo`` with
     ``num_particles``) until the validation objective stops improving (``patience`` epochs; the
     best epoch's weights are kept; ``lr_decay < 1`` multiplies the learning rate by it after
-    every epoch), then estimate log p(x) on every test image with
+    every epoch; ``weight_decay``: Adam's coupled L2, on a loss at the scale of the whole
+    training set, so a N(0, 1/weight_decay) prior on every weight), then estimate log p(x) on
+    every test image with
     ``ll_samples`` importance samples by the jitted JAX evaluator; on the first
     ``check_points`` test images the torch evaluator with the same guide noise gives the same
     figure (the gap is reported; ``None`` for the hierarchical VAE, whose torch evaluator draws
@@ -114,6 +117,7 @@ def quality(
         num_particles=num_particles,
         lr_schedule="constant" if lr_decay == 1.0 else "exponential",
         lr_decay=lr_decay,
+        weight_decay=weight_decay,
     )
     train_seconds = time.perf_counter() - started
     history = result.history
@@ -372,6 +376,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="quality: multiply Adam's 1e-3 by this after every epoch (1: constant)",
     )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=0.0,
+        help="quality: Adam's coupled L2 penalty (a N(0, 1/w) prior on each weight)",
+    )
     parser.add_argument("--ll-samples", type=int, default=5000)
     parser.add_argument(
         "--check-points",
@@ -404,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             limit,
             10 if args.quick else args.check_points,
             lr_decay=args.lr_decay,
+            weight_decay=args.weight_decay,
         )
         stop = (
             f"stopped early after {row['epochs_run']} epochs ({row['patience']} without a "
@@ -416,6 +427,12 @@ def main(argv: list[str] | None = None) -> int:
             "MLP VAE 784-400-20 (ReLU), Bernoulli likelihood, standard normal prior, batch 128, "
             "Adam 1e-3"
             + (f" times {args.lr_decay:g} after every epoch" if args.lr_decay != 1.0 else "")
+            + (
+                f" with weight decay {args.weight_decay:g} (coupled L2 on the whole-set loss: a "
+                f"N(0, 1/{args.weight_decay:g}) prior on each weight)"
+                if args.weight_decay
+                else ""
+            )
             + ", seed 0, Trace_ELBO, trained with the NumPyro backend "
             "(`bayesvae.fit(..., backend='numpyro', early_stopping=...)`) on the fixed binarized "
             "MNIST's 50k training split, validated on its 10k validation split (one-sample ELBO "

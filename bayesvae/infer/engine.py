@@ -24,6 +24,7 @@ import torch
 from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 
+from bayesvae.backends.schedules import lr_factor
 from bayesvae.infer.objectives import backward_loss, quiet_jit_deprecation
 from bayesvae.models.program import param_sites
 
@@ -161,7 +162,7 @@ class SVIEngine:
             if self.lr_schedule == "cosine" and horizon is not None:
                 self.horizon[0] = horizon
                 row = self.scheduler.last_epoch
-                factor = 0.5 * (1.0 + math.cos(math.pi * min(row, horizon) / horizon))
+                factor = lr_factor("cosine", row, horizon=horizon, decay=self.lr_decay)
                 for group, base in zip(
                     self.optimizer.param_groups, self.scheduler.base_lrs, strict=True
                 ):
@@ -177,9 +178,9 @@ def _make_scheduler(
     if name == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda row: 0.5 * (1.0 + math.cos(math.pi * min(row, horizon[0]) / horizon[0])),
+            lambda row: lr_factor("cosine", row, horizon=horizon[0], decay=lr_decay),
         )
-    if name == "exponential":
+    if name == "exponential":  # lr_factor's decay ** row, kept as torch's own scheduler
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=lr_decay)
     return None
 

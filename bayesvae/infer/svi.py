@@ -26,6 +26,7 @@ import pyro
 import torch
 from torch.utils.data import DataLoader
 
+from bayesvae.backends.schedules import LR_SCHEDULES
 from bayesvae.data.datasets import ImageData
 from bayesvae.data.loaders import DynamicBinarize, TensorBatches
 from bayesvae.data.validation import check_choice, check_non_negative_int, check_positive_int
@@ -71,7 +72,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "clippedadam")
-LR_SCHEDULES = ("constant", "cosine", "exponential")
 STRATEGIES = ("ddp",)
 BACKENDS = ("pyro", "numpyro")
 LAST_CHECKPOINT, BEST_CHECKPOINT = "last.pt", "best.pt"
@@ -443,7 +443,8 @@ def fit(
             larger minibatch would.
         backend: ``"pyro"`` (this loop) or ``"numpyro"``: a family's NumPyro twin trains with
             jitted SVI and its weights are copied back; options beyond epochs, batch size, Adam's
-            lr/betas, ``lr_schedule``/``lr_decay`` (set per epoch, as here), ``elbo``
+            lr/betas, ``weight_decay`` (torch's coupled L2, as here), ``lr_schedule``/
+            ``lr_decay`` (set per epoch, as here), ``elbo``
             ("trace"/"meanfield"), seed, val, progress and ``early_stopping`` (which keeps the
             best epoch's weights) are refused.
 
@@ -569,7 +570,6 @@ def fit(
             raise ValueError(f"{type(contract).__name__} has no NumPyro twin; use backend='pyro'.")
         refused = {
             "optimizer": optimizer != "adam",
-            "weight_decay": weight_decay != 0.0,
             "clip_norm": clip_norm is not None,
             "kl_warmup": kl_warmup != 0,
             "callbacks": bool(callbacks),
@@ -602,6 +602,7 @@ def fit(
             lr_decay=lr_decay,
             lr=lr,
             betas=betas,
+            weight_decay=weight_decay,
             elbo=elbo_name,
             seed=seed,
             progress=progress,
@@ -991,6 +992,7 @@ def _fit_numpyro(
     particle_options: dict[str, Any] | None = None,
     lr_schedule: str = "constant",
     lr_decay: float = 0.99,
+    weight_decay: float = 0.0,
 ) -> FitResult:
     """``fit(..., backend="numpyro")``: validate the data as the Pyro loop does, train the
     family's NumPyro ``twin`` (from :func:`bayesvae.backends.numpyro.svi_twin`), copy its
@@ -1021,6 +1023,7 @@ def _fit_numpyro(
         early_stopping=early_stopping,
         lr_schedule=lr_schedule,
         lr_decay=lr_decay,
+        weight_decay=weight_decay,
         **(particle_options or {}),
     )
     twin.export_to(model)
@@ -1035,6 +1038,7 @@ def _fit_numpyro(
         betas=list(betas),
         lr_schedule=lr_schedule,
         lr_decay=lr_decay,
+        weight_decay=weight_decay,
         elbo=elbo,
         seed=seed,
         device=str(target),

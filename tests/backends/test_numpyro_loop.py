@@ -96,6 +96,55 @@ def test_an_unknown_schedule_is_refused():
         adam(0.1, (0.9, 0.999), epochs=2, steps_per_epoch=1, lr_schedule="zigzag")
 
 
+@pytest.mark.parametrize("schedule", ["constant", "exponential"])
+def test_weight_decay_steps_as_torch_adam_with_weight_decay(schedule):
+    """Five steps from the same start with the same gradients: the NumPyro optimizer and
+    torch.optim.Adam(weight_decay=0.3), with the rate torch's scheduler would set, agree."""
+    import jax.numpy as jnp
+    import torch
+
+    from bayesvae.backends.numpyro.loop import CoupledDecayAdam, adam
+
+    start = np.array([1.5, -2.0, 0.25], dtype=np.float32)
+    gradients = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    optimizer, lr_of_epoch = adam(
+        0.1,
+        (0.8, 0.99),
+        epochs=3,
+        steps_per_epoch=2,
+        lr_schedule=schedule,
+        lr_decay=0.5,
+        weight_decay=0.3,
+    )
+    assert isinstance(optimizer, CoupledDecayAdam)
+    state = optimizer.init({"w": jnp.asarray(start)})
+    for gradient in gradients:
+        state = optimizer.update({"w": jnp.asarray(gradient)}, state)
+
+    weights = torch.nn.Parameter(torch.from_numpy(start.copy()))
+    reference = torch.optim.Adam([weights], lr=0.1, betas=(0.8, 0.99), weight_decay=0.3)
+    for step, gradient in enumerate(gradients):
+        for group in reference.param_groups:
+            group["lr"] = lr_of_epoch(step // 2)
+        weights.grad = torch.from_numpy(gradient.copy())
+        reference.step()
+    moved = np.asarray(optimizer.get_params(state)["w"])
+    np.testing.assert_allclose(moved, weights.detach().numpy(), rtol=1e-5, atol=1e-6)
+    plain, _ = adam(0.1, (0.8, 0.99), epochs=3, steps_per_epoch=2, lr_schedule=schedule)
+    undecayed = plain.init({"w": jnp.asarray(start)})
+    for gradient in gradients:
+        undecayed = plain.update({"w": jnp.asarray(gradient)}, undecayed)
+    assert not np.allclose(np.asarray(plain.get_params(undecayed)["w"]), moved, atol=1e-3)
+
+
+@pytest.mark.parametrize("weight_decay", [-0.1, float("nan"), True, "0.1"])
+def test_a_bad_weight_decay_is_refused(weight_decay):
+    from bayesvae.backends.numpyro.loop import adam
+
+    with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
+        adam(0.1, (0.9, 0.999), epochs=2, steps_per_epoch=1, weight_decay=weight_decay)
+
+
 def test_a_nan_loss_stops_naming_the_epoch():
     import jax
     import jax.numpy as jnp

@@ -124,6 +124,37 @@ def test_unsupported_options_are_refused(digits, options, match):
         bayesvae.fit(vae, digits.x[:64], epochs=1, **{"backend": "numpyro", **options})
 
 
+def test_weight_decay_shrinks_the_weights_on_both_backends(digits):
+    """The same L2 penalty on both backends: with a weight_decay that dominates the gradient,
+    each backend's networks end with a smaller weight norm than without, by about the same
+    amount, and the settings record it."""
+
+    def weight_norm(weight_decay, backend):
+        result = bayesvae.fit(
+            bayesvae.VAE(64, latent_dim=2, hidden_dims=(16,), seed=0),
+            digits.x[:256],
+            epochs=3,
+            batch_size=64,
+            lr=1e-2,
+            weight_decay=weight_decay,
+            backend=backend,
+            seed=0,
+            progress=False,
+        )
+        assert result.settings.get("weight_decay", 0.0) == weight_decay
+        weights = [p for name, p in result.model.named_parameters() if name.endswith("weight")]
+        return float(torch.sqrt(sum((w.detach() ** 2).sum() for w in weights)))
+
+    norms = {
+        (weight_decay, backend): weight_norm(weight_decay, backend)
+        for weight_decay in (0.0, 10.0)
+        for backend in ("pyro", "numpyro")
+    }
+    drops = [norms[0.0, backend] - norms[10.0, backend] for backend in ("pyro", "numpyro")]
+    assert min(drops) > 0.5  # Adam moves a weight by at most lr a step: 12 steps of 0.01
+    assert abs(norms[10.0, "pyro"] - norms[10.0, "numpyro"]) < 0.25 * min(drops)
+
+
 @pytest.mark.parametrize(
     ("options", "rates"),
     [

@@ -199,6 +199,7 @@ class NumPyroAnomalyMixture:
         early_stopping: int | None = None,
         lr_schedule: str = "constant",
         lr_decay: float = 0.99,
+        weight_decay: float = 0.0,
     ) -> NumPyroAnomalyMixture:
         """Train on standardized features ``x`` (N, D) (the Pyro model prepared on them: its
         k-means start is the guide's); ``val`` gets an ELBO per epoch. Returns ``self``."""
@@ -227,6 +228,7 @@ class NumPyroAnomalyMixture:
             steps_per_epoch=batches_per_epoch(data.shape[0], batch_size),
             lr_schedule=lr_schedule,
             lr_decay=lr_decay,
+            weight_decay=weight_decay,
         )
         svi = SVI(model, guide, optimizer, Trace_ELBO())
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))

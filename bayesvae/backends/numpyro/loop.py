@@ -4,14 +4,20 @@ sync per epoch for the loss."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from numpyro.optim import Adam
 
-__all__ = ["adam", "batches_per_epoch", "run_svi", "SVIRun", "SVITwin"]
+from bayesvae.backends.schedules import lr_factor
+
+__all__ = ["adam", "batches_per_epoch", "run_svi", "CoupledDecayAdam", "SVIRun", "SVITwin"]
 
 
 @dataclass
@@ -70,31 +76,49 @@ def adam(
     steps_per_epoch: int,
     lr_schedule: str = "constant",
     lr_decay: float = 0.99,
+    weight_decay: float = 0.0,
 ) -> tuple[Any, Callable[[int], float]]:
-    """NumPyro's ``Adam`` with ``bayesvae.fit``'s learning-rate schedules, set per epoch as the
-    Pyro loop sets them: ``"constant"``, ``"cosine"`` (``lr * (1 + cos(pi e / epochs)) / 2`` in
-    epoch ``e``, counted from 0) or ``"exponential"`` (``lr * lr_decay ** e``). Returns the
-    optimizer and ``lr_of_epoch(e)``, the rate it uses in epoch ``e``."""
-    import jax.numpy as jnp
-    from numpyro.optim import Adam
-
-    if lr_schedule not in ("constant", "cosine", "exponential"):
-        raise ValueError(
-            f"unknown lr_schedule {lr_schedule!r}; expected 'constant', 'cosine' or 'exponential'."
-        )
-
-    def factor(epoch: Any) -> Any:
-        if lr_schedule == "cosine":
-            return 0.5 * (1.0 + jnp.cos(jnp.pi * jnp.minimum(epoch, epochs) / epochs))
-        if lr_schedule == "exponential":
-            return lr_decay**epoch
-        return 1.0
+    """NumPyro's ``Adam`` as ``bayesvae.fit`` sets torch's: the learning-rate schedule
+    (:func:`bayesvae.backends.schedules.lr_factor`: ``"constant"``, ``"cosine"`` over ``epochs``
+    or ``"exponential"`` by ``lr_decay``) changes the rate between epochs, as the Pyro loop does,
+    and ``weight_decay`` adds ``weight_decay * param`` to each gradient before the Adam step (the
+    L2 penalty of ``torch.optim.Adam(weight_decay=)``, coupled, not AdamW's decoupled decay).
+    Returns the optimizer and ``lr_of_epoch(e)``, the rate it uses in epoch ``e`` (from 0)."""
+    if isinstance(weight_decay, bool) or not (
+        isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0
+    ):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}.")
+    rates = [
+        lr * lr_factor(lr_schedule, epoch, horizon=epochs, decay=lr_decay)
+        for epoch in range(epochs)
+    ]
+    table = jnp.asarray(rates, dtype=jnp.float32)
 
     def step_size(step: Any) -> Any:  # NumPyro passes the optimizer's step count
-        return lr * factor(step // steps_per_epoch)
+        return table[jnp.minimum(step // steps_per_epoch, epochs - 1)]
 
-    optimizer = Adam(lr if lr_schedule == "constant" else step_size, b1=betas[0], b2=betas[1])
-    return optimizer, lambda epoch: float(lr * factor(epoch))
+    step = lr if lr_schedule == "constant" else step_size
+    optimizer = (
+        CoupledDecayAdam(step, b1=betas[0], b2=betas[1], weight_decay=float(weight_decay))
+        if weight_decay
+        else Adam(step, b1=betas[0], b2=betas[1])
+    )
+    return optimizer, lambda epoch: rates[min(epoch, epochs - 1)]
+
+
+class CoupledDecayAdam(Adam):
+    """``numpyro.optim.Adam`` with torch's coupled L2 penalty: ``weight_decay * param`` is added
+    to each gradient before the Adam step."""
+
+    def __init__(self, *args: Any, weight_decay: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.weight_decay = weight_decay
+
+    def update(self, g: Any, state: Any, value: Any = None) -> Any:
+        """Adam's update on ``g + weight_decay * params``."""
+        params = self.get_params(state)
+        decayed = jax.tree_util.tree_map(lambda grad, p: grad + self.weight_decay * p, g, params)
+        return super().update(decayed, state, value)
 
 
 def run_svi(
@@ -127,7 +151,6 @@ def run_svi(
     history row as ``lr``. Returns an :class:`SVIRun`; a NaN or infinite loss raises
     ``FloatingPointError`` naming the epoch.
     """
-    import jax
     from tqdm.auto import tqdm
 
     num_batches = batches_per_epoch(num_data, batch_size)

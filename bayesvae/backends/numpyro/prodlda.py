@@ -255,6 +255,7 @@ class NumPyroProdLDA:
         early_stopping: int | None = None,
         lr_schedule: str = "constant",
         lr_decay: float = 0.99,
+        weight_decay: float = 0.0,
     ) -> NumPyroProdLDA:
         """Train on ``bow`` (N, V) for ``epochs``; each epoch reshuffles the documents into
         minibatches of ``batch_size`` (the last incomplete one dropped) and runs them all in one
@@ -290,6 +291,7 @@ class NumPyroProdLDA:
             steps_per_epoch=batches_per_epoch(num_docs, batch_size),
             lr_schedule=lr_schedule,
             lr_decay=lr_decay,
+            weight_decay=weight_decay,
         )
         svi = SVI(model, guide, optimizer, TraceMeanField_ELBO())
         val_arrays = None

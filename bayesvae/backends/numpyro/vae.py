@@ -400,6 +400,7 @@ class NumPyroVAE:
         early_stopping: int | None = None,
         lr_schedule: str = "constant",
         lr_decay: float = 0.99,
+        weight_decay: float = 0.0,
     ) -> NumPyroVAE:
         """Train on ``x`` (N, *input_shape) (grey levels binarized afresh at every step when
         ``dynamic_binarization``); each epoch's minibatches (reshuffled, the last incomplete one
@@ -440,6 +441,7 @@ class NumPyroVAE:
             steps_per_epoch=batches_per_epoch(data.shape[0], batch_size),
             lr_schedule=lr_schedule,
             lr_decay=lr_decay,
+            weight_decay=weight_decay,
         )
         svi = SVI(self.model, self.guide, optimizer, objective)
         init_key, key = jax.random.split(jax.random.PRNGKey(seed))
