@@ -46,6 +46,8 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/anomaly.py
 	$(BIN)/python benchmarks/prodlda.py
+	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/text_vae.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
