@@ -180,9 +180,11 @@ class SemiSupervisedVAE(ConditionalVAE):
         pyro.module(f"{self.pyro_name}.classifier", self.classifier)
         with self.data_plate(x, num_data):
             label = pyro.sample("y", self._label_guide(x, y), infer={"enumerate": "parallel"})
-            inputs, onehot = self._context_of(label, x)
+            # x (B, D) against the enumerated label (C, 1, C): the encoder's first layer reads
+            # x once, not once per class
+            onehot = torch.nn.functional.one_hot(label, self.num_classes).to(x.dtype)
             with poutine.scale(scale=self.beta):
-                return pyro.sample("z", dist.Normal(*self.encoder(inputs, onehot)).to_event(1))
+                return pyro.sample("z", dist.Normal(*self.encoder(x, onehot)).to_event(1))
 
     # ------------------------------------------------------------------------------ validation
     def check_data(self, x: Any, *rest: Any) -> tuple[torch.Tensor, ...]:

@@ -17,6 +17,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from torch import nn
+from torch.nn import functional as F
 
 from bayesvae.data.validation import (
     as_float_tensor,
@@ -99,9 +100,20 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Any:
         flat = x.flatten(start_dim=x.dim() - self.event_dims) if self.event_dims > 1 else x
-        return _encoder_output(
-            self.gaussian, self.net(_with_context(flat, context))
-        )  # the hot path: no slicing
+        if context is None:
+            return _encoder_output(self.gaussian, self.net(flat))  # the hot path: no slicing
+        return _encoder_output(self.gaussian, self.net[1:](self._first_layer(flat, context)))
+
+    def _first_layer(self, flat: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The first linear layer on ``[flat, context]`` without building the concatenation:
+        the weight's last ``C`` columns act on the context alone. A context with more batch dims
+        than ``flat`` (a label enumerated over ``K`` classes: ``(K, 1, C)`` or ``(K, B, C)``
+        against ``(B, D)``) then costs ``D`` columns once per row, not once per class."""
+        first = self.net[0]
+        width = flat.shape[-1]
+        return F.linear(flat, first.weight[:, :width], first.bias) + F.linear(
+            context, first.weight[:, width:]
+        )
 
 
 class MLPDecoder(nn.Module):

@@ -199,3 +199,22 @@ def test_common_noise_makes_a_rows_estimate_independent_of_the_others(flows):
     shared = vae.elbo(x, num_samples=4000, seed=0, common_noise=True)
     independent = vae.elbo(x, num_samples=4000, seed=0)
     torch.testing.assert_close(shared, independent, atol=0.3, rtol=0)  # ~3 MC s.e.
+
+
+def test_a_conditional_encoder_reads_x_once_and_gives_the_concatenated_layers_result():
+    """The first layer on [x, context] is split into x's columns (computed once per row) and
+    the context's: a label enumerated over classes broadcasts against x and gives what the
+    layer gives on the concatenation, as a same-batch context does."""
+    from bayesvae.models.vae import MLPEncoder
+
+    torch.manual_seed(0)
+    encoder = MLPEncoder(12, (8,), 3, "relu", 1, context_dim=4)
+    x = torch.randn(5, 12)
+    for context in (torch.eye(4)[:, None, :], torch.eye(4)[torch.tensor([0, 3, 1, 1, 2])]):
+        batch = torch.broadcast_shapes(context.shape[:-1], x.shape[:-1])
+        joined = torch.cat([x.expand(*batch, 12), context.expand(*batch, 4)], -1)
+        loc, log_var = encoder.net(joined).chunk(2, -1)
+        got_loc, got_scale = encoder(x, context)
+        assert got_loc.shape == (*batch, 3)
+        torch.testing.assert_close(got_loc, loc)
+        torch.testing.assert_close(got_scale, torch.exp(0.5 * log_var))
