@@ -247,7 +247,7 @@ def test_a_familys_pointwise_log_likelihood_is_numpyros_and_is_dropped_when_too_
     from numpyro.infer import log_likelihood
 
     from bayesvae.backends.numpyro import nuts_model
-    from bayesvae.infer import mcmc as mcmc_module
+    from bayesvae.infer import mcmc_numpyro
     from bayesvae.models.ab_conjugate import BetaBinomialSpec
 
     spec = BetaBinomialSpec(["A", "B", "C"])
@@ -264,7 +264,7 @@ def test_a_familys_pointwise_log_likelihood_is_numpyros_and_is_dropped_when_too_
         got = pointwise[name].values
         assert got.shape == (2, 60, 3)
         np.testing.assert_allclose(got.reshape(120, 3), np.asarray(values), rtol=1e-5)
-    monkeypatch.setattr(mcmc_module, "MAX_POINTWISE_LOG_LIKELIHOOD", 100)
+    monkeypatch.setattr(mcmc_numpyro, "MAX_POINTWISE_LOG_LIKELIHOOD", 100)
     small = bayesvae.mcmc(spec, *counts, **options)
     assert "log_likelihood" not in small.inference_data.groups()
 
@@ -277,7 +277,7 @@ def test_a_familys_inference_data_is_what_arviz_converts():
     import jax.numpy as jnp
     from numpyro.infer import MCMC, NUTS
 
-    from bayesvae.infer import mcmc as mcmc_module
+    from bayesvae.infer import mcmc_numpyro
 
     x, y = jnp.asarray(np.linspace(-1.0, 1.0, 30)[:, None] * np.ones(3)), jnp.linspace(0, 1, 30)
     sampler = MCMC(
@@ -285,14 +285,14 @@ def test_a_familys_inference_data_is_what_arviz_converts():
         num_warmup=30,
         num_samples=20,
         num_chains=2,
-        chain_method=mcmc_module._compiled_chains,
+        chain_method=mcmc_numpyro._compiled_chains,
         progress_bar=False,
     )
     sampler.run(jax.random.PRNGKey(0), x, y, extra_fields=("diverging", "energy", "num_steps"))
     coords = {"obs_id": np.arange(30)}
     dims = {"y": ["obs_id"]}
     for kept_dims in (None, dims):
-        ours = mcmc_module._numpyro_inference_data(
+        ours = mcmc_numpyro._numpyro_inference_data(
             sampler, numpyro_regression, (x, y), {}, coords, kept_dims
         )
         theirs = az.from_numpyro(sampler, coords=coords, dims=kept_dims, log_likelihood=False)
@@ -310,13 +310,13 @@ def test_a_familys_inference_data_is_what_arviz_converts():
 def test_chains_on_one_device_run_in_one_program_unless_a_progress_bar_is_shown():
     """Without a progress bar NumPyro's chains run inside one compiled program (its own methods
     start each chain op by op); with one, vectorized, or one after another for large data."""
-    from bayesvae.infer import mcmc as mcmc_module
+    from bayesvae.infer import mcmc_numpyro
 
-    small, large = (np.zeros((10, 3)),), (np.zeros((mcmc_module.SEQUENTIAL_CHAINS_FROM + 1,)),)
-    assert mcmc_module._chain_method(4, small, {}, progress=False) is mcmc_module._compiled_chains
-    assert mcmc_module._chain_method(4, large, {}, progress=False) is mcmc_module._compiled_chains
-    assert mcmc_module._chain_method(4, small, {}, progress=True) == "vectorized"
-    assert mcmc_module._chain_method(4, large, {}, progress=True) == "sequential"
+    small, large = (np.zeros((10, 3)),), (np.zeros((mcmc_numpyro.SEQUENTIAL_CHAINS_FROM + 1,)),)
+    assert mcmc_numpyro._chain_method(4, small, {}, progress=False) is mcmc_numpyro._compiled_chains
+    assert mcmc_numpyro._chain_method(4, large, {}, progress=False) is mcmc_numpyro._compiled_chains
+    assert mcmc_numpyro._chain_method(4, small, {}, progress=True) == "vectorized"
+    assert mcmc_numpyro._chain_method(4, large, {}, progress=True) == "sequential"
 
 
 @pytest.mark.filterwarnings("ignore::bayesvae.infer.mcmc.ConvergenceWarning")
