@@ -51,6 +51,7 @@ _EXPORTS = {
     "AnomalyRun": "bayesvae.anomaly:AnomalyRun",
     "fit_topics": "bayesvae.topics:fit_topics",
     "fit_text_vae": "bayesvae.text_vae:fit_text_vae",
+    "write_vae_run": "bayesvae.vae_run:write_vae_run",
     "TopicRun": "bayesvae.topics:TopicRun",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
@@ -92,6 +93,7 @@ __all__ = [
     "ProdLDA",
     "fit_topics",
     "fit_text_vae",
+    "write_vae_run",
     "TopicRun",
 ]
 
@@ -116,3 +118,4 @@ if TYPE_CHECKING:
     from bayesvae.runs import save_model as save
     from bayesvae.text_vae import fit_text_vae
     from bayesvae.topics import TopicRun, fit_topics
+    from bayesvae.vae_run import write_vae_run

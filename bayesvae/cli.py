@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -105,63 +106,6 @@ class _Stages:
             self.bar.close()
 
 
-def _vae_diagnostics(
-    model: Any,
-    data: tuple[Any, ...],
-    run: Any,
-    seed: int,
-    stage: Any = lambda name: None,
-    classifier: dict[str, Any] | None = None,
-) -> None:
-    """Write ``diagnostics.json`` (VAE checks, per-point PSIS k̂), ``posterior.nc`` and
-    ``khat.png`` into the run being written (a :class:`~bayesvae.runs.RunWriter`) for the report;
-    ``data``: ``(x,)`` or ``(x, y)`` for a conditional model; ``stage(name)`` marks progress."""
-    import warnings
-
-    import numpy as np
-
-    from bayesvae.diagnostics import (
-        PSISResult,
-        Sandwich,
-        importance_log_weights,
-        svi_to_inference_data,
-        vae_diagnostics,
-    )
-    from bayesvae.report import plots
-
-    stage("VAE checks")
-    with warnings.catch_warnings():  # collapse is reported in the report itself
-        warnings.simplefilter("ignore", UserWarning)
-        vae = vae_diagnostics(model, *data, num_samples=200, seed=seed)
-    training_data = model.check_data(*data)
-    shown = tuple(t[:300] for t in training_data)
-    summary: dict[str, Any] = {"vae": {**vae, "num_points": int(len(data[0]))}}
-    if model.guide_has_density:  # an implicit guide gives no importance weights
-        stage("PSIS k-hat, ELBO / CUBO bounds")  # both from the same per-point weights
-        log_weights = importance_log_weights(
-            model, *shown, num_samples=500, local_plate=model.local_plate, seed=seed
-        )
-        psis = PSISResult.from_log_weights(log_weights)
-        plots.khat_per_point(psis.khat_per_point, run.file("khat.png"))
-        bounds = Sandwich.from_log_weights(log_weights, model.local_plate)
-        summary["psis"] = {
-            "verdict": psis.verdict,
-            "num_samples": psis.num_samples,
-            "khat": psis.khat,
-            "khat_median": float(np.median(psis.khat_per_point)),
-            "share_bad_points": psis.share_bad_points,
-        }
-        summary["bounds"] = bounds.summary()
-    stage("posterior draws")
-    idata = svi_to_inference_data(
-        model, *(t[:100] for t in training_data), num_samples=100, seed=seed
-    )
-    run.write_netcdf("posterior.nc", idata)
-    if classifier is not None:  # a semi-supervised model's labels and held-out accuracy
-        summary["classifier"] = classifier
-    run.write_json("diagnostics.json", summary)
-
-
 #: ``bayesvae vae --model NAME`` -> model class name in :mod:`bayesvae.models`
 VAE_MODELS = {
     "vae": "VAE",
@@ -217,52 +161,10 @@ def _build_vae(args: argparse.Namespace, input_shape: tuple[int, ...], num_class
     return getattr(models, VAE_MODELS[args.model])(input_shape, **common, **family)
 
 
-def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], run: Any) -> None:
-    """The run folder's latent-space plots: interpolation, traversals, and (latent >= 2) the
-    manifold grid; per class for a conditional model."""
-    import torch
-
-    from bayesvae import latent
-    from bayesvae.report import plots
-
-    if not model.continuous_latent:
-        return
-    first, second = 0, 1
-    by_class = model.family in ("ConditionalVAE", "SemiSupervisedVAE")
-    if shown.y is not None and not by_class:  # two different classes
-        others = np.flatnonzero(np.asarray(shown.y) != shown.y[0])
-        second = int(others[0]) if len(others) else 1
-    y = int(shown.y[0]) if by_class else None
-    x = torch.as_tensor(shown.x[[first, second]])
-    images = latent.interpolate(model, x[0], x[1], steps=10, method="spherical", y=y)
-    endpoints = None
-    if shown.y is not None:
-        endpoints = (f"label {shown.y[first]}", f"label {shown.y[second]}")
-    plots.interpolation(
-        images,
-        image_shape,
-        run.file("interpolation.png"),
-        title="spherical interpolation",
-        endpoints=endpoints,
-    )
-    dims = list(range(min(model.latent_dim, 10)))
-    traversed = latent.traversals(model, x=x[0], dims=dims, y=y)
-    plots.traversals(
-        traversed,
-        image_shape,
-        run.file("traversals.png"),
-        dims=dims,
-        values=latent.TRAVERSAL_VALUES,
-    )
-    if model.latent_dim >= 2:
-        grid = latent.manifold_grid(model, n=15, y=y)
-        plots.manifold(grid, image_shape, run.file("manifold.png"), dims=(0, 1))
-
-
 def _run_vae(args: argparse.Namespace) -> int:
 
     import bayesvae
-    from bayesvae.runs import RunWriter
+    from bayesvae.vae_run import classifier_summary, write_vae_run
 
     if args.conditional:
         if args.model not in ("vae", "cvae"):
@@ -321,10 +223,19 @@ def _run_vae(args: argparse.Namespace) -> int:
         resume=args.resume,
         backend=args.backend,
     )
-    # the run is assembled beside --out and swapped in whole (its checkpoints move over)
-    classifier = _classifier_summary(result.model, partial, val) if args.model == "ssvae" else None
-    with RunWriter(out, overwrite=True) as run:
-        _write_vae_run(args, result, train, val, conditional, num_classes, run, classifier)
+    classifier = classifier_summary(result.model, partial, val) if args.model == "ssvae" else None
+    stages = _Stages(args, 4) if args.report else contextlib.nullcontext(lambda name: None)
+    with stages as stage:  # the run is assembled beside --out, swapped in with its checkpoints
+        write_vae_run(
+            result,
+            out,
+            train,
+            val,
+            report=args.report,
+            seed=args.seed,
+            classifier=classifier,
+            stage=stage,
+        )
     last = result.history.iloc[-1].to_dict()
     summary = {
         "out": str(out),
@@ -343,15 +254,6 @@ def _run_vae(args: argparse.Namespace) -> int:
     return 0
 
 
-def _classifier_summary(model: Any, partial: Any, val: Any) -> dict[str, Any]:
-    """An M2 model's labels used and its classifier's accuracy on the held-out labels."""
-    summary: dict[str, Any] = {"labelled": int((partial >= 0).sum())}
-    if val is not None:
-        predicted = model.classify(val.x).numpy()
-        summary["val_accuracy"] = float((predicted == np.asarray(val.y)).mean())
-    return summary
-
-
 def _checkpoints(args: argparse.Namespace) -> Path | None:
     """``--out/checkpoints`` for a Pyro-backend run with ``--out`` (``None`` otherwise), after
     checking ``--resume`` has a checkpoint to continue from."""
@@ -367,61 +269,6 @@ def _checkpoints(args: argparse.Namespace) -> Path | None:
     if args.resume and not (folder / "last.pt").is_file():
         raise UsageError(f"--resume: no checkpoint to resume from ({folder / 'last.pt'})")
     return folder
-
-
-def _write_vae_run(
-    args: argparse.Namespace,
-    result: Any,
-    train: Any,
-    val: Any,
-    conditional: bool,
-    num_classes: int,
-    run: Any,
-    classifier: dict[str, Any] | None = None,
-) -> None:
-    """The VAE run folder: the model, its figures and (``--report``) diagnostics and report;
-    ``classifier``: a semi-supervised model's labels and accuracy, for the report."""
-    import torch
-
-    from bayesvae.report import plots
-
-    result.save(run)
-    model, shown = result.model, val if val is not None else train
-    x_shown = torch.as_tensor(shown.x[:10])
-    y_shown = torch.as_tensor(shown.y[:10]) if conditional else None
-    plots.loss_curves(result.history, run.file("loss_curves.png"))
-    plots.reconstructions(
-        x_shown,
-        model.reconstruct(x_shown, y_shown),
-        train.image_shape,
-        run.file("reconstructions.png"),
-    )
-    row_labels = None
-    if conditional or model.family == "SemiSupervisedVAE":  # one row per class
-        labels = np.repeat(np.arange(num_classes), 10)
-        samples = model.sample(len(labels), labels, seed=args.seed)
-        title = "samples (decoder means), one class per row"
-        row_labels = [f"class {k}" for k in range(num_classes)]
-    else:
-        samples, title = model.sample(40, seed=args.seed), "samples (decoder means)"
-    plots.image_grid(
-        samples, train.image_shape, run.file("samples.png"), title=title, row_labels=row_labels
-    )
-    if shown.y is not None and model.continuous_latent:
-        labels_shown = shown.y[:2000] if conditional else None
-        loc, _ = model.encode(torch.as_tensor(shown.x[:2000]), labels_shown)
-        plots.latent_scatter(loc, shown.y[:2000], run.file("latent.png"))
-    _latent_figures(model, shown, train.image_shape, run)
-    if args.report:
-        from bayesvae.report import build
-
-        data = (shown.x[:1000], shown.y[:1000]) if conditional else (shown.x[:1000],)
-        with _Stages(args, 4) as stage:
-            _vae_diagnostics(
-                model, tuple(torch.as_tensor(d) for d in data), run, args.seed, stage, classifier
-            )
-            stage("report")
-            build(run.reader())
 
 
 def _parse_arm(text: str) -> tuple[str, int, int]:
