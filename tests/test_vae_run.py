@@ -1,4 +1,4 @@
-"""The VAE run folder written from Python (bayesvae.write_vae_run), as ``bayesvae vae`` writes it."""
+"""The VAE run folder written from Python (bayesvae.write_vae_run), as `bayesvae vae` does."""
 
 import json
 
