@@ -4,6 +4,7 @@ only, so the torch-free paths (the exact A/B test) can use the rest."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -106,6 +107,18 @@ def check_non_negative_int(name: str, value: Any) -> int:
     if value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value}.")
     return int(value)
+
+
+def check_non_negative_number(name: str, value: Any) -> float:
+    """Return ``value`` as float, raising ``ValueError`` unless it is a finite real number >= 0
+    (bools refused)."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
+    return float(value)
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:

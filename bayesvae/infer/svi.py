@@ -29,7 +29,12 @@ from torch.utils.data import DataLoader
 from bayesvae.backends.schedules import LR_SCHEDULES
 from bayesvae.data.datasets import ImageData
 from bayesvae.data.loaders import DynamicBinarize, TensorBatches
-from bayesvae.data.validation import check_choice, check_non_negative_int, check_positive_int
+from bayesvae.data.validation import (
+    check_choice,
+    check_non_negative_int,
+    check_non_negative_number,
+    check_positive_int,
+)
 from bayesvae.infer import checkpoint as ckpt
 from bayesvae.infer.callbacks import Callback, Checkpointer, EarlyStopping, FitState, KLWarmup
 from bayesvae.infer.distributed import setup_ddp
@@ -521,6 +526,7 @@ def fit(
     if len(tuple(betas)) != 2 or not all(0 <= float(b) < 1 for b in betas):
         raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}.")
     betas = (float(betas[0]), float(betas[1]))
+    weight_decay = check_non_negative_number("weight_decay", weight_decay)
     if lr_schedule is None:
         lr_schedule = "cosine" if is_program and isinstance(optimizer, str) else "constant"
     check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)

@@ -23,7 +23,11 @@ import torch
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 from torch.distributions import relaxed_categorical
 
-from bayesvae.data.validation import as_float_tensor, check_positive_int
+from bayesvae.data.validation import (
+    as_float_tensor,
+    check_non_negative_number,
+    check_positive_int,
+)
 from bayesvae.models.vae import VAE
 
 __all__ = ["GumbelSoftmaxVAE", "ExpRelaxedCategorical"]
@@ -80,13 +84,7 @@ class GumbelSoftmaxVAE(VAE):
             raise ValueError(
                 f"min_temperature ({min_temperature}) must not exceed temperature ({temperature})."
             )
-        if isinstance(anneal_rate, bool) or not (
-            isinstance(anneal_rate, (int, float))
-            and math.isfinite(anneal_rate)
-            and anneal_rate >= 0
-        ):
-            raise ValueError(f"anneal_rate must be a finite number >= 0, got {anneal_rate!r}.")
-        self.anneal_rate = float(anneal_rate)
+        self.anneal_rate = check_non_negative_number("anneal_rate", anneal_rate)
         if options.get("flows", 0):
             raise ValueError("GumbelSoftmaxVAE takes no flows; use flows=0.")
         if "latent_dim" in options:

@@ -31,7 +31,11 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from bayesvae.data.sentences import SPECIALS, Vocabulary
-from bayesvae.data.validation import check_choice, check_positive_int
+from bayesvae.data.validation import (
+    check_choice,
+    check_non_negative_number,
+    check_positive_int,
+)
 from bayesvae.models.base import PyroModel, seeded_init
 
 __all__ = ["SentenceVAE", "RNN_CELLS"]
@@ -45,14 +49,6 @@ _LOGIT_BUDGET = 100_000_000
 def _probability(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}.")
-    return float(value)
-
-
-def _non_negative(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
     return float(value)
 
 
@@ -115,7 +111,7 @@ class SentenceVAE(PyroModel):
         hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         check_choice("rnn", rnn, RNN_CELLS)
         word_dropout = _probability("word_dropout", word_dropout)
-        free_bits = _non_negative("free_bits", free_bits)
+        free_bits = check_non_negative_number("free_bits", free_bits)
         super().__init__(
             dict(
                 vocabulary=list(vocabulary.words),

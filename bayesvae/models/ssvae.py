@@ -28,7 +28,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 
-from bayesvae.data.validation import check_positive_int
+from bayesvae.data.validation import check_non_negative_number, check_positive_int
 from bayesvae.models.cvae import ConditionalVAE
 from bayesvae.models.vae import _mlp
 
@@ -111,13 +111,7 @@ class SemiSupervisedVAE(ConditionalVAE):
             raise ValueError("SemiSupervisedVAE uses an MLP encoder; flatten images to vectors.")
         if options.get("flows", 0):
             raise ValueError("SemiSupervisedVAE has no flow guide; use flows=0.")
-        weight = classifier_weight
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, (int, float))
-            or not (math.isfinite(weight) and weight >= 0)
-        ):
-            raise ValueError(f"classifier_weight must be a finite number >= 0, got {weight!r}.")
+        weight = check_non_negative_number("classifier_weight", classifier_weight)
         super().__init__(input_shape, num_classes=num_classes, **options)
         hidden = tuple(
             self.config["hidden_dims"] if classifier_hidden is None else classifier_hidden

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from bayesvae.data.validation import (
     as_float_tensor,
     check_choice,
+    check_non_negative_number,
     check_positive_int,
     check_unit_interval,
 )
@@ -296,8 +297,7 @@ class VAE(PyroModel):
             raise ValueError(f"flows must be an integer >= 0 (0: no flow), got {flows!r}.")
         if gaussian_scale is not None and not (float(gaussian_scale) > 0):
             raise ValueError(f"gaussian_scale must be positive or None, got {gaussian_scale!r}.")
-        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}.")
+        check_non_negative_number("beta", beta)
         channels = tuple(check_positive_int("conv_channels", c) for c in conv_channels)
         if encoder == "conv":
             if len(shape) != 3:

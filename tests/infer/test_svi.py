@@ -147,6 +147,15 @@ def test_kl_warmup_must_be_a_non_negative_integer(digits, kl_warmup, error):
         bayesvae.fit(small_vae(), digits.x[:64], kl_warmup=kl_warmup, progress=False)
 
 
+@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
+@pytest.mark.parametrize("weight_decay", [-0.1, float("inf"), float("nan"), True, "0.1", None])
+def test_weight_decay_must_be_a_finite_non_negative_number(digits, backend, weight_decay):
+    with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
+        bayesvae.fit(
+            small_vae(), digits.x[:64], weight_decay=weight_decay, backend=backend, progress=False
+        )
+
+
 def test_jit_with_kl_warmup_is_refused(digits):
     with pytest.raises(ValueError, match="kl_warmup"):
         bayesvae.fit(small_vae(), digits.x[:128], elbo="jit", kl_warmup=2, progress=False)

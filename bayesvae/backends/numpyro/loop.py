@@ -4,7 +4,6 @@ sync per epoch for the loss."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import numpy as np
 from numpyro.optim import Adam
 
 from bayesvae.backends.schedules import lr_factor
+from bayesvae.data.validation import check_non_negative_number
 
 __all__ = ["adam", "batches_per_epoch", "run_svi", "CoupledDecayAdam", "SVIRun", "SVITwin"]
 
@@ -84,10 +84,7 @@ def adam(
     and ``weight_decay`` adds ``weight_decay * param`` to each gradient before the Adam step (the
     L2 penalty of ``torch.optim.Adam(weight_decay=)``, coupled, not AdamW's decoupled decay).
     Returns the optimizer and ``lr_of_epoch(e)``, the rate it uses in epoch ``e`` (from 0)."""
-    if isinstance(weight_decay, bool) or not (
-        isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0
-    ):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}.")
+    weight_decay = check_non_negative_number("weight_decay", weight_decay)
     rates = [
         lr * lr_factor(lr_schedule, epoch, horizon=epochs, decay=lr_decay)
         for epoch in range(epochs)
@@ -99,7 +96,7 @@ def adam(
 
     step = lr if lr_schedule == "constant" else step_size
     optimizer = (
-        CoupledDecayAdam(step, b1=betas[0], b2=betas[1], weight_decay=float(weight_decay))
+        CoupledDecayAdam(step, b1=betas[0], b2=betas[1], weight_decay=weight_decay)
         if weight_decay
         else Adam(step, b1=betas[0], b2=betas[1])
     )
