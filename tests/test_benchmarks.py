@@ -31,10 +31,10 @@ def test_benchmark_quick_run(script, monkeypatch, capsys):
 @pytest.mark.slow
 def test_converged_variants_quick_run(monkeypatch, capsys):
     """vae_variants.py --converged: the plain VAE, the IWAE, the IAF guide and the hierarchical
-    VAE on the NumPyro backend."""
+    VAE (with the ELBO and with the IWAE bound) on the NumPyro backend."""
     _quick_run(
         "vae_variants.py",
-        ["--converged", "--variants", "plain", "iwae", "iaf", "hvae"],
+        ["--converged", "--variants", "plain", "iwae", "iaf", "hvae", "hvae-iwae"],
         monkeypatch,
         capsys,
     )
