@@ -55,6 +55,23 @@ def write_vae_run(
             (:func:`classifier_summary`), shown in the report.
         stage: called with the name of each diagnostics stage as it starts (a progress bar).
     """
+    from bayesvae.data import ImageData
+    from bayesvae.infer.svi import FitResult
+    from bayesvae.models.vae import VAE
+
+    if not (isinstance(result, FitResult) and isinstance(result.model, VAE)):
+        held = f" holding a {type(result.model).__name__}" if isinstance(result, FitResult) else ""
+        raise TypeError(
+            "result must be what bayesvae.fit returned for a VAE-family model (VAE, "
+            f"ConditionalVAE, ...), got a {type(result).__name__}{held}; a sentence VAE's run "
+            "is written by bayesvae.fit_text_vae."
+        )
+    for name, data in (("train", train), ("val", val)):
+        if data is not None and not isinstance(data, ImageData):
+            raise TypeError(
+                f"{name} must be a bayesvae.data.ImageData (its image_shape draws the figures), "
+                f"got {type(data).__name__}."
+            )
     with RunWriter(out, overwrite=overwrite) as run:
         _write(
             result, run, train, val, report=report, seed=seed, classifier=classifier, stage=stage

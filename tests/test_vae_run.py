@@ -49,3 +49,16 @@ def test_a_semi_supervised_run_draws_a_row_per_class_and_reports_its_classifier(
     diagnostics = json.loads((tmp_path / "m2" / "diagnostics.json").read_text())
     assert diagnostics["classifier"] == summary
     assert "report.html" in {p.name for p in (tmp_path / "m2").iterdir()}
+
+
+def test_what_is_not_a_vae_fit_or_image_data_is_refused(split, tmp_path):
+    train, val = split
+    vae = bayesvae.VAE(64, latent_dim=2, hidden_dims=(8,), seed=0)
+    result = bayesvae.fit(vae, train, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="result must be what bayesvae.fit returned"):
+        bayesvae.write_vae_run(vae, tmp_path / "a", train)
+    with pytest.raises(TypeError, match="train must be a bayesvae.data.ImageData"):
+        bayesvae.write_vae_run(result, tmp_path / "b", train.x)
+    with pytest.raises(TypeError, match="val must be a bayesvae.data.ImageData"):
+        bayesvae.write_vae_run(result, tmp_path / "c", train, val.x)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
