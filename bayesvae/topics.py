@@ -265,17 +265,13 @@ def fit_topics(
     else:
         import pandas as pd
 
+        from bayesvae.backends.numpyro.loop import SVISettings
         from bayesvae.backends.numpyro.prodlda import NumPyroProdLDA
 
-        twin = NumPyroProdLDA(len(vocab), num_topics, **options).fit(
-            corpus.bow,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            betas=betas,
-            seed=seed,
-            progress=progress,
+        training = SVISettings(
+            epochs=epochs, batch_size=batch_size, lr=lr, betas=betas, seed=seed, progress=progress
         )
+        twin = NumPyroProdLDA(len(vocab), num_topics, **options).fit(corpus.bow, None, training)
         model, history = twin.to_pyro(), pd.DataFrame(twin.history)
     if reference is None:
         reference, reference_name = corpus.bow, "training documents"

@@ -62,7 +62,7 @@ from bayesvae.models.program import (
 from bayesvae.runs import RunWriter, load_model_state, model_state, save_model, save_program
 
 if TYPE_CHECKING:
-    from bayesvae.backends.numpyro.loop import SVITwin
+    from bayesvae.backends.numpyro.loop import SVISettings, SVITwin
 
 __all__ = [
     "fit",
@@ -597,23 +597,28 @@ def fit(
                 f"backend='numpyro' does not support {bad}{objectives}; use backend='pyro' for "
                 "them."
             )
+        from bayesvae.backends.numpyro.loop import SVISettings
+
+        settings = SVISettings(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            betas=betas,
+            lr_schedule=lr_schedule,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            seed=seed,
+            early_stopping=early_stopping,
+            progress=progress,
+        )
         return _fit_numpyro(
             contract,
             twin,
             data[0],
             val,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr_schedule=lr_schedule,
-            lr_decay=lr_decay,
-            lr=lr,
-            betas=betas,
-            weight_decay=weight_decay,
+            settings,
             elbo=elbo_name,
-            seed=seed,
-            progress=progress,
             device=target,
-            early_stopping=early_stopping,
             particle_options=(
                 dict(num_particles=num_particles, alpha=alpha)
                 if elbo_name in PARTICLE_BOUNDS
@@ -985,25 +990,16 @@ def _fit_numpyro(
     twin: SVITwin,
     train: Any,
     val: Any,
+    settings: SVISettings,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    betas: tuple[float, float],
     elbo: str,
-    seed: int,
-    progress: bool,
     device: torch.device,
-    early_stopping: int | None = None,
     particle_options: dict[str, Any] | None = None,
-    lr_schedule: str = "constant",
-    lr_decay: float = 0.99,
-    weight_decay: float = 0.0,
 ) -> FitResult:
     """``fit(..., backend="numpyro")``: validate the data as the Pyro loop does, train the
-    family's NumPyro ``twin`` (from :func:`bayesvae.backends.numpyro.svi_twin`), copy its
-    weights into ``model``. With ``early_stopping`` the weights are those of the best epoch
-    (the jitted loop writes no checkpoints to load them from)."""
+    family's NumPyro ``twin`` (from :func:`bayesvae.backends.numpyro.svi_twin`) as ``settings``
+    say, copy its weights into ``model``. With ``early_stopping`` the weights are those of the
+    best epoch (the jitted loop writes no checkpoints to load them from)."""
     import pandas as pd
 
     if isinstance(train, DataLoader) or isinstance(val, DataLoader):
@@ -1014,50 +1010,40 @@ def _fit_numpyro(
     val_array = None
     if val is not None:
         val_tensors, val_transform = _prepare_data(model, val, "val")
-        val_array = _fixed(val_tensors, val_transform, seed)[0].numpy()
+        val_array = _fixed(val_tensors, val_transform, settings.seed)[0].numpy()
     twin.fit(
         tensors[0].numpy(),
         val_array,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        betas=betas,
+        settings,
         elbo=elbo,
         dynamic_binarization=transform is not None,
-        seed=seed,
-        progress=progress,
-        early_stopping=early_stopping,
-        lr_schedule=lr_schedule,
-        lr_decay=lr_decay,
-        weight_decay=weight_decay,
         **(particle_options or {}),
     )
     twin.export_to(model)
-    target = device
-    model.to(target)
+    model.to(device)
     model.eval()
-    settings = dict(
+    recorded = dict(
         backend="numpyro",
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        betas=list(betas),
-        lr_schedule=lr_schedule,
-        lr_decay=lr_decay,
-        weight_decay=weight_decay,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        betas=list(settings.betas),
+        lr_schedule=settings.lr_schedule,
+        lr_decay=settings.lr_decay,
+        weight_decay=settings.weight_decay,
         elbo=elbo,
-        seed=seed,
-        device=str(target),
+        seed=settings.seed,
+        device=str(device),
         num_train=len(tensors[0]),
         **(particle_options or {}),
     )
     return FitResult(
         model=model,
         history=pd.DataFrame(twin.history),
-        device=target,
+        device=device,
         best_epoch=twin.best_epoch,
         stop_reason=twin.stop_reason,
-        settings=settings,
+        settings=recorded,
     )
 
 

@@ -213,3 +213,74 @@ def test_every_svi_twin_has_the_written_interface():
         assert isinstance(twin, SVITwin), type(model).__name__
         assert twin.history == [] and twin.best_epoch is None and twin.stop_reason is None
         assert "trace" in twin.supported_elbos or "enum" in twin.supported_elbos
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"epochs": 0}, ValueError, "epochs must be a positive integer"),
+        ({"batch_size": 2.5}, TypeError, "batch_size must be a positive integer"),
+        ({"early_stopping": 0}, ValueError, "early_stopping must be a positive integer"),
+        ({"lr_schedule": "zigzag"}, ValueError, "unknown lr_schedule 'zigzag'"),
+        ({"weight_decay": -1.0}, ValueError, "weight_decay must be a finite number >= 0"),
+    ],
+)
+def test_svi_settings_refuse_bad_values_naming_them(options, error, match):
+    from bayesvae.backends.numpyro.loop import SVISettings
+
+    with pytest.raises(error, match=match):
+        SVISettings(**options)
+
+
+def test_train_builds_the_optimizer_the_settings_describe():
+    """``train`` (what every twin calls) equals ``run_svi`` on an SVI built by hand with
+    ``adam`` from the same settings: same parameters, same history."""
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import SVI, Trace_ELBO
+
+    from bayesvae.backends.numpyro.loop import SVISettings, adam, run_svi, train
+
+    y = jnp.asarray(np.random.default_rng(0).normal(3.0, 1.0, size=200).astype(np.float32))
+    settings = SVISettings(
+        epochs=6, batch_size=50, lr=0.05, lr_schedule="exponential", lr_decay=0.7, seed=3
+    )
+    keys = dict(init_key=jax.random.PRNGKey(0), key=jax.random.PRNGKey(1))
+    svi = _svi()
+    run = train(svi.model, svi.guide, Trace_ELBO(), (y,), settings, **keys)
+    optimizer, lr_of_epoch = adam(
+        0.05, (0.9, 0.999), epochs=6, steps_per_epoch=4, lr_schedule="exponential", lr_decay=0.7
+    )
+    by_hand = run_svi(
+        SVI(svi.model, svi.guide, optimizer, Trace_ELBO()),
+        (y,),
+        num_data=200,
+        epochs=6,
+        batch_size=50,
+        seed=3,
+        lr_of_epoch=lr_of_epoch,
+        **keys,
+    )
+    assert float(run.params["loc"]) == float(by_hand.params["loc"])
+    assert [row["lr"] for row in run.history] == pytest.approx([0.05 * 0.7**e for e in range(6)])
+    assert [r["train_elbo"] for r in run.history] == [r["train_elbo"] for r in by_hand.history]
+
+
+def test_twins_refuse_an_objective_or_transform_they_do_not_train_with():
+    """Called directly (not through ``bayesvae.fit``, which checks first), each twin refuses an
+    ``elbo`` outside its ``supported_elbos`` before training."""
+    import bayesvae
+    from bayesvae.backends.numpyro import svi_twin
+    from bayesvae.models.anomaly import AnomalyMixtureModel
+
+    x = np.zeros((20, 16), dtype=np.float32)
+    vae_twin = svi_twin(bayesvae.VAE(16, latent_dim=2, hidden_dims=(8,)))
+    with pytest.raises(ValueError, match="unknown elbo 'enum'"):
+        vae_twin.fit(x, elbo="enum")
+    mixture = AnomalyMixtureModel(1, n_features=3)
+    mixture_twin = svi_twin(mixture)
+    with pytest.raises(ValueError, match="trains with 'enum', not 'trace'"):
+        mixture_twin.fit(x[:, :3], elbo="trace")
+    with pytest.raises(ValueError, match="dynamic binarization does not apply"):
+        mixture_twin.fit(x[:, :3], dynamic_binarization=True)
+    assert vae_twin.history == [] and mixture_twin.history == []

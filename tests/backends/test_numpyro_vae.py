@@ -11,6 +11,7 @@ import torch
 from both_backends import fit_on_both_backends
 
 import bayesvae
+from bayesvae.backends.numpyro.loop import SVISettings
 from bayesvae.backends.numpyro.vae import NumPyroVAE, bernoulli_16bit
 from bayesvae.cli import main
 from bayesvae.data import ImageData
@@ -246,7 +247,9 @@ def test_jitted_log_likelihood_uses_the_trained_weights(digits):
     vae = bayesvae.VAE(64, latent_dim=2, hidden_dims=(32,), seed=0)
     twin = NumPyroVAE(vae)
     before = twin.log_likelihood(digits.x[:50], num_samples=50).mean()
-    twin.fit(digits.x[:1000], epochs=5, batch_size=100, dynamic_binarization=True)
+    twin.fit(
+        digits.x[:1000], None, SVISettings(epochs=5, batch_size=100), dynamic_binarization=True
+    )
     after = twin.log_likelihood(digits.x[:50], num_samples=50).mean()
     assert twin._chunk_logsumexp._cache_size() == 1
     twin.export_to(vae)
@@ -342,7 +345,7 @@ def test_the_twin_refuses_particle_bounds_it_cannot_compute(options, match):
     twin = NumPyroVAE(bayesvae.VAE(64, latent_dim=2, hidden_dims=(8,), seed=0))
     x = np.zeros((20, 64), dtype=np.float32)
     with pytest.raises(ValueError, match=match):
-        twin.fit(x, epochs=1, batch_size=10, **options)
+        twin.fit(x, None, SVISettings(epochs=1, batch_size=10), **options)
     assert twin.history == []
 
 

@@ -6,6 +6,7 @@ from scipy.optimize import linear_sum_assignment
 
 import bayesvae
 from bayesvae.backends.numpyro import svi_twin
+from bayesvae.backends.numpyro.loop import SVISettings
 from bayesvae.backends.numpyro.prodlda import NumPyroProdLDA
 from bayesvae.models import ProdLDA
 from bayesvae.models.prodlda import dirichlet_laplace_prior
@@ -58,7 +59,8 @@ def test_pyro_prodlda_recovers_known_topics(synthetic_corpus):
 
 def test_numpyro_twin_recovers_known_topics_and_agrees(synthetic_corpus):
     bow, topics = synthetic_corpus
-    twin = NumPyroProdLDA(VOCAB, NUM_TOPICS, **TOY).fit(bow, epochs=60, batch_size=200, lr=1e-2)
+    settings = SVISettings(epochs=60, batch_size=200, lr=1e-2, betas=(0.99, 0.999))
+    twin = NumPyroProdLDA(VOCAB, NUM_TOPICS, **TOY).fit(bow, None, settings)
     assert _recovered(topics, twin.topic_word_weights()) >= 4
     pyro_model = ProdLDA(VOCAB, NUM_TOPICS, **TOY)
     bayesvae.fit(
@@ -82,7 +84,7 @@ def test_numpyro_weights_convert_exactly():
 
     bow = np.random.default_rng(1).poisson(1.0, size=(64, 30)).astype(np.float32)
     bow[:, 0] += 1
-    twin = NumPyroProdLDA(30, 3, seed=0).fit(bow, epochs=3, batch_size=32)
+    twin = NumPyroProdLDA(30, 3, seed=0).fit(bow, None, SVISettings(epochs=3, batch_size=32))
     encoder = eqx.combine(twin.params["encoder$params"], twin._modules["encoder"])
     running_mean, running_var = twin.net_state["encoder$stats"]["stats"]["loc"]
     h = jnp.asarray(bow)

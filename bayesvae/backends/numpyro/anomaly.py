@@ -18,6 +18,7 @@ from jax.scipy.linalg import solve_triangular
 from jax.scipy.special import logsumexp
 from numpyro.distributions import constraints
 
+from bayesvae.backends.numpyro.loop import SVISettings, TwinRecord, train
 from bayesvae.models.anomaly import LOC_PRIOR_SCALE, SCALE_PRIOR
 
 __all__ = ["anomaly_mixture_model", "mixture_guide", "NumPyroAnomalyMixture"]
@@ -162,7 +163,7 @@ def mixture_guide(
             numpyro.sample("corr_chol", dist.Delta(corr, event_dim=2))
 
 
-class NumPyroAnomalyMixture:
+class NumPyroAnomalyMixture(TwinRecord):
     """SVI twin of an :class:`~bayesvae.models.AnomalyMixtureModel` (mean-field guide): trained
     by :func:`bayesvae.backends.numpyro.loop.run_svi`, one jitted ``lax.scan`` per epoch instead
     of a Python step per minibatch; :meth:`export_to` writes the fitted guide parameters into
@@ -177,40 +178,33 @@ class NumPyroAnomalyMixture:
                 "the NumPyro backend trains the mean-field guide; use backend='pyro' with "
                 f"guide_type={mixture.guide_type!r}."
             )
+        super().__init__()
         self.mixture = mixture
         self.params: dict[str, Any] | None = None
-        self.history: list[dict[str, float]] = []
-        self.best_epoch: int | None = None
-        self.stop_reason: str | None = None
 
     def fit(
         self,
         x: Any,
         val: Any = None,
+        settings: SVISettings | None = None,
         *,
-        epochs: int,
-        batch_size: int,
-        lr: float,
-        betas: tuple[float, float] = (0.9, 0.999),
         elbo: str = "enum",
         dynamic_binarization: bool = False,
-        seed: int = 0,
-        progress: bool = False,
-        early_stopping: int | None = None,
-        lr_schedule: str = "constant",
-        lr_decay: float = 0.99,
-        weight_decay: float = 0.0,
     ) -> NumPyroAnomalyMixture:
         """Train on standardized features ``x`` (N, D) (the Pyro model prepared on them: its
-        k-means start is the guide's); ``val`` gets an ELBO per epoch. Returns ``self``."""
+        k-means start is the guide's) as ``settings`` say (their defaults when ``None``);
+        ``val`` gets an ELBO per epoch. The assignment is summed out in the model, so ``elbo``
+        must be ``"enum"``. Returns ``self``."""
+        from numpyro.infer import Trace_ELBO
 
-        import jax
-        from numpyro.infer import SVI, Trace_ELBO
-
-        from bayesvae.backends.numpyro.loop import adam, batches_per_epoch, run_svi
-
+        if dynamic_binarization:
+            raise ValueError(
+                "the anomaly mixture models real features; dynamic binarization does not apply."
+            )
+        if elbo not in self.supported_elbos:
+            raise ValueError(f"the NumPyro anomaly mixture trains with 'enum', not {elbo!r}.")
+        settings = SVISettings() if settings is None else settings
         mixture = self.mixture
-        model = twin_of(mixture)
         guide = partial(
             mixture_guide,
             n_components=mixture.n_components,
@@ -220,38 +214,19 @@ class NumPyroAnomalyMixture:
             init_scale=mixture.init_scale.cpu().numpy(),
             init_weights=mixture.init_weights.cpu().numpy(),
         )
-        data = jnp.asarray(np.asarray(x, dtype=np.float32))
-        optimizer, lr_of_epoch = adam(
-            lr,
-            betas,
-            epochs=epochs,
-            steps_per_epoch=batches_per_epoch(data.shape[0], batch_size),
-            lr_schedule=lr_schedule,
-            lr_decay=lr_decay,
-            weight_decay=weight_decay,
-        )
-        svi = SVI(model, guide, optimizer, Trace_ELBO())
-        init_key, key = jax.random.split(jax.random.PRNGKey(seed))
-        val_data = None if val is None else (jnp.asarray(np.asarray(val, dtype=np.float32)),)
-        run = run_svi(
-            svi,
-            (data,),
-            num_data=data.shape[0],
-            epochs=epochs,
-            batch_size=batch_size,
+        init_key, key = jax.random.split(jax.random.PRNGKey(settings.seed))
+        run = train(
+            twin_of(mixture),
+            guide,
+            Trace_ELBO(),
+            (jnp.asarray(np.asarray(x, dtype=np.float32)),),
+            settings,
             init_key=init_key,
             key=key,
-            seed=seed,
-            val=val_data,
-            progress=progress,
+            val=None if val is None else (jnp.asarray(np.asarray(val, dtype=np.float32)),),
             desc="numpyro anomaly",
-            early_stopping=early_stopping,
-            lr_of_epoch=lr_of_epoch,
         )
-        self.history = run.history
-        self.best_epoch = run.best_epoch
-        self.stop_reason = run.stop_reason
-        self.params = {name: np.array(value) for name, value in run.params.items()}
+        self.params = {name: np.array(value) for name, value in self.keep(run).params.items()}
         return self
 
     def export_to(self, mixture: Any) -> Any:

@@ -14,10 +14,74 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.optim import Adam
 
-from bayesvae.backends.schedules import lr_factor
-from bayesvae.data.validation import check_non_negative_number
+from bayesvae.backends.schedules import LR_SCHEDULES, lr_factor
+from bayesvae.data.validation import check_choice, check_non_negative_number, check_positive_int
 
-__all__ = ["adam", "batches_per_epoch", "run_svi", "CoupledDecayAdam", "SVIRun", "SVITwin"]
+__all__ = [
+    "adam",
+    "batches_per_epoch",
+    "run_svi",
+    "train",
+    "CoupledDecayAdam",
+    "SVIRun",
+    "SVISettings",
+    "SVITwin",
+    "TwinRecord",
+]
+
+
+@dataclass(frozen=True)
+class SVISettings:
+    """How a twin trains: the loop's and the optimizer's settings, one object that
+    ``bayesvae.fit(..., backend="numpyro")`` builds once and every twin's ``fit`` takes.
+
+    Attributes:
+        epochs: passes over the data (at most, with ``early_stopping``).
+        batch_size: rows per minibatch (the last incomplete one of an epoch is dropped).
+        lr, betas: Adam's rate and moment decays.
+        lr_schedule, lr_decay: the rate per epoch (:func:`adam`).
+        weight_decay: torch's coupled L2 (:class:`CoupledDecayAdam`).
+        seed: the minibatch order and the SVI keys.
+        early_stopping: patience in epochs on the monitored ELBO, or ``None``.
+        progress: a progress bar over the epochs.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    lr_schedule: str = "constant"
+    lr_decay: float = 0.99
+    weight_decay: float = 0.0
+    seed: int = 0
+    early_stopping: int | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size)
+        if self.early_stopping is not None:
+            check_positive_int("early_stopping", self.early_stopping)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_non_negative_number("weight_decay", self.weight_decay)
+
+
+class TwinRecord:
+    """The run fields of :class:`SVITwin`, empty before ``fit``; :meth:`keep` fills them."""
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+        self.best_epoch: int | None = None
+        self.stop_reason: str | None = None
+
+    def keep(self, run: SVIRun) -> SVIRun:
+        """Copy ``run``'s history, best epoch and stop reason; returns ``run``."""
+        self.history, self.best_epoch, self.stop_reason = (
+            run.history,
+            run.best_epoch,
+            run.stop_reason,
+        )
+        return run
 
 
 @dataclass
@@ -54,8 +118,12 @@ class SVITwin(Protocol):
     best_epoch: int | None
     stop_reason: str | None
 
-    def fit(self, x: Any, val: Any = None, **options: Any) -> SVITwin:
-        """Train with :func:`run_svi` on ``x`` (``val`` monitored); returns the twin."""
+    def fit(
+        self, x: Any, val: Any = None, settings: SVISettings | None = None, **options: Any
+    ) -> SVITwin:
+        """Train with :func:`train` on ``x`` (``val`` monitored) as ``settings`` say (the twin's
+        defaults when ``None``); ``options`` are the family's own (``elbo``, ...). Returns the
+        twin."""
         ...
 
     def export_to(self, model: Any) -> Any:
@@ -216,3 +284,50 @@ def run_svi(
                 break
     final = state if early_stopping is None else best_state
     return SVIRun(final, jax.jit(svi.get_params)(final), history, best_epoch, stop_reason)
+
+
+def train(
+    model: Callable[..., Any],
+    guide: Callable[..., Any],
+    objective: Any,
+    arrays: tuple[Any, ...],
+    settings: SVISettings,
+    *,
+    init_key: Any,
+    key: Any,
+    val: tuple[Any, ...] | None = None,
+    transform: Callable[[Any, tuple[Any, ...]], tuple[Any, ...]] | None = None,
+    desc: str = "numpyro",
+) -> SVIRun:
+    """Fit ``model``/``guide`` (NumPyro programs taking ``(*batch, num_data)``) on ``arrays``
+    (each ``(N, ...)``) with ``objective`` (a NumPyro ELBO) and Adam as ``settings`` say: builds
+    the optimizer (:func:`adam`) and the ``SVI``, then runs :func:`run_svi`. ``init_key`` and
+    ``key`` are the SVI's keys; ``val``, ``transform`` and ``desc`` as in :func:`run_svi`."""
+    from numpyro.infer import SVI
+
+    num_data = int(arrays[0].shape[0])
+    optimizer, lr_of_epoch = adam(
+        settings.lr,
+        settings.betas,
+        epochs=settings.epochs,
+        steps_per_epoch=batches_per_epoch(num_data, settings.batch_size),
+        lr_schedule=settings.lr_schedule,
+        lr_decay=settings.lr_decay,
+        weight_decay=settings.weight_decay,
+    )
+    return run_svi(
+        SVI(model, guide, optimizer, objective),
+        arrays,
+        num_data=num_data,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        init_key=init_key,
+        key=key,
+        seed=settings.seed,
+        val=val,
+        transform=transform,
+        progress=settings.progress,
+        desc=desc,
+        early_stopping=settings.early_stopping,
+        lr_of_epoch=lr_of_epoch,
+    )

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bayesvae.backends.numpyro.loop import SVISettings, TwinRecord, train
 from bayesvae.models.prodlda import (
     BN_EPS,
     ProdLDA,
@@ -146,16 +147,19 @@ def _log_multinomial_coefficient(bow: np.ndarray) -> np.ndarray:
     return (gammaln(bow.sum(-1) + 1) - gammaln(bow + 1).sum(-1)).astype(np.float32)
 
 
-class NumPyroProdLDA:
+class NumPyroProdLDA(TwinRecord):
     """ProdLDA on NumPyro + Equinox, with the constructor arguments of
     :class:`~bayesvae.models.ProdLDA` (same defaults) and the same queries.
 
-    ``fit(bow, ...)`` trains by jitted SVI (``TraceMeanField_ELBO``, analytic KL) and returns
-    the per-epoch history; ``to_pyro()`` gives the equivalent trained Pyro model.
+    ``fit(bow, settings)`` trains by jitted SVI (``TraceMeanField_ELBO``, analytic KL) and
+    returns the twin, its ``history`` filled; ``to_pyro()`` gives the equivalent trained Pyro
+    model.
     """
 
     #: objectives :meth:`fit` trains with (``bayesvae.fit(backend="numpyro")`` refuses others)
     supported_elbos: tuple[str, ...] = ("trace", "meanfield")
+    #: what :meth:`fit` trains with when given no settings: the ProdLDA paper's code's
+    default_settings = SVISettings(epochs=100, batch_size=200, lr=2e-3, betas=(0.99, 0.999))
 
     def __init__(
         self,
@@ -171,6 +175,7 @@ class NumPyroProdLDA:
         vectorizer: dict[str, Any] | None = None,
         seed: int | None = 0,
     ) -> None:
+        super().__init__()
         # the Pyro model validates every argument and records the config
         reference = ProdLDA(
             vocab_size,
@@ -189,9 +194,6 @@ class NumPyroProdLDA:
         self.vocabulary = reference.vocabulary
         self.params: dict[str, Any] | None = None
         self.net_state: dict[str, Any] | None = None
-        self.history: list[dict[str, float]] = []
-        self.best_epoch: int | None = None
-        self.stop_reason: str | None = None
         self._pyro: ProdLDA | None = None  # the trained Pyro model, built on first use
 
     # ------------------------------------------------------------------ model and guide
@@ -243,57 +245,29 @@ class NumPyroProdLDA:
         self,
         bow: Any,
         val: Any = None,
+        settings: SVISettings | None = None,
         *,
-        epochs: int = 100,
-        batch_size: int = 200,
-        lr: float = 2e-3,
-        betas: tuple[float, float] = (0.99, 0.999),
         elbo: str = "meanfield",
         dynamic_binarization: bool = False,
-        seed: int = 0,
-        progress: bool = False,
-        early_stopping: int | None = None,
-        lr_schedule: str = "constant",
-        lr_decay: float = 0.99,
-        weight_decay: float = 0.0,
     ) -> NumPyroProdLDA:
-        """Train on ``bow`` (N, V) for ``epochs``; each epoch reshuffles the documents into
-        minibatches of ``batch_size`` (the last incomplete one dropped) and runs them all in one
-        jitted ``lax.scan``. ``val`` (a bag of words) gets a one-sample ELBO per epoch. The
-        objective is ``TraceMeanField_ELBO`` (``elbo`` must be ``"meanfield"`` or
-        ``"trace"``; both are the analytic-KL bound here). Returns ``self``; ``history`` has
-        one row per epoch."""
+        """Train on ``bow`` (N, V) as ``settings`` say (:attr:`default_settings` when
+        ``None``); each epoch reshuffles the documents into minibatches (the last incomplete
+        one dropped) and runs them all in one jitted ``lax.scan``. ``val`` (a bag of words)
+        gets a one-sample ELBO per epoch. The objective is ``TraceMeanField_ELBO`` (``elbo``
+        must be ``"meanfield"`` or ``"trace"``; both are the analytic-KL bound here). Returns
+        ``self``; ``history`` has one row per epoch."""
         import jax
         import jax.numpy as jnp
-        from numpyro.infer import SVI, TraceMeanField_ELBO
-
-        from bayesvae.backends.numpyro.loop import adam, batches_per_epoch, run_svi
-        from bayesvae.data.validation import check_positive_int
+        from numpyro.infer import TraceMeanField_ELBO
 
         if dynamic_binarization:
             raise ValueError("ProdLDA models word counts; dynamic binarization does not apply.")
-        if elbo not in ("meanfield", "trace"):
+        if elbo not in self.supported_elbos:
             raise ValueError(f"the NumPyro ProdLDA trains with 'meanfield', not {elbo!r}.")
-        epochs = check_positive_int("epochs", epochs)
-        batch_size = check_positive_int("batch_size", batch_size)
+        settings = self.default_settings if settings is None else settings
         counts = check_bow("bow", bow, self.vocab_size)
         if bool((counts.sum(-1) == 0).any()):
             raise ValueError("bow has empty documents; drop them before fitting.")
-        data = jnp.asarray(counts.numpy())
-        log_coef = jnp.asarray(_log_multinomial_coefficient(counts.numpy()))
-        num_docs = data.shape[0]
-        init_key, run_key = jax.random.split(jax.random.PRNGKey(self.config["seed"] or 0))
-        model, guide, self._modules = self._model_and_guide(init_key)
-        optimizer, lr_of_epoch = adam(
-            lr,
-            betas,
-            epochs=epochs,
-            steps_per_epoch=batches_per_epoch(num_docs, batch_size),
-            lr_schedule=lr_schedule,
-            lr_decay=lr_decay,
-            weight_decay=weight_decay,
-        )
-        svi = SVI(model, guide, optimizer, TraceMeanField_ELBO())
         val_arrays = None
         if val is not None:
             val_counts = check_bow("val", val, self.vocab_size).numpy()
@@ -301,25 +275,23 @@ class NumPyroProdLDA:
                 jnp.asarray(val_counts),
                 jnp.asarray(_log_multinomial_coefficient(val_counts)),
             )
-        run = run_svi(
-            svi,
-            (data, log_coef),
-            num_data=num_docs,
-            epochs=epochs,
-            batch_size=batch_size,
-            init_key=jax.random.fold_in(run_key, seed),
+        init_key, run_key = jax.random.split(jax.random.PRNGKey(self.config["seed"] or 0))
+        model, guide, self._modules = self._model_and_guide(init_key)
+        run = train(
+            model,
+            guide,
+            TraceMeanField_ELBO(),
+            (
+                jnp.asarray(counts.numpy()),
+                jnp.asarray(_log_multinomial_coefficient(counts.numpy())),
+            ),
+            settings,
+            init_key=jax.random.fold_in(run_key, settings.seed),
             key=run_key,
-            seed=seed,
             val=val_arrays,
-            progress=progress,
             desc="numpyro prodlda",
-            early_stopping=early_stopping,
-            lr_of_epoch=lr_of_epoch,
         )
-        self.history = run.history
-        self.best_epoch = run.best_epoch
-        self.stop_reason = run.stop_reason
-        self.params = run.params
+        self.params = self.keep(run).params
         self.net_state = run.state.mutable_state
         self._pyro = None
         return self

@@ -18,6 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from bayesvae.backends.numpyro.loop import SVISettings, TwinRecord, train
+from bayesvae.data.validation import check_choice
+
 __all__ = [
     "NumPyroVAE",
     "bernoulli_16bit",
@@ -279,7 +282,7 @@ def _networks(vae: Any, state: dict[str, Any]) -> tuple[Any, Any]:
     return encoder, decoder
 
 
-class NumPyroVAE:
+class NumPyroVAE(TwinRecord):
     """Jitted NumPyro training of a :class:`~bayesvae.models.VAE`'s model and guide.
 
     ``NumPyroVAE(vae)`` mirrors ``vae`` (its configuration and current weights);
@@ -290,6 +293,7 @@ class NumPyroVAE:
     supported_elbos: ClassVar[tuple[str, ...]] = ("trace", "meanfield", "iwae", "renyi")
 
     def __init__(self, vae: Any) -> None:
+        super().__init__()
         self.config = dict(vae.config)
         self.input_shape = tuple(vae.input_shape)
         self.latent_dim = vae.latent_dim
@@ -315,10 +319,7 @@ class NumPyroVAE:
             self.networks["flows"] = iaf_flows(vae, state)
         self.networks.update(self._more_networks(vae, state))
         self.params: dict[str, Any] | None = None
-        self.history: list[dict[str, float]] = []
         self._chunk_logsumexp: Any = None  # jitted by _importance_chunk on first use
-        self.best_epoch: int | None = None
-        self.stop_reason: str | None = None
 
     def _more_networks(self, vae: Any, state: dict[str, Any]) -> dict[str, Any]:
         """Networks a twin of a larger VAE mirrors besides the encoder, decoder and flows (none
@@ -386,40 +387,31 @@ class NumPyroVAE:
         self,
         x: Any,
         val: Any = None,
+        settings: SVISettings | None = None,
         *,
-        epochs: int = 10,
-        batch_size: int = 128,
-        lr: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
         elbo: str = "trace",
         num_particles: int = 1,
         alpha: float | None = None,
         dynamic_binarization: bool = False,
-        seed: int = 0,
-        progress: bool = False,
-        early_stopping: int | None = None,
-        lr_schedule: str = "constant",
-        lr_decay: float = 0.99,
-        weight_decay: float = 0.0,
     ) -> NumPyroVAE:
-        """Train on ``x`` (N, *input_shape) (grey levels binarized afresh at every step when
-        ``dynamic_binarization``); each epoch's minibatches (reshuffled, the last incomplete one
-        dropped) run in one jitted ``lax.scan`` with one host sync. ``val`` (already binarized
-        if need be) gets the training objective per epoch; ``early_stopping`` (patience in
-        epochs on ``val_elbo``) stops and keeps the best epoch's weights. ``elbo``: ``"trace"``
-        or ``"meanfield"`` (the ELBO, one draw per row), ``"iwae"`` (the importance-weighted
-        bound with ``K = num_particles`` draws per row) or ``"renyi"`` (the Rényi bound of order
-        ``alpha``, default 0.5, ``K >= 2``): per-row bounds scaled by N/B afterwards, as
-        :class:`bayesvae.infer.objectives.RenyiBound` computes them. ``lr_schedule`` and
-        ``lr_decay`` set the rate per epoch as ``bayesvae.fit`` does (:func:`~bayesvae.backends.
-        numpyro.loop.adam`). Returns ``self``; ``history`` has ``epoch``, ``train_elbo``,
+        """Train on ``x`` (N, *input_shape) as ``settings`` say (:class:`~bayesvae.backends.
+        numpyro.loop.SVISettings`; its defaults when ``None``), grey levels binarized afresh at
+        every step when ``dynamic_binarization``; each epoch's minibatches (reshuffled, the last
+        incomplete one dropped) run in one jitted ``lax.scan`` with one host sync. ``val``
+        (already binarized if need be) gets the training objective per epoch; the settings'
+        ``early_stopping`` (patience in epochs on ``val_elbo``) stops and keeps the best epoch's
+        weights. ``elbo``: ``"trace"`` or ``"meanfield"`` (the ELBO, one draw per row),
+        ``"iwae"`` (the importance-weighted bound with ``K = num_particles`` draws per row) or
+        ``"renyi"`` (the Rényi bound of order ``alpha``, default 0.5, ``K >= 2``): per-row
+        bounds scaled by N/B afterwards, as :class:`bayesvae.infer.objectives.RenyiBound`
+        computes them. Returns ``self``; ``history`` has ``epoch``, ``train_elbo``,
         ``val_elbo``, ``lr``, ``seconds`` and ``samples_per_s``."""
         import jax
         import jax.numpy as jnp
-        from numpyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
+        from numpyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
-        from bayesvae.backends.numpyro.loop import adam, batches_per_epoch, run_svi
-
+        check_choice("elbo", elbo, self.supported_elbos)
+        settings = SVISettings() if settings is None else settings
         data = jnp.asarray(np.asarray(x, dtype=np.float32))
         objective: Any
         if elbo in ("iwae", "renyi"):
@@ -434,42 +426,24 @@ class NumPyroVAE:
             )
         else:
             objective = TraceMeanField_ELBO() if elbo == "meanfield" else Trace_ELBO()
-        optimizer, lr_of_epoch = adam(
-            lr,
-            betas,
-            epochs=epochs,
-            steps_per_epoch=batches_per_epoch(data.shape[0], batch_size),
-            lr_schedule=lr_schedule,
-            lr_decay=lr_decay,
-            weight_decay=weight_decay,
-        )
-        svi = SVI(self.model, self.guide, optimizer, objective)
-        init_key, key = jax.random.split(jax.random.PRNGKey(seed))
+        init_key, key = jax.random.split(jax.random.PRNGKey(settings.seed))
 
         def binarize(step_key: Any, batch: tuple[Any, ...]) -> tuple[Any, ...]:
             return (bernoulli_16bit(step_key, batch[0]),)
 
-        val_data = None if val is None else jnp.asarray(np.asarray(val, dtype=np.float32))
-        run = run_svi(
-            svi,
+        run = train(
+            self.model,
+            self.guide,
+            objective,
             (data,),
-            num_data=data.shape[0],
-            epochs=epochs,
-            batch_size=batch_size,
+            settings,
             init_key=init_key,
             key=key,
-            seed=seed,
-            val=None if val_data is None else (val_data,),
+            val=None if val is None else (jnp.asarray(np.asarray(val, dtype=np.float32)),),
             transform=binarize if dynamic_binarization else None,
-            progress=progress,
             desc="numpyro vae",
-            early_stopping=early_stopping,
-            lr_of_epoch=lr_of_epoch,
         )
-        self.history = run.history
-        self.best_epoch = run.best_epoch
-        self.stop_reason = run.stop_reason
-        self.params = run.params
+        self.params = self.keep(run).params
         return self
 
     # ------------------------------------------------------------------ evaluation
