@@ -268,7 +268,7 @@ class AnomalyMixture(_PicklesItsModel, OutlierMixin, BaseEstimator):
                 eval_size=0,  # epochs of one or a few steps: an evaluation would cost as much
                 backend=model.svi_backend(len(X)),
             )
-            draws = model._guide_draws()
+            draws = model.guide_draws()
             if model.guide_type == "meanfield":
                 store = pyro.get_param_store()
                 mean = store[f"{model.pyro_name}.contamination_mean"].detach()

@@ -412,7 +412,9 @@ class AnomalyMixtureModel(PyroModel):
 
     # ------------------------------------------------------------------ Pyro model and guide
     @property
-    def _contamination_prior(self) -> tuple[float, float]:
+    def contamination_prior(self) -> tuple[float, float]:
+        """``(a, b)`` of the Beta prior on the contamination: mean ``contamination``, total
+        strength ``contamination_strength`` (the NumPyro twin reads it too)."""
         c0, s = self.contamination, self.contamination_strength
         return c0 * s, (1 - c0) * s
 
@@ -420,7 +422,7 @@ class AnomalyMixtureModel(PyroModel):
         """``x``: standardized features (B, D), a minibatch of ``num_data`` rows."""
         K, D = self.n_components, x.shape[-1]
         draw: dict[str, torch.Tensor] = {}
-        a0, b0 = self._contamination_prior
+        a0, b0 = self.contamination_prior
         draw["contamination"] = pyro.sample(
             "contamination", dist.Beta(x.new_tensor(a0), x.new_tensor(b0))
         )
@@ -485,7 +487,7 @@ class AnomalyMixtureModel(PyroModel):
         K, D, name = self.n_components, x.shape[-1], self.pyro_name
         draw: dict[str, torch.Tensor] = {}
         point = self.guide_type == "map"
-        a0, b0 = self._contamination_prior
+        a0, b0 = self.contamination_prior
         init_c = a0 / (a0 + b0)
         if point:
             c = pyro.param(
@@ -598,8 +600,9 @@ class AnomalyMixtureModel(PyroModel):
         """The guide's parameters exist in Pyro's param store (e.g. after your own SVI loop)."""
         return self.method == "svi" and f"{self.pyro_name}.loc" in pyro.get_param_store()
 
-    def _guide_draws(self) -> dict[str, torch.Tensor]:
-        """``_num_stored_draws`` seeded draws of the guide, site -> ``(S, ...)``."""
+    def guide_draws(self) -> dict[str, torch.Tensor]:
+        """Seeded draws of the guide, site -> ``(S, ...)``: one for a MAP guide, else
+        ``num_posterior_draws`` (what :meth:`fit` stores for :meth:`posterior_draws`)."""
         probe = torch.zeros(1, self.config["n_features"], device=self.device)
         samples: dict[str, list[torch.Tensor]] = {}
         with torch.no_grad(), pyro.poutine.seed(rng_seed=self.seed):
@@ -615,7 +618,7 @@ class AnomalyMixtureModel(PyroModel):
         draws from its guide afresh on every call."""
         self._check_fitted()
         if not bool(self.fitted):
-            return self._guide_draws()
+            return self.guide_draws()
         return {
             name: getattr(self, f"posterior_{name}")
             for name in SITES
