@@ -876,15 +876,16 @@ class _LazyChoices:
         return len(self._load())
 
 
+# choices defined beside torch code, read only when a subcommand checks or shows them
+_OBJECTIVES = _LazyChoices("bayesvae.infer.objectives", "OBJECTIVES")
+_AUTOGUIDES = _LazyChoices("bayesvae.models.program", "AUTOGUIDES")
+_ENCODERS = _LazyChoices("bayesvae.models.vae", "ENCODERS")
+_FLOW_TYPES = _LazyChoices("bayesvae.models.vae", "FLOW_TYPES")
+_LIKELIHOODS = _LazyChoices("bayesvae.models.vae", "LIKELIHOODS")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from bayesvae._version import __version__
-
-    # choices defined beside torch code are read only when that subcommand checks or shows them
-    objectives = _LazyChoices("bayesvae.infer.objectives", "OBJECTIVES")
-    autoguides = _LazyChoices("bayesvae.models.program", "AUTOGUIDES")
-    encoders = _LazyChoices("bayesvae.models.vae", "ENCODERS")
-    flow_types = _LazyChoices("bayesvae.models.vae", "FLOW_TYPES")
-    likelihoods = _LazyChoices("bayesvae.models.vae", "LIKELIHOODS")
 
     # -v/-q/--debug work before or after the subcommand; SUPPRESS keeps a subcommand from
     # resetting what was given before it
@@ -917,7 +918,37 @@ def _build_parser() -> argparse.ArgumentParser:
             name, parents=[common], formatter_class=_HelpFormatter, **options
         )
 
-    vae = add_parser("vae", help="train a variational autoencoder and write a run folder")
+    _vae_arguments(add_parser("vae", help="train a variational autoencoder and write a run folder"))
+    _ab_arguments(add_parser("abtest", help="Bayesian A/B/n test of conversion counts"))
+    _anomaly_arguments(
+        add_parser("anomaly", help="Bayesian anomaly mixture: P(anomaly) for every row of a table")
+    )
+    _vae_anomaly_arguments(
+        add_parser(
+            "vae-anomaly",
+            help="VAE anomaly scores (negative ELBO or IWAE) for every row of a table",
+        )
+    )
+    _topics_arguments(add_parser("topics", help="fit a ProdLDA topic model to a corpus"))
+    _fit_arguments(
+        add_parser(
+            "fit",
+            help="fit your own Pyro program (MODEL.py:FUNCTION) by SVI and/or NUTS",
+            description="Fit a Pyro program from a file; its arguments are bound by name to the "
+            "columns of a CSV, the arrays of an .npz or the entries of a JSON object.",
+        )
+    )
+    _text_vae_arguments(
+        add_parser("text-vae", help="fit a sentence VAE (Bowman et al. 2016) to a corpus")
+    )
+    _report_arguments(add_parser("report", help="write report.html and report.md for a run"))
+    for sub_parser in [parser, *commands.choices.values()]:
+        _show_defaults(sub_parser)
+    return parser
+
+
+def _vae_arguments(vae: argparse.ArgumentParser) -> None:
+    """Declare ``bayesvae vae``'s arguments on its subparser."""
     vae.add_argument(
         "--data",
         default="digits",
@@ -930,12 +961,12 @@ def _build_parser() -> argparse.ArgumentParser:
     vae.add_argument("--latent-dim", type=int, default=2)
     vae.add_argument("--hidden", type=int, nargs="+", default=[256], help="hidden layer widths")
     vae.add_argument(
-        "--encoder", default="mlp", choices=encoders, metavar="NAME", help=_CHOICES_HELP
+        "--encoder", default="mlp", choices=_ENCODERS, metavar="NAME", help=_CHOICES_HELP
     )
     vae.add_argument(
         "--likelihood",
         default="bernoulli",
-        choices=likelihoods,
+        choices=_LIKELIHOODS,
         metavar="NAME",
         help=_CHOICES_HELP,
     )
@@ -970,7 +1001,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--flows", type=int, default=0, help="conditional flows after the Gaussian guide"
     )
     vae.add_argument(
-        "--flow-type", default="iaf", choices=flow_types, metavar="NAME", help=_CHOICES_HELP
+        "--flow-type", default="iaf", choices=_FLOW_TYPES, metavar="NAME", help=_CHOICES_HELP
     )
     vae.add_argument(
         "--top-latent-dim", type=int, default=10, help="--model hvae: size of the top layer"
@@ -993,7 +1024,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     vae.add_argument(
         "--elbo",
-        choices=objectives,
+        choices=_OBJECTIVES,
         metavar="NAME",
         help="objective, one of %(choices)s (default: the model's own: enum for --model "
         "mixture, else trace)",
@@ -1040,7 +1071,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     vae.set_defaults(run=_run_vae)
 
-    ab = add_parser("abtest", help="Bayesian A/B/n test of conversion counts")
+
+def _ab_arguments(ab: argparse.ArgumentParser) -> None:
+    """Declare ``bayesvae abtest``'s arguments on its subparser."""
     ab.add_argument("data", nargs="?", help="CSV of per-user rows (with --group, --outcome)")
     ab.add_argument(
         "--arm",
@@ -1126,9 +1159,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ab.set_defaults(run=_run_abtest)
 
-    anomaly = add_parser(
-        "anomaly", help="Bayesian anomaly mixture: P(anomaly) for every row of a table"
-    )
+
+def _anomaly_arguments(anomaly: argparse.ArgumentParser) -> None:
+    """Declare ``bayesvae anomaly``'s arguments on its subparser."""
     anomaly.add_argument("data", help="a .csv, .npy or .npz (array X, optional labels) file")
     anomaly.add_argument(
         "--columns", nargs="+", help="feature columns (names; indices for .npy/.npz)"
@@ -1189,9 +1222,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     anomaly.set_defaults(run=_run_anomaly)
 
-    vae_anomaly = add_parser(
-        "vae-anomaly", help="VAE anomaly scores (negative ELBO or IWAE) for every row of a table"
-    )
+
+def _vae_anomaly_arguments(vae_anomaly: argparse.ArgumentParser) -> None:
+    """Declare ``bayesvae vae-anomaly``'s arguments on its subparser."""
     vae_anomaly.add_argument("data", help="a .csv, .npy or .npz (array X, optional labels) file")
     vae_anomaly.add_argument(
         "--columns", nargs="+", help="feature columns (names; indices for .npy/.npz)"
@@ -1202,7 +1235,7 @@ def _build_parser() -> argparse.ArgumentParser:
     vae_anomaly.add_argument(
         "--likelihood",
         default="gaussian",
-        choices=likelihoods,
+        choices=_LIKELIHOODS,
         metavar="NAME",
         help=_CHOICES_HELP,
     )
@@ -1228,7 +1261,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     vae_anomaly.set_defaults(run=_run_vae_anomaly)
 
-    topics = add_parser("topics", help="fit a ProdLDA topic model to a corpus")
+
+def _topics_arguments(topics: argparse.ArgumentParser) -> None:
+    """Declare ``bayesvae topics``'s arguments on its subparser."""
     topics.add_argument(
         "corpus",
         help="a .txt (one document per line) or .txt.gz, a folder of .txt files, a .csv "
@@ -1258,12 +1293,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     topics.set_defaults(run=_run_topics)
 
-    fit = add_parser(
-        "fit",
-        help="fit your own Pyro program (MODEL.py:FUNCTION) by SVI and/or NUTS",
-        description="Fit a Pyro program from a file; its arguments are bound by name to the "
-        "columns of a CSV, the arrays of an .npz or the entries of a JSON object.",
-    )
+
+def _fit_arguments(fit: argparse.ArgumentParser) -> None:
+    """Declare ``bayesvae fit``'s arguments on its subparser."""
     fit.add_argument("model", help="FILE.py:FUNCTION, a plain Pyro model")
     fit.add_argument("--data", required=True, help="a .csv, .npz or .json file")
     fit.add_argument(
@@ -1277,14 +1309,14 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--guide",
         default="normal",
-        choices=autoguides,
+        choices=_AUTOGUIDES,
         metavar="NAME",
         help="AutoGuide, one of %(choices)s (default: %(default)s)",
     )
     fit.add_argument("--steps", type=int, default=2000, help="SVI steps")
     fit.add_argument(
         "--elbo",
-        choices=objectives,
+        choices=_OBJECTIVES,
         metavar="NAME",
         help="SVI objective, one of %(choices)s (default: trace)",
     )
@@ -1312,7 +1344,9 @@ def _build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print one JSON object")
     fit.set_defaults(run=_run_fit)
 
-    text_vae = add_parser("text-vae", help="fit a sentence VAE (Bowman et al. 2016) to a corpus")
+
+def _text_vae_arguments(text_vae: argparse.ArgumentParser) -> None:
+    """Declare ``bayesvae text-vae``'s arguments on its subparser."""
     text_vae.add_argument(
         "corpus", help="a .txt file (one document per line), a folder of .txt files, or a CSV"
     )
@@ -1343,13 +1377,12 @@ def _build_parser() -> argparse.ArgumentParser:
     text_vae.add_argument("--json", action="store_true", help="print one JSON object")
     text_vae.set_defaults(run=_run_text_vae)
 
-    report = add_parser("report", help="write report.html and report.md for a run")
+
+def _report_arguments(report: argparse.ArgumentParser) -> None:
+    """Declare ``bayesvae report``'s arguments on its subparser."""
     report.add_argument("run_dir", help="a run folder (with config.yaml)")
     report.add_argument("--title", help="report title")
     report.set_defaults(run=_run_report)
-    for sub_parser in [parser, *commands.choices.values()]:
-        _show_defaults(sub_parser)
-    return parser
 
 
 class _HelpFormatter(argparse.HelpFormatter):
