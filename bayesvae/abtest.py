@@ -21,8 +21,9 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -56,6 +57,9 @@ from bayesvae.models.ab_conjugate import (
     marginal_prob_greater,
     summarize_metric,
 )
+
+if TYPE_CHECKING:
+    from bayesvae.runs import RunWriter
 
 __all__ = [
     "abtest",
@@ -158,6 +162,12 @@ class ABTestResult:
     shrinkage: list[dict[str, Any]] | None = None
     #: the exact 1-D posterior of each arm's value (frozen scipy distributions), for plots
     exact_marginals: list[Any] | None = None
+    #: the model family (``BetaBinomialABTest``, ``NormalABTest``, ...) and its settings (arms,
+    #: prior, ``hierarchical``), and the analysis options: what :meth:`save` writes to
+    #: ``config.yaml``
+    family: str = "BetaBinomialABTest"
+    model_config: dict[str, Any] = field(default_factory=dict)
+    analysis: dict[str, Any] = field(default_factory=dict)
     #: builds ``inference_data`` on first use (exact results: ArviZ is imported only then)
     _inference_data_factory: Callable[[], Any] | None = field(default=None, repr=False)
 
@@ -257,6 +267,14 @@ class ABTestResult:
             },
         }
 
+    def save(self, out: str | Path | RunWriter) -> Path:
+        """Write a run folder that ``bayesvae report`` reads: ``result.json``, ``summary.txt``,
+        the posterior plots (``posteriors.png``, ``lift.png``, ``prob_best.png``, and
+        ``shrinkage.png`` for the hierarchical model), ``posterior.nc`` (the ArviZ data) and
+        ``config.yaml`` (family, arms, prior, analysis options). The folder is saved whole
+        (:class:`bayesvae.runs.RunWriter`): a run already at ``out`` is replaced."""
+        return _save_run(out, [self], self.to_dict(), self.table(), self.analysis)
+
     def table(self) -> str:
         """A readable plain-text summary: the checks, one row per arm, lifts, the decision."""
         pct = f"{self.hdi_prob:.0%}"
@@ -301,6 +319,39 @@ class ABTestResult:
         return "\n".join(lines)
 
 
+def _save_run(
+    out: str | Path | RunWriter,
+    results: list[ABTestResult],
+    summary: dict[str, Any],
+    table: str,
+    analysis: dict[str, Any],
+) -> Path:
+    """The A/B run folder of ``results`` (one metric, or several with suffixed files)."""
+    from bayesvae.report import plots
+    from bayesvae.runs import writing
+
+    primary = results[0]
+    with writing(out) as run:
+        run.write_json("result.json", summary)
+        run.write_text("summary.txt", table + "\n")
+        rope = primary.analysis.get("rope")
+        for index, one in enumerate(results):
+            suffix = "" if len(results) == 1 else f"_{index}"
+            plots.ab_posteriors(one, run.file(f"posteriors{suffix}.png"))
+            plots.ab_lift(one, run.file(f"lift{suffix}.png"), rope=rope)
+            plots.ab_prob_best(one, run.file(f"prob_best{suffix}.png"))
+            if one.shrinkage:
+                plots.ab_shrinkage(one, run.file(f"shrinkage{suffix}.png"))
+            if one.inference_data is not None:
+                run.write_netcdf(f"posterior{suffix}.nc", one.inference_data)
+        run.write_config(
+            primary.family,
+            {**primary.model_config, "metrics": [one.metric for one in results]},
+            analysis=analysis,
+        )
+    return run.path
+
+
 def _check_lines(checks: Sequence[SanityCheck]) -> list[str]:
     if not checks:
         return []
@@ -333,6 +384,14 @@ class ABTestSuite:
         for result in self.results.values():
             lines += ["", "=" * 78, result.table()]
         return "\n".join(lines)
+
+    def save(self, out: str | Path | RunWriter) -> Path:
+        """Write one run folder for every metric (see :meth:`ABTestResult.save`): the plots and
+        posterior of metric ``i`` carry the suffix ``_i``; ``result.json`` holds the shared
+        checks and every result."""
+        results = list(self.results.values())
+        analysis = {**self.primary.analysis, "outcomes": list(self.results)}
+        return _save_run(out, results, self.to_dict(), self.table(), analysis)
 
     def to_dict(self) -> dict[str, Any]:
         """``{"checks": [...], "results": [one result dict per metric]}``."""
@@ -659,13 +718,17 @@ def abtest_from_rows(
     names, values = outcome_values(
         frame, group=group, outcome=outcome, binary=metric == "conversion"
     )
-    return abtest_samples(
+    result = abtest_samples(
         dict(zip(names, values, strict=True)),
         metric=metric,
         outcome=outcome,
         checks=checks,
         **options,
     )
+    result.analysis.update(
+        _row_options(group, unit, dedupe, allocation, check_column, srm_threshold, options)
+    )
+    return result
 
 
 def abtest_metrics(
@@ -715,7 +778,37 @@ def abtest_metrics(
             outcome=column,
             **metric_options,
         )
+        results[column].analysis.update(
+            _row_options(
+                group, unit, dedupe, allocation, check_column, srm_threshold, metric_options
+            )
+        )
     return ABTestSuite(results, checks)
+
+
+def _row_options(
+    group: str,
+    unit: str | None,
+    dedupe: str | None,
+    allocation: Mapping[str, float] | Sequence[float] | None,
+    check_column: str | None,
+    srm_threshold: float,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The per-unit table's options as plain values, for a run's ``config.yaml``."""
+    if isinstance(allocation, Mapping):
+        shares: Any = {str(arm): float(share) for arm, share in allocation.items()}
+    else:
+        shares = None if allocation is None else [float(share) for share in allocation]
+    return {
+        "group": group,
+        "unit": unit,
+        "dedupe": dedupe,
+        "allocation": shares,
+        "check_column": check_column,
+        "srm_threshold": float(srm_threshold),
+        **{key: options[key] for key in ("count_likelihood", "winsorize") if key in options},
+    }
 
 
 # ------------------------------------------------------------------------------ analysis
@@ -793,6 +886,12 @@ def _analyse(
     )
     result._inference_data_factory = idata_factory
     result.metric, result.outcome, result.likelihood = metric, outcome, spec.likelihood
+    result.family, result.model_config = spec.family, spec.spec_config
+    result.analysis = {
+        "metric": metric,
+        "outcome": outcome,
+        **{key: value for key, value in asdict(settings).items() if key != "progress"},
+    }
     result.units = np.asarray(summary.units)
     result.observed = [summary.describe(k) for k in range(len(names))]
     result.checks = checks

@@ -362,6 +362,8 @@ def _show_progress(args: argparse.Namespace) -> bool:
 def _run_abtest(args: argparse.Namespace) -> int:
     from bayesvae.abtest import abtest, abtest_from_rows, abtest_metrics
 
+    if args.report and not args.out:
+        raise UsageError("--report needs --out DIR (the report is written there)")
     options = dict(
         prior=_parse_prior(args.prior),
         hierarchical=args.hierarchical,
@@ -406,7 +408,6 @@ def _run_abtest(args: argparse.Namespace) -> int:
                 **options,
                 **metric_options,
             )
-            results = [result]
         else:
             result = abtest_metrics(
                 args.data,
@@ -416,7 +417,6 @@ def _run_abtest(args: argparse.Namespace) -> int:
                 **options,
                 **metric_options,
             )
-            results = list(result.results.values())
     else:
         if not args.arm:
             raise UsageError("give --arm NAME=SUCCESSES/TRIALS (at least two) or a CSV file")
@@ -441,47 +441,7 @@ def _run_abtest(args: argparse.Namespace) -> int:
             trials=[a[2] for a in arms],
             **options,
         )
-        results = [result]
-    summary = result.to_dict()
-    if args.report and not args.out:
-        raise UsageError("--report needs --out DIR (the report is written there)")
-    if args.out:
-        from bayesvae.report import plots
-        from bayesvae.runs import RunWriter
-
-        with RunWriter(args.out, overwrite=True) as run:
-            run.write_json("result.json", summary)
-            run.write_text("summary.txt", result.table() + "\n")
-            for index, one in enumerate(results):
-                suffix = "" if len(results) == 1 else f"_{index}"
-                plots.ab_posteriors(one, run.file(f"posteriors{suffix}.png"))
-                plots.ab_lift(one, run.file(f"lift{suffix}.png"), rope=args.rope)
-                plots.ab_prob_best(one, run.file(f"prob_best{suffix}.png"))
-                if one.shrinkage:
-                    plots.ab_shrinkage(one, run.file(f"shrinkage{suffix}.png"))
-                if one.inference_data is not None:
-                    run.write_netcdf(f"posterior{suffix}.nc", one.inference_data)
-            primary = results[0]
-            run.write_config(
-                "BetaBinomialABTest",
-                {
-                    "arms": primary.arms,
-                    "metrics": [one.metric for one in results],
-                    "prior": None if options["prior"] is None else list(options["prior"]),
-                    "hierarchical": args.hierarchical,
-                },
-                analysis={
-                    **{k: v for k, v in options.items() if k != "prior"},
-                    **row_options,
-                    **metric_options,
-                    "outcomes": outcomes,
-                },
-            )
-            if args.report:
-                from bayesvae.report import build
-
-                build(run.reader())
-    print(json.dumps(summary) if args.json else result.table())
+    _save_and_print(result, args)
     return 0
 
 

@@ -145,7 +145,7 @@ def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], run: R
     manifold grid; per class for a conditional model."""
     import torch
 
-    from bayesvae import latent
+    from bayesvae.latent import TRAVERSAL_VALUES, interpolate, manifold_grid, traversals
     from bayesvae.report import plots
 
     if not model.continuous_latent:
@@ -157,7 +157,7 @@ def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], run: R
         second = int(others[0]) if len(others) else 1
     y = int(shown.y[0]) if by_class else None
     x = torch.as_tensor(shown.x[[first, second]])
-    images = latent.interpolate(model, x[0], x[1], steps=10, method="spherical", y=y)
+    images = interpolate(model, x[0], x[1], steps=10, method="spherical", y=y)
     endpoints = None
     if shown.y is not None:
         endpoints = (f"label {shown.y[first]}", f"label {shown.y[second]}")
@@ -169,16 +169,16 @@ def _latent_figures(model: Any, shown: Any, image_shape: tuple[int, ...], run: R
         endpoints=endpoints,
     )
     dims = list(range(min(model.latent_dim, 10)))
-    traversed = latent.traversals(model, x=x[0], dims=dims, y=y)
+    traversed = traversals(model, x=x[0], dims=dims, y=y)
     plots.traversals(
         traversed,
         image_shape,
         run.file("traversals.png"),
         dims=dims,
-        values=latent.TRAVERSAL_VALUES,
+        values=TRAVERSAL_VALUES,
     )
     if model.latent_dim >= 2:
-        grid = latent.manifold_grid(model, n=15, y=y)
+        grid = manifold_grid(model, n=15, y=y)
         plots.manifold(grid, image_shape, run.file("manifold.png"), dims=(0, 1))
 
 

@@ -554,3 +554,45 @@ def test_cli_bad_metric_input_exits_2(tmp_path, capsys, args, words):
     assert main(["abtest", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1
+
+
+def test_a_result_saves_the_run_folder_the_cli_writes(tmp_path):
+    """``ABTestResult.save`` (Python) writes what ``bayesvae abtest --out`` writes: the report
+    builds from it, and config.yaml names the model's family, its prior and the analysis."""
+    import yaml
+
+    from bayesvae.abtest import abtest, abtest_metrics
+    from bayesvae.report import build
+
+    result = abtest({"<b>A</b>": (12, 100), "B": (20, 100)}, prior=(2.0, 3.0), rope=0.01, seed=1)
+    folder = result.save(tmp_path / "ab")
+    for name in ("result.json", "summary.txt", "posteriors.png", "lift.png", "prob_best.png"):
+        assert (folder / name).stat().st_size > 0, name
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["family"] == "BetaBinomialABTest"
+    assert config["model"]["arms"] == ["<b>A</b>", "B"]
+    assert config["model"]["prior"] == [2.0, 3.0] and config["model"]["hierarchical"] is False
+    assert config["analysis"]["method"] == "exact" and config["analysis"]["rope"] == 0.01
+    assert json.loads((folder / "result.json").read_text()) == json.loads(
+        json.dumps(result.to_dict())
+    )
+    html = build(folder).html.read_text()
+    assert "&lt;b&gt;A&lt;/b&gt;" in html and "<b>A</b>" not in html
+
+    frame = pd.DataFrame(
+        {
+            "version": ["A", "B"] * 100,
+            "converted": [0, 1, 0, 0] * 50,
+            "rounds": np.random.default_rng(0).poisson(5.0, size=200),
+        }
+    )
+    suite = abtest_metrics(
+        frame, group="version", metrics={"converted": "conversion", "rounds": "count"}, seed=0
+    )
+    folder = suite.save(tmp_path / "suite")
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    assert config["model"]["metrics"] == ["conversion", "count"]
+    assert config["analysis"]["outcomes"] == ["converted", "rounds"]
+    assert config["analysis"]["group"] == "version"
+    assert (folder / "posteriors_0.png").is_file() and (folder / "posteriors_1.png").is_file()
+    assert len(json.loads((folder / "result.json").read_text())["results"]) == 2

@@ -23,6 +23,7 @@ LAYERS = [
         "bayesvae.text_vae",
         "bayesvae.augment",
         "bayesvae.latent",
+        "bayesvae.vae_run",
     ),
     ("bayesvae.cli", "bayesvae"),
 ]
