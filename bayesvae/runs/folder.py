@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -194,7 +195,8 @@ class RunWriter:
         return write_text(self.file(name), text)
 
     def write_json(self, name: str, value: Any) -> Path:
-        return self.write_text(name, json.dumps(value, indent=2))
+        """``value`` (NumPy numbers and arrays become plain ones) as indented JSON."""
+        return self.write_text(name, json.dumps(_plain(value), indent=2))
 
     def write_csv(self, name: str, frame: Any, **to_csv: Any) -> Path:
         """A DataFrame (or a list of row dicts) as CSV, without the index by default."""
@@ -226,7 +228,7 @@ class RunWriter:
             "versions": runtime_versions(),
             **{key: value for key, value in sections.items() if value},
         }
-        return self.write_text(CONFIG_FILE, yaml.safe_dump(config, sort_keys=False))
+        return self.write_text(CONFIG_FILE, yaml.safe_dump(_plain(config), sort_keys=False))
 
     def reader(self) -> RunFolder:
         """The files written so far, read as a run folder named like the final one (a report
@@ -281,6 +283,18 @@ def writing(target: str | os.PathLike[str] | RunWriter, *, overwrite: bool = Tru
         return
     with RunWriter(target, overwrite=overwrite) as run:
         yield run
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy numbers and arrays as Python ones and tuples as lists, at any depth
+    of dicts and lists (what ``yaml.safe_dump`` and ``json.dumps`` can write)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
 
 
 def _unreadable(path: Path, err: BaseException) -> ValueError:

@@ -192,3 +192,23 @@ def test_constraints_round_trip_as_names():
     assert rebuilt.lower_bound == -1.0
     with pytest.raises(ValueError, match="cannot record"):
         constraint_spec(constraints.integer_interval(0, 3), "p")
+
+
+def test_config_and_json_take_numpy_values(tmp_path):
+    """NumPy numbers, arrays and tuples in a config or JSON file are written as plain values
+    (``yaml.safe_dump`` refuses them as they are)."""
+    import json
+
+    import numpy as np
+    import yaml
+
+    from bayesvae.runs import RunWriter
+
+    values = {"rate": np.float64(0.25), "count": np.int64(3), "prior": (np.float32(1.5), 2.0)}
+    with RunWriter(tmp_path / "run") as run:
+        run.write_config("Example", {"grid": np.arange(3)}, analysis=values)
+        run.write_json("values.json", values)
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["model"] == {"grid": [0, 1, 2]}
+    assert config["analysis"] == {"rate": 0.25, "count": 3, "prior": [1.5, 2.0]}
+    assert json.loads((tmp_path / "run" / "values.json").read_text()) == config["analysis"]
