@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -309,20 +309,20 @@ def mcmc(
         dense_mass,
         max_tree_depth,
         jit_compile,
+        init_values=(
+            init_strategy if isinstance(init_strategy, dict) else model.nuts_init_values()
+        ),
+        init_strategy=init_strategy if isinstance(init_strategy, str) else "uniform",
     )
-    init_values = init_strategy if isinstance(init_strategy, dict) else model.nuts_init_values()
-    strategy_name = init_strategy if isinstance(init_strategy, str) else "uniform"
     if backend == "numpyro":
         from bayesvae.backends.numpyro import nuts_model
 
         numpyro_model = nuts_model(model)
         if numpyro_model is None:
             raise ValueError(f"{type(model).__name__} has no NumPyro twin; use backend='pyro'.")
-        idata = numpyro_nuts(
-            numpyro_model, tensors, {}, run, init_values, strategy_name, model.nuts_float64
-        )
+        idata = numpyro_nuts(numpyro_model, tensors, {}, run, model.nuts_float64)
     else:
-        idata = pyro_family_nuts(model, tensors, run, init_values, strategy_name)
+        idata = pyro_family_nuts(model, tensors, run)
     idata = label_dims(model.postprocess_posterior(idata), coords)  # relabel components first
     return _warned(_result(idata, backend, run, time.perf_counter() - started))
 
@@ -376,6 +376,10 @@ class NUTSRun:
     dense_mass: bool | str = False
     max_tree_depth: int = 10
     jit_compile: bool = False
+    #: starting values by site (the user's dict, or a family's ``nuts_init_values()``)
+    init_values: dict[str, Any] | None = None
+    #: how sites without a starting value start: ``"median"``, ``"uniform"`` or ``"feasible"``
+    init_strategy: str = "median"
 
 
 # ------------------------------------------------------------------------- user programs
@@ -397,8 +401,11 @@ def _program_mcmc(
         program_inputs,
     )
 
-    init_values = init_strategy if isinstance(init_strategy, dict) else None
-    strategy = init_strategy if isinstance(init_strategy, str) else "median"
+    run = replace(
+        run,
+        init_values=init_strategy if isinstance(init_strategy, dict) else None,
+        init_strategy=init_strategy if isinstance(init_strategy, str) else "median",
+    )
     numpyro_program = is_numpyro_program(fn, data, kwargs)
     if numpyro_program and backend == "pyro":
         raise TypeError(
@@ -411,7 +418,7 @@ def _program_mcmc(
         return label_dims(idata, {**present_dims(idata, input_coords), **coords})
 
     if numpyro_program:
-        idata = numpyro_program_nuts(fn, data, kwargs, run, init_values, strategy, num_prior_draws)
+        idata = numpyro_program_nuts(fn, data, kwargs, run, num_prior_draws)
         result = _result(labelled(idata), "numpyro", run, time.perf_counter() - started)
         result.model, result.data = fn, (data, kwargs)
         return result
@@ -430,7 +437,7 @@ def _program_mcmc(
                 raise ValueError(
                     f"coords[{dim!r}] has {len(labels)} labels; plate {dim!r} has {plates[dim][0]}."
                 )
-    idata = pyro_program_nuts(fn, args, kwargs, run, init_values, strategy, num_prior_draws)
+    idata = pyro_program_nuts(fn, args, kwargs, run, num_prior_draws)
     result = _result(labelled(idata), "pyro", run, time.perf_counter() - started)
     result.model, result.data = fn, (args, kwargs)
     return result

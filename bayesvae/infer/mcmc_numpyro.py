@@ -12,6 +12,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,14 +32,15 @@ def _is_torch_tensor(value: Any) -> bool:
     return torch is not None and torch.is_tensor(value)
 
 
-def _numpyro_init(init_values: dict[str, Any] | None, strategy: str) -> Any:
+def _numpyro_init(run: NUTSRun) -> Any:
+    """NumPyro's init strategy for ``run``: its starting values, else its named strategy."""
     import jax.numpy as jnp
     from numpyro.infer import init_to_feasible, init_to_median, init_to_uniform, init_to_value
 
-    if init_values is not None:
-        return init_to_value(values={k: jnp.asarray(v) for k, v in init_values.items()})
+    if run.init_values is not None:
+        return init_to_value(values={k: jnp.asarray(v) for k, v in run.init_values.items()})
     return {"median": init_to_median, "uniform": init_to_uniform, "feasible": init_to_feasible}[
-        strategy
+        run.init_strategy
     ]
 
 
@@ -55,13 +57,11 @@ def _jax_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple, dic
     return tuple(convert(a) for a in args), {k: convert(v) for k, v in kwargs.items()}
 
 
-def _numpyro_sampler(
-    fn: Any, args: tuple, kwargs: dict, run: NUTSRun, init_values: Any, strategy: str
-) -> Any:
+def _numpyro_sampler(fn: Any, args: tuple, kwargs: dict, run: NUTSRun) -> Any:
     import jax
     from numpyro.infer import MCMC, NUTS
 
-    init = _numpyro_init(init_values, strategy)
+    init = _numpyro_init(run)
     mass: dict[str, Any] = {"dense_mass": run.dense_mass}
     init_params = None
     if run.dense_mass == "laplace":
@@ -156,8 +156,6 @@ def numpyro_nuts(
     tensors: tuple[Any, ...],
     kwargs: dict[str, Any],
     run: NUTSRun,
-    init_values: Any,
-    strategy: str,
     float64: bool = False,
 ) -> Any:
     """A family's NumPyro twin through NUTS, as ArviZ data; in 64-bit when ``float64`` (the
@@ -167,10 +165,11 @@ def numpyro_nuts(
     with _jax_precision(float64):
         if float64:
             tensors = tuple(_as_float64(t) for t in tensors)
-            if init_values is not None:
-                init_values = {k: np.asarray(v, dtype=np.float64) for k, v in init_values.items()}
+            if run.init_values is not None:
+                start = {k: np.asarray(v, dtype=np.float64) for k, v in run.init_values.items()}
+                run = replace(run, init_values=start)
         args, kwargs = _jax_args(tensors, kwargs)
-        sampler = _numpyro_sampler(fn, args, kwargs, run, init_values, strategy)
+        sampler = _numpyro_sampler(fn, args, kwargs, run)
         idata = _numpyro_inference_data(sampler, fn, args, kwargs, run.coords, run.dims)
         pointwise = _pointwise_log_likelihood(fn, sampler, args, kwargs)
         if pointwise:
@@ -337,8 +336,6 @@ def numpyro_program_nuts(
     data: tuple[Any, ...],
     kwargs: dict[str, Any],
     run: NUTSRun,
-    init_values: Any,
-    strategy: str,
     num_prior_draws: int,
 ) -> Any:
     """NUTS on a NumPyro program ``fn(*data, **kwargs)`` (64-bit when any array argument is
@@ -358,7 +355,7 @@ def numpyro_program_nuts(
         logger.info("float64 data: NumPyro NUTS runs in 64-bit (pass float32 arrays for 32-bit)")
     with _jax_precision(x64):
         args, jkwargs = _jax_args(data, kwargs)
-        sampler = _numpyro_sampler(fn, args, jkwargs, run, init_values, strategy)
+        sampler = _numpyro_sampler(fn, args, jkwargs, run)
         dims = infer_dims(fn, args, jkwargs) if run.dims is None else run.dims
         idata = _numpyro_inference_data(sampler, fn, args, jkwargs, run.coords, dims)
         observed = list(idata.observed_data.data_vars) if "observed_data" in idata else []

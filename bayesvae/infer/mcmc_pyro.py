@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 __all__ = ["pyro_family_nuts", "pyro_program_nuts"]
 
 
-def _pyro_init(init_values: dict[str, Any] | None, strategy: str) -> Any:
+def _pyro_init(run: NUTSRun) -> Any:
+    """Pyro's init strategy for ``run``: its starting values, else its named strategy."""
     import torch
     from pyro.infer.autoguide.initialization import (
         init_to_feasible,
@@ -28,24 +29,20 @@ def _pyro_init(init_values: dict[str, Any] | None, strategy: str) -> Any:
         init_to_value,
     )
 
-    if init_values is not None:
-        return init_to_value(values={k: torch.as_tensor(v) for k, v in init_values.items()})
+    if run.init_values is not None:
+        return init_to_value(values={k: torch.as_tensor(v) for k, v in run.init_values.items()})
     return {"median": init_to_median, "uniform": init_to_uniform, "feasible": init_to_feasible}[
-        strategy
+        run.init_strategy
     ]
 
 
-def pyro_family_nuts(
-    model: Any, tensors: tuple[torch.Tensor, ...], run: NUTSRun, init_values: Any, strategy: str
-) -> Any:
+def pyro_family_nuts(model: Any, tensors: tuple[torch.Tensor, ...], run: NUTSRun) -> Any:
     """NUTS on a family's Pyro ``model.model(*tensors)``, chain by chain, as ArviZ data
     (``az.from_pyro`` per chain, concatenated)."""
     import arviz as az
 
     chains = []
-    samplers = _pyro_chains(
-        model.model, tensors, {}, run, init_values, strategy, model.max_plate_nesting
-    )
+    samplers = _pyro_chains(model.model, tensors, {}, run, model.max_plate_nesting)
     for sampler in samplers:
         with warnings.catch_warnings():  # arviz notes that one chain cannot give R-hat
             warnings.simplefilter("ignore", UserWarning)
@@ -58,8 +55,6 @@ def _pyro_chains(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     run: NUTSRun,
-    init_values: Any,
-    strategy: str,
     max_plate_nesting: int | None,
 ) -> Any:
     """One Pyro ``MCMC`` per chain, run one after another, seeded ``seed + chain``."""
@@ -72,7 +67,7 @@ def _pyro_chains(
             NUTS(
                 fn,
                 target_accept_prob=run.target_accept_prob,
-                init_strategy=_pyro_init(init_values, strategy),
+                init_strategy=_pyro_init(run),
                 max_plate_nesting=max_plate_nesting,
                 full_mass=run.dense_mass,
                 max_tree_depth=run.max_tree_depth,
@@ -99,8 +94,6 @@ def pyro_program_nuts(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     run: NUTSRun,
-    init_values: Any,
-    strategy: str,
     num_prior_draws: int,
 ) -> Any:
     """NUTS on a Pyro program, as ArviZ data built here: posterior (and deterministic sites),
@@ -120,7 +113,7 @@ def pyro_program_nuts(
             "there is nothing to condition on."
         )
     chains, diverging = [], []
-    for sampler in _pyro_chains(fn, args, kwargs, run, init_values, strategy, sites.nesting):
+    for sampler in _pyro_chains(fn, args, kwargs, run, sites.nesting):
         chains.append({k: v.detach().cpu() for k, v in sampler.get_samples().items()})
         flags = np.zeros(run.num_samples, dtype=bool)
         for index in sampler.diagnostics().get("divergences", {}).get("chain 0", []):
