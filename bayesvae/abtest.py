@@ -650,8 +650,9 @@ def _checked_rows(
     allocation: Mapping[str, float] | Sequence[float] | None,
     check_column: str | None,
     srm_threshold: float,
-) -> tuple[Any, list[SanityCheck]]:
-    """The table after dedupe, and the shared data checks (duplicates, assignment, SRM)."""
+) -> tuple[Any, list[SanityCheck], dict[str, Any]]:
+    """The table after dedupe, the shared data checks (duplicates, assignment, SRM), and these
+    options as plain values (for a run's ``config.yaml``)."""
     frame = read_table(source)
     if group not in frame.columns:
         raise ValueError(f"group column {group!r} not found; columns are {list(frame.columns)}.")
@@ -671,7 +672,19 @@ def _checked_rows(
     names = list(dict.fromkeys(labels.tolist()))
     sizes = labels.value_counts().reindex(names).to_numpy()
     checks.insert(0, sample_ratio_mismatch(names, sizes, allocation, threshold=srm_threshold))
-    return frame, checks
+    if isinstance(allocation, Mapping):
+        shares: Any = {str(arm): float(share) for arm, share in allocation.items()}
+    else:
+        shares = None if allocation is None else [float(share) for share in allocation]
+    options = {
+        "group": group,
+        "unit": unit,
+        "dedupe": dedupe,
+        "allocation": shares,
+        "check_column": check_column,
+        "srm_threshold": float(srm_threshold),
+    }
+    return frame, checks, options
 
 
 def abtest_from_rows(
@@ -705,7 +718,7 @@ def abtest_from_rows(
     A failed check does not stop the analysis: it is in ``result.checks`` and shown above the
     decision.
     """
-    frame, checks = _checked_rows(
+    frame, checks, row_options = _checked_rows(
         source,
         group=group,
         unit=unit,
@@ -725,9 +738,7 @@ def abtest_from_rows(
         checks=checks,
         **options,
     )
-    result.analysis.update(
-        _row_options(group, unit, dedupe, allocation, check_column, srm_threshold, options)
-    )
+    result.analysis.update(row_options, **_metric_options(options))
     return result
 
 
@@ -751,7 +762,7 @@ def abtest_metrics(
         raise ValueError("metrics must map at least one outcome column to a metric name.")
     for column, metric in metrics.items():
         check_choice(f"metric of {column!r}", metric, METRICS)
-    frame, checks = _checked_rows(
+    frame, checks, row_options = _checked_rows(
         source,
         group=group,
         unit=unit,
@@ -778,37 +789,13 @@ def abtest_metrics(
             outcome=column,
             **metric_options,
         )
-        results[column].analysis.update(
-            _row_options(
-                group, unit, dedupe, allocation, check_column, srm_threshold, metric_options
-            )
-        )
+        results[column].analysis.update(row_options, **_metric_options(metric_options))
     return ABTestSuite(results, checks)
 
 
-def _row_options(
-    group: str,
-    unit: str | None,
-    dedupe: str | None,
-    allocation: Mapping[str, float] | Sequence[float] | None,
-    check_column: str | None,
-    srm_threshold: float,
-    options: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The per-unit table's options as plain values, for a run's ``config.yaml``."""
-    if isinstance(allocation, Mapping):
-        shares: Any = {str(arm): float(share) for arm, share in allocation.items()}
-    else:
-        shares = None if allocation is None else [float(share) for share in allocation]
-    return {
-        "group": group,
-        "unit": unit,
-        "dedupe": dedupe,
-        "allocation": shares,
-        "check_column": check_column,
-        "srm_threshold": float(srm_threshold),
-        **{key: options[key] for key in ("count_likelihood", "winsorize") if key in options},
-    }
+def _metric_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of :func:`abtest_samples` that a result does not record by itself."""
+    return {key: options[key] for key in ("count_likelihood", "winsorize") if key in options}
 
 
 # ------------------------------------------------------------------------------ analysis
