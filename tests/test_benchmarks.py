@@ -1,5 +1,6 @@
 """The benchmark scripts run (tiny ``--quick`` mode; they write nothing then)."""
 
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -40,6 +41,21 @@ def test_converged_variants_quick_run(monkeypatch, capsys):
     )
 
 
+def test_quality_refit_on_train_and_valid_quick_run(monkeypatch, capsys):
+    """vae_mnist.py --refit-epochs: the final protocol trains on the training and validation
+    splits together (2,000 + 400 images in the quick run) for the fixed epochs, with no
+    validation ELBO."""
+    out = _quick_run(
+        "vae_mnist.py", ["--part", "quality", "--refit-epochs", "2"], monkeypatch, capsys
+    )
+    if not out:
+        pytest.skip("no shared MNIST data")
+    row = json.loads(out[out.index("{\n") :])["quality"]
+    assert row["refit"] and row["training_points"] == 2400
+    assert row["epochs_run"] == row["best_epoch"] == 2
+    assert row["best_val_elbo"] is None and not row["stopped_early"]
+
+
 def _quick_run(script, options, monkeypatch, capsys):
     before = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     monkeypatch.setattr(sys, "argv", [script, "--quick", *options])
@@ -50,6 +66,7 @@ def _quick_run(script, options, monkeypatch, capsys):
     assert (ROOT / "benchmarks" / "RESULTS.md").read_text() == before
     captured = capsys.readouterr()
     assert captured.out.strip() or "skipped" in captured.err  # no shared data: a clean skip
+    return captured.out
 
 
 @pytest.mark.parametrize(
