@@ -39,7 +39,12 @@ from bayesvae.data.experiment import (
     winsorize_values,
 )
 from bayesvae.data.tabular import outcome_values, read_table
-from bayesvae.data.validation import check_choice, check_positive_int
+from bayesvae.data.validation import (
+    check_choice,
+    check_non_negative_number,
+    check_positive_int,
+    check_positive_number,
+)
 from bayesvae.models.ab_conjugate import (
     ABModelSpec,
     ArmCounts,
@@ -829,15 +834,13 @@ def _analyse(
 ) -> ABTestResult:
     method = settings.method
     check_choice("method", method, METHODS)
-    hdi_prob = settings.hdi_prob
-    if not 0 < hdi_prob < 1:
+    hdi_prob = check_positive_number("hdi_prob", settings.hdi_prob)
+    if not hdi_prob < 1:
         raise ValueError(f"hdi_prob must lie in (0, 1), got {hdi_prob}.")
-    rope = settings.rope
-    if rope is not None and not (isinstance(rope, (int, float)) and rope > 0):
-        raise ValueError(f"rope must be a positive number or None, got {rope!r}.")
+    rope = None if settings.rope is None else check_positive_number("rope", settings.rope)
     threshold = settings.loss_threshold
-    if threshold is not None and not (isinstance(threshold, (int, float)) and threshold >= 0):
-        raise ValueError(f"loss_threshold must be a number >= 0, got {threshold!r}.")
+    if threshold is not None:
+        threshold = check_non_negative_number("loss_threshold", threshold)
     names = list(summary.names)
     control = names[0] if settings.control is None else str(settings.control)
     if control not in names:

@@ -148,6 +148,10 @@ def test_bad_rows(frame, kwargs, words):
         ({"method": "bootstrap"}, ValueError, "method"),
         ({"control": "Z"}, ValueError, "control arm 'Z'"),
         ({"rope": -0.1}, ValueError, "rope"),
+        ({"rope": 0.0}, ValueError, "rope must be a finite number > 0"),
+        ({"rope": "0.1"}, ValueError, "rope"),
+        ({"loss_threshold": float("nan")}, ValueError, "loss_threshold"),
+        ({"hdi_prob": "0.9"}, ValueError, "hdi_prob"),
         ({"hierarchical": True}, ValueError, "non-hierarchical"),
         ({"hdi_prob": 1.5}, ValueError, "hdi_prob"),
         ({"prior": (0, 1)}, ValueError, "prior"),
@@ -156,6 +160,18 @@ def test_bad_rows(frame, kwargs, words):
 def test_bad_options(kwargs, error, words):
     with pytest.raises(error, match=words):
         abtest(COUNTS, **kwargs)
+
+
+def test_numpy_scalars_are_options_like_python_numbers():
+    """A NumPy float32 option (e.g. read from an array) is a number like any other."""
+    plain = abtest(COUNTS, rope=0.01, hdi_prob=0.9, loss_threshold=0.001)
+    numpy = abtest(
+        COUNTS, rope=np.float32(0.01), hdi_prob=np.float32(0.9), loss_threshold=np.float16(0.001)
+    )
+    assert numpy.decision.rope == pytest.approx(plain.decision.rope)
+    assert numpy.hdi_prob == pytest.approx(plain.hdi_prob)
+    assert numpy.decision.text == plain.decision.text
+    assert numpy.decision.loss_threshold == pytest.approx(plain.decision.loss_threshold, rel=1e-3)
 
 
 def test_counts_forms():

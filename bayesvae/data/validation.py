@@ -121,6 +121,14 @@ def check_non_negative_number(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_positive_number(name: str, value: Any) -> float:
+    """Return ``value`` as float, raising ``ValueError`` unless it is a finite real number > 0
+    (bools refused)."""
+    if check_non_negative_number(name, value) == 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+    return float(value)
+
+
 def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:
     """Raise unless ``value`` is one of ``choices``."""
     if not isinstance(value, str) or value not in choices:
