@@ -29,6 +29,7 @@ __all__ = [
     "tokenize",
     "split_sentences",
     "sentences_from_text",
+    "load_20news_messages",
     "load_20news_sentences",
     "NEWSGROUPS_URL",
 ]
@@ -151,20 +152,13 @@ def _newsgroup_body(raw: bytes) -> str:
     return strip_newsgroup_quoting(strip_newsgroup_footer(strip_newsgroup_header(text)))
 
 
-def load_20news_sentences(
-    root: str | os.PathLike[str],
-    *,
-    min_tokens: int = 5,
-    max_tokens: int = 40,
-) -> dict[str, list[list[str]]]:
-    """Sentences of the raw 20 Newsgroups "bydate" messages in ``root/20news-bydate.tar.gz``.
+def load_20news_messages(root: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """The raw 20 Newsgroups "bydate" messages in ``root/20news-bydate.tar.gz``, as text.
 
     Each message loses its headers, quoted replies and signature (as scikit-learn's
-    ``remove=("headers", "footers", "quotes")``), is split into sentences and tokenized; sentences
-    of ``min_tokens`` to ``max_tokens`` tokens are kept. Splits, fixed: ``"train"`` from the
-    bydate training messages; the bydate test messages, in sorted file order, alternate between
-    ``"valid"`` (even positions) and ``"test"`` (odd). Users who are online can fetch the archive
-    from :data:`NEWSGROUPS_URL`.
+    ``remove=("headers", "footers", "quotes")``). Returns ``{"train": [...], "test": [...]}``,
+    the bydate splits (11,314 and 7,532 messages), each in sorted file order. Users who are
+    online can fetch the archive from :data:`NEWSGROUPS_URL`.
     """
     path = Path(root) / "20news-bydate.tar.gz"
     if not path.is_file():
@@ -180,13 +174,33 @@ def load_20news_sentences(
             handle = archive.extractfile(member)
             if handle is not None:
                 messages[split].append((member.name, handle.read()))
+    return {
+        split: [_newsgroup_body(raw) for _, raw in sorted(items)]
+        for split, items in messages.items()
+    }
+
+
+def load_20news_sentences(
+    root: str | os.PathLike[str],
+    *,
+    min_tokens: int = 5,
+    max_tokens: int = 40,
+) -> dict[str, list[list[str]]]:
+    """Sentences of the raw 20 Newsgroups "bydate" messages in ``root/20news-bydate.tar.gz``.
+
+    Each message (from :func:`load_20news_messages`: headers, quoted replies and signature
+    stripped) is split into sentences and tokenized; sentences of ``min_tokens`` to
+    ``max_tokens`` tokens are kept. Splits, fixed: ``"train"`` from the bydate training
+    messages; the bydate test messages, in sorted file order, alternate between ``"valid"``
+    (even positions) and ``"test"`` (odd). Users who are online can fetch the archive from
+    :data:`NEWSGROUPS_URL`.
+    """
+    messages = load_20news_messages(root)
     out: dict[str, list[list[str]]] = {"train": [], "valid": [], "test": []}
-    for split, items in messages.items():
-        for position, (_, raw) in enumerate(sorted(items)):
+    for split, bodies in messages.items():
+        for position, body in enumerate(bodies):
             target = split if split == "train" else ("valid", "test")[position % 2]
             out[target].extend(
-                sentences_from_text(
-                    [_newsgroup_body(raw)], min_tokens=min_tokens, max_tokens=max_tokens
-                )
+                sentences_from_text([body], min_tokens=min_tokens, max_tokens=max_tokens)
             )
     return out

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import numpy as np
 import pytest
 
 from bayesvae.data.sentences import (
     SPECIALS,
     Vocabulary,
+    load_20news_messages,
     load_20news_sentences,
     sentences_from_text,
     split_sentences,
@@ -57,6 +61,34 @@ def test_vocabulary_refusals():
 def test_a_missing_archive_names_the_download(tmp_path):
     with pytest.raises(FileNotFoundError, match="20news-bydate.tar.gz"):
         load_20news_sentences(tmp_path)
+    with pytest.raises(FileNotFoundError, match="20news-bydate.tar.gz"):
+        load_20news_messages(tmp_path)
+
+
+def _message(body: str) -> bytes:
+    return (
+        "From: someone@example.org\nSubject: Re: hockey\nLines: 5\n\n"
+        "In article <1@x> someone writes:\n> a quoted line\n" + body + "\n\n--\nSigned, me\n"
+    ).encode("latin-1")
+
+
+def test_20news_messages_lose_headers_quotes_and_signatures_in_file_order(tmp_path):
+    members = {
+        "20news-bydate-train/rec.sport.hockey/2": _message("The second training message."),
+        "20news-bydate-train/rec.sport.hockey/1": _message("The first training message, caf\xe9."),
+        "20news-bydate-test/sci.space/9": _message("A test message about orbits."),
+    }
+    with tarfile.open(tmp_path / "20news-bydate.tar.gz", "w:gz") as archive:
+        for name, raw in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            archive.addfile(info, io.BytesIO(raw))
+    messages = load_20news_messages(tmp_path)
+    assert [m.strip() for m in messages["train"]] == [
+        "The first training message, caf\xe9.",
+        "The second training message.",
+    ]
+    assert [m.strip() for m in messages["test"]] == ["A test message about orbits."]
 
 
 @pytest.mark.slow
