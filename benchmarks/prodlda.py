@@ -14,18 +14,24 @@ seed. NPMI is measured three ways, each stated beside its figure:
   window as long as the longest document (a second implementation; it differs only on pairs
   that never co-occur, to which its epsilon of 1e-12 gives about -1 + log(1 / p(i)p(j)) / 27.6);
 - as the paper's figures were computed (Lau et al.'s ``topic_interpretability`` toolkit, whose
-  output the paper's repository shows): sliding windows of 20 tokens over the test documents in
-  word order (``test.txt.gz``), a pair that never co-occurs counting 0.
+  output the paper's repository shows): sliding windows of 20 tokens in word order, a pair that
+  never co-occurs counting 0, over two references: the test documents (``test.txt.gz``), and the
+  whole corpus (every raw bydate message in ``../shared/data/20news_raw``, mapped to the
+  paper's vocabulary). With ``--paper-topics FILE`` (the paper's published topics and scores,
+  ``coherence_from_paper_script/AVTIM_50`` in its repository), the script also scores the
+  paper's own topics on both references, to show which reproduces the published figures.
 
 Appends a section to ``benchmarks/RESULTS.md`` and exits 1 when a target is missed: the Pyro
-model's NPMI measured as the paper did >= 0.25 (its 0.25 at K = 50), and the NumPyro twin >= 3x
-the Pyro model's documents per second (median epoch, compilation excluded).
+model's NPMI in windows of the test documents >= 0.25 (the issue's test reference; the paper's
+0.25 at K = 50), and the NumPyro twin >= 3x the Pyro model's documents per second (median
+epoch, compilation excluded).
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import re
 import statistics
 import sys
 import time
@@ -39,6 +45,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from vae_mnist import machine, write_results  # noqa: E402
 
+from bayesvae.data.sentences import load_20news_messages  # noqa: E402
 from bayesvae.data.text import load_20news_prodlda  # noqa: E402
 from bayesvae.diagnostics.topics import (  # noqa: E402
     TopicCollapseWarning,
@@ -51,6 +58,11 @@ from bayesvae.topics import fit_topics  # noqa: E402
 NPMI_TARGET = 0.25
 SPEED_TARGET = 3.0
 PAPER_WINDOW = 20  # the window of Lau et al.'s toolkit (ComputeWordCount.py's default)
+# one English suffix stripped (and replaced) to find a vocabulary word: a crude stand-in for the
+# lemmatizer of the paper's preprocessing, which is not published
+SUFFIXES = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""), ("ing", "e"))
+_WORD = re.compile(r"[a-z]+")
+_PUBLISHED_TOPIC = re.compile(r"^\[(-?\d+(?:\.\d+)?)\]\s+(.+)$")
 
 
 def test_sequences(data_dir: Path, vocabulary: list[str]) -> list[np.ndarray] | None:
@@ -65,6 +77,92 @@ def test_sequences(data_dir: Path, vocabulary: list[str]) -> list[np.ndarray] | 
             np.array([index[w] for w in line.split() if w in index], dtype=np.int64)
             for line in lines
         ]
+
+
+def vocabulary_ids(text: str, index: dict[str, int]) -> np.ndarray:
+    """Word indices of ``text``'s lower-cased alphabetic tokens in word order: a token that is
+    not a vocabulary word becomes the word left after stripping one of :data:`SUFFIXES`, or is
+    dropped (the paper's documents hold vocabulary words only)."""
+    ids = []
+    for token in _WORD.findall(text.lower()):
+        word = token if token in index else None
+        for suffix, replacement in SUFFIXES if word is None else ():
+            stem = token[: -len(suffix)] + replacement
+            if token.endswith(suffix) and stem in index:
+                word = stem
+                break
+        if word is not None:
+            ids.append(index[word])
+    return np.array(ids, dtype=np.int64)
+
+
+def whole_corpus_sequences(
+    raw_dir: Path, vocabulary: list[str], limit: int | None = None
+) -> list[np.ndarray] | None:
+    """Every 20 Newsgroups message (the bydate training and test messages, 18,846; headers,
+    quotes and signatures stripped as scikit-learn does) as vocabulary word indices in word order
+    (:func:`vocabulary_ids`), or ``None`` without ``raw_dir/20news-bydate.tar.gz``. Scored with
+    windows of 20 tokens, this reference reproduces the paper's published per-topic NPMI far
+    better than the test documents do (``--paper-topics`` measures it)."""
+    if not (raw_dir / "20news-bydate.tar.gz").is_file():
+        return None
+    messages = load_20news_messages(raw_dir)
+    bodies = messages["train"] + messages["test"]
+    index = {word: i for i, word in enumerate(vocabulary)}
+    return [vocabulary_ids(body, index) for body in bodies[:limit]]
+
+
+def published_topics(path: Path, vocabulary: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The runs in an output file of Lau et al.'s toolkit (the ProdLDA repository's
+    ``coherence_from_paper_script/AVTIM_50``): lines ``[score] word ... word``, one per topic,
+    a run ending at a line that starts with ``=`` or ``Average``. Returns, per run, the published
+    scores ``(K,)`` and the topics' word indices ``(K, n)``."""
+    index = {word: i for i, word in enumerate(vocabulary)}
+    runs: list[tuple[np.ndarray, np.ndarray]] = []
+    scores: list[float] = []
+    topics: list[list[int]] = []
+    for line in [*path.read_text(encoding="utf-8").splitlines(), "="]:
+        found = _PUBLISHED_TOPIC.match(line.strip())
+        if found:
+            words = found.group(2).split()
+            unknown = [word for word in words if word not in index]
+            if unknown:
+                raise ValueError(f"{path}: topic words {unknown} are not in the vocabulary.")
+            scores.append(float(found.group(1)))
+            topics.append([index[word] for word in words])
+        elif line.startswith(("=", "Average")) and topics:
+            if len({len(words) for words in topics}) != 1:
+                raise ValueError(f"{path}: the topics of a run have different lengths.")
+            runs.append((np.array(scores), np.array(topics, dtype=np.int64)))
+            scores, topics = [], []
+    if not runs:
+        raise ValueError(f"{path} holds no '[score] word word ...' topic lines.")
+    return runs
+
+
+def calibration(
+    runs: list[tuple[np.ndarray, np.ndarray]],
+    references: dict[str, list[np.ndarray]],
+    window: int = PAPER_WINDOW,
+) -> dict[str, dict[str, float]]:
+    """The published topics scored on each reference (windows of ``window`` tokens, unseen
+    pairs 0): the mean over runs of each run's mean, the published mean, and over all topics
+    the correlation with and the mean absolute difference from the published scores."""
+    published = np.concatenate([scores for scores, _ in runs])
+    out = {}
+    for name, reference in references.items():
+        per_run = [
+            npmi_coherence(top, reference, window=window, never_cooccurring=0.0) for _, top in runs
+        ]
+        ours = np.concatenate(per_run)
+        out[name] = {
+            "mean": float(np.mean([scores.mean() for scores in per_run])),
+            "published_mean": float(np.mean([scores.mean() for scores, _ in runs])),
+            "correlation": float(np.corrcoef(ours, published)[0, 1]),
+            "mean_abs_diff": float(np.abs(ours - published).mean()),
+            "topics": len(ours),
+        }
+    return out
 
 
 def gensim_npmi(top10: np.ndarray, bow: Any, vocabulary: list[str]) -> np.ndarray | None:
@@ -111,6 +209,7 @@ def measure(
     train: Any,
     test: Any,
     sequences: list[np.ndarray] | None,
+    whole: list[np.ndarray] | None,
     topics: int,
     epochs: int,
 ) -> dict[str, Any]:
@@ -129,20 +228,21 @@ def measure(
     vocabulary = list(train.vocabulary)
     theirs = gensim_npmi(top10, test.bow, vocabulary)
     ours = npmi_coherence(top10, test.bow)
-    paper = (
-        np.nan
-        if sequences is None
-        else float(
-            npmi_coherence(top10, sequences, window=PAPER_WINDOW, never_cooccurring=0.0).mean()
-        )
-    )
+
+    def windows_npmi(reference: list[np.ndarray] | None) -> float:
+        if reference is None:
+            return np.nan
+        scores = npmi_coherence(top10, reference, window=PAPER_WINDOW, never_cooccurring=0.0)
+        return float(scores.mean())
+
     return {
         "npmi_train": float(npmi_coherence(top10, train.bow).mean()),
         "npmi_test": float(ours.mean()),
         "npmi_gensim": np.nan if theirs is None else float(theirs.mean()),
         "gensim_gap": np.nan if theirs is None else float(np.abs(theirs - ours).max()),
         "unseen_pairs": never_cooccurring_pairs(top10, test.bow),
-        "npmi_paper": paper,
+        "npmi_test_windows": windows_npmi(sequences),
+        "npmi_whole_windows": windows_npmi(whole),
         "diversity": topic_diversity(top_word_indices(run.model.topic_word_weights(), 25)),
         "perplexity": run.perplexity,
         "epoch_s": epoch_s,
@@ -188,6 +288,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed and backend"
     )
+    parser.add_argument(
+        "--raw-dir",
+        type=Path,
+        default=None,
+        help="the raw 20 Newsgroups (20news-bydate.tar.gz) for the whole-corpus reference "
+        "(default: 20news_raw beside --data-dir)",
+    )
+    parser.add_argument(
+        "--paper-topics",
+        type=Path,
+        default=None,
+        help="the paper's published topics with their scores (the output of Lau et al.'s "
+        "toolkit in the ProdLDA repository, coherence_from_paper_script/AVTIM_50), to score "
+        "them on each reference against their published figures",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny run to check the script")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
@@ -195,26 +310,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: no 20news_prodlda_bow.npz in {args.data_dir}", file=sys.stderr)
         return 0
     train, test = load_20news_prodlda(args.data_dir)
-    sequences = test_sequences(args.data_dir, list(train.vocabulary))
+    vocabulary = list(train.vocabulary)
+    sequences = test_sequences(args.data_dir, vocabulary)
+    raw_dir = args.raw_dir or args.data_dir.parent / "20news_raw"
+    whole = whole_corpus_sequences(raw_dir, vocabulary, limit=500 if args.quick else None)
     epochs = 2 if args.quick else args.epochs
     if args.quick:
         train.bow, test.bow = train.bow[:1000], test.bow[:500]
         sequences = None if sequences is None else sequences[:500]
+    calibrated = None
+    if args.paper_topics is not None:
+        references = {"test documents": sequences, "whole corpus": whole}
+        calibrated = calibration(
+            published_topics(args.paper_topics, vocabulary),
+            {name: ref for name, ref in references.items() if ref is not None},
+        )
+        print(calibrated, flush=True)
     seeds = args.seeds[:1] if args.quick else args.seeds
     runs: dict[str, list[dict[str, Any]]] = {"pyro": [], "numpyro": []}
     for seed in seeds:
         for backend in runs:
-            row = measure(backend, seed, train, test, sequences, args.topics, epochs)
+            row = measure(backend, seed, train, test, sequences, whole, args.topics, epochs)
             print(backend, seed, row, flush=True)
             runs[backend].append(row)
     rows = {backend: summarize(found) for backend, found in runs.items()}
     speedup = rows["numpyro"]["docs_per_s"] / rows["pyro"]["docs_per_s"]
     failed = []
-    paper_measure = rows["pyro"]["npmi_paper"]
-    if not paper_measure >= NPMI_TARGET:  # the mean over the seeds; NaN (no test.txt.gz) misses
-        failed.append(f"Pyro NPMI as the paper measured it {paper_measure:.3f} < {NPMI_TARGET}")
+    test_windows = rows["pyro"]["npmi_test_windows"]
+    if not test_windows >= NPMI_TARGET:  # the mean over the seeds; NaN (no test.txt.gz) misses
+        failed.append(f"Pyro NPMI in windows of the test documents {test_windows:.3f} < 0.25")
     if speedup < SPEED_TARGET:
         failed.append(f"NumPyro speed-up {speedup:.2f}x < {SPEED_TARGET}x")
+    whole_size = "(absent)" if whole is None else f"{len(whole):,}"
     lines = [
         f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}.",
         "",
@@ -223,30 +350,37 @@ def main(argv: list[str] | None = None) -> int:
         "paper settings (batch 200, Adam "
         "lr 0.002 beta1 0.99, dropout 0.6, 2 x 100 softplus, alpha 1, batch norm with a "
         "learned shift and no scale, as in the paper's code). NPMI: mean over the topics of the "
-        "mean NPMI of the 45 pairs of a topic's top 10 words, three ways. *Documents*: a unit "
+        "mean NPMI of the 45 pairs of a topic's top 10 words, four ways. *Documents*: a unit "
         "is a document of the reference corpus (training or test documents), a pair that never "
         "shares one counts -1. *gensim*: `CoherenceModel(coherence='c_npmi')` over the test "
         "documents with a window as long as the longest, so also document co-occurrence; it "
         "gives a never-co-occurring pair about -1 + log(1 / p(i)p(j)) / 27.6 instead of -1 "
-        "(epsilon 1e-12), the only place the two may differ. *As the paper*: Lau et al.'s "
-        f"toolkit, which made the paper's figures: sliding windows of {PAPER_WINDOW} tokens over "
-        "the test documents in word order (test.txt.gz; a document of L tokens gives "
-        f"L + {PAPER_WINDOW - 1} windows), a pair that never co-occurs counting 0. The paper's "
-        "reference corpus is not stated; the test documents are the choice here. "
+        "(epsilon 1e-12), the only place the two may differ. *Windows*: as Lau et al.'s "
+        f"toolkit, which made the paper's figures, counts: sliding windows of {PAPER_WINDOW} "
+        f"tokens in word order (a document of L tokens gives L + {PAPER_WINDOW - 1} windows), "
+        "a pair that never co-occurs counting 0, over two references: the *test* documents "
+        f"(test.txt.gz), and the *whole corpus*: all {whole_size} raw bydate messages (training "
+        "and "
+        "test; headers, quotes and signatures stripped as scikit-learn does), lower-cased "
+        "alphabetic tokens kept when they are a vocabulary word, exactly or after stripping "
+        "one suffix (-ies/-es/-s/-ed/-ing; a stand-in for the paper's unpublished lemmatizer). "
+        "The paper does not state its reference corpus; the calibration below says which of "
+        "the two reproduces its published scores. "
         "Perplexity: exp(-ELBO / tokens) on the test documents, an upper bound. Documents/s: "
         "training documents per second of the median epoch (compilation excluded).",
         "",
         "| backend | NPMI, documents (train) | NPMI, documents (test) | NPMI, gensim (test) | "
-        "largest topic gap to gensim | pairs never co-occurring (test) | NPMI as the paper "
-        "(test) | diversity (top 25) | test perplexity <= | s / epoch | documents / s | "
-        "collapse warnings |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "largest topic gap to gensim | pairs never co-occurring (test) | NPMI, windows "
+        "(test) | NPMI, windows (whole corpus) | diversity (top 25) | test perplexity <= | "
+        "s / epoch | documents / s | collapse warnings |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for backend, row in rows.items():
         lines.append(
             f"| {backend} | {pm(row, 'npmi_train')} | {pm(row, 'npmi_test')} | "
             f"{pm(row, 'npmi_gensim')} | {row['gensim_gap']:.1e} | {pm(row, 'unseen_pairs', 0)} | "
-            f"{pm(row, 'npmi_paper')} | {pm(row, 'diversity')} | {pm(row, 'perplexity', 0)} | "
+            f"{pm(row, 'npmi_test_windows')} | {pm(row, 'npmi_whole_windows')} | "
+            f"{pm(row, 'diversity')} | {pm(row, 'perplexity', 0)} | "
             f"{row['epoch_s']:.2f} | {row['docs_per_s']:.0f} | {pm(row, 'problems', 1)} |"
         )
     lines += [
@@ -254,9 +388,38 @@ def main(argv: list[str] | None = None) -> int:
         f"NumPyro / Pyro documents per second: {speedup:.2f}x. Most coherent Pyro topic: "
         + " ".join(rows["pyro"]["example"])
         + ".",
+    ]
+    if calibrated:
+        published = next(iter(calibrated.values()))
+        lines += [
+            "",
+            f"Calibration: the paper's published topics ({published['topics']} topics of its "
+            f"K = 50 runs, `--paper-topics`; published mean {published['published_mean']:.3f}) "
+            "scored here on each reference, against their published per-topic scores:",
+            "",
+            "| reference | their mean here | correlation with the published scores | "
+            "mean absolute difference |",
+            "|---|---|---|---|",
+        ]
+        for name, fit in calibrated.items():
+            lines.append(
+                f"| {name} | {fit['mean']:.3f} | {fit['correlation']:.2f} | "
+                f"{fit['mean_abs_diff']:.3f} |"
+            )
+        for name, key in (
+            ("test documents", "npmi_test_windows"),
+            ("whole corpus", "npmi_whole_windows"),
+        ):
+            if name in calibrated:
+                lines.append(
+                    f"\nOn the {name}, the Pyro model's topics score "
+                    f"{pm(rows['pyro'], key)} against {calibrated[name]['mean']:.3f} for the "
+                    "paper's own topics."
+                )
+    lines += [
         "",
-        f"Targets (Pyro NPMI as the paper measured it >= {NPMI_TARGET}; NumPyro >= "
-        f"{SPEED_TARGET}x Pyro): "
+        f"Targets (Pyro NPMI in windows of the test documents >= {NPMI_TARGET}, the issue's "
+        f"test reference; NumPyro >= {SPEED_TARGET}x Pyro): "
         + ("met." if not failed else "MISSED: " + "; ".join(failed) + ".")
         + " By document co-occurrence on the test documents the Pyro model scores "
         f"{pm(rows['pyro'], 'npmi_test')}.",

@@ -5,6 +5,7 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +136,48 @@ def test_speed_benchmark_data_and_timer(monkeypatch):
     assert speed["timed"](["--help"]) > 0
     with pytest.raises(SystemExit, match="failed"):
         speed["timed"](["anomaly", "no-such-file.npz"])
+
+
+def _prodlda_script():
+    return runpy.run_path(str(ROOT / "benchmarks" / "prodlda.py"))
+
+
+def test_prodlda_whole_corpus_tokens_map_to_the_vocabulary_after_one_suffix():
+    vocabulary_ids = _prodlda_script()["vocabulary_ids"]
+    index = {"armenian": 0, "pitcher": 1, "study": 2, "use": 3}
+    text = "Armenians studied the PITCHERS' use, using studies; 42 armenian-pitcher"
+    assert vocabulary_ids(text, index).tolist() == [0, 1, 3, 3, 2, 0, 1]
+    assert vocabulary_ids("", index).dtype == np.int64
+
+
+def test_prodlda_published_topics_are_read_per_run_and_score_as_published(tmp_path):
+    """The paper's toolkit output is parsed run by run; scores written from our own measure
+    calibrate perfectly against the reference they came from, and not against another."""
+    script = _prodlda_script()
+    vocabulary = ["a", "b", "c", "d", "e", "f"]
+    reference = [np.array([0, 1, 2, 0, 1, 3]), np.array([2, 3, 4, 5, 4]), np.array([0, 5, 1])]
+    other = [np.array([0, 3]), np.array([1, 2, 4, 5]), np.array([2, 0])]
+    topics = np.array([[0, 1, 2], [3, 4, 5], [0, 2, 4], [1, 3, 5]])
+    scores = script["npmi_coherence"](topics, reference, window=2, never_cooccurring=0.0)
+    lines = [
+        f"[{score:.12f}] " + " ".join(vocabulary[i] for i in top)
+        for score, top in zip(scores, topics, strict=True)
+    ]
+    path = tmp_path / "AVTIM_50"
+    path.write_text(
+        "Computing the observed coherence...\n" + "\n".join(lines[:2]) + "\n=====\n"
+        "Average Topic Coherence = 0.1\n" + "\n".join(lines[2:]) + "\n"
+    )
+    runs = script["published_topics"](path, vocabulary)
+    assert [top.tolist() for _, top in runs] == [topics[:2].tolist(), topics[2:].tolist()]
+    np.testing.assert_allclose(np.concatenate([s for s, _ in runs]), scores, atol=1e-11)
+    fits = script["calibration"](runs, {"same": reference, "other": other}, window=2)
+    assert fits["same"]["mean_abs_diff"] < 1e-11 and fits["same"]["topics"] == 4
+    assert fits["same"]["correlation"] == pytest.approx(1.0)
+    assert fits["other"]["mean_abs_diff"] > 0.05
+    path.write_text("[0.3] a b zebra\n")
+    with pytest.raises(ValueError, match="zebra"):
+        script["published_topics"](path, vocabulary)
+    path.write_text("no topics here\n")
+    with pytest.raises(ValueError, match="no"):
+        script["published_topics"](path, vocabulary)
