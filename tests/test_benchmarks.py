@@ -57,6 +57,22 @@ def test_quality_refit_on_train_and_valid_quick_run(monkeypatch, capsys):
     assert row["best_val_elbo"] is None and not row["stopped_early"]
 
 
+@pytest.mark.slow
+def test_converged_variant_refit_quick_run(monkeypatch, capsys):
+    """vae_variants.py --converged --refit-epochs: the hierarchical VAE on training + validation."""
+    out = _quick_run(
+        "vae_variants.py",
+        ["--converged", "--variants", "hvae", "--refit-epochs", "2"],
+        monkeypatch,
+        capsys,
+    )
+    if not out:
+        pytest.skip("no shared MNIST data")
+    row = json.loads(next(line for line in out.splitlines() if '"variant"' in line))
+    assert row["refit"] and row["training_points"] == 2400 and row["epochs_run"] == 2
+    assert "validation splits together for exactly 2 epochs" in out
+
+
 def _quick_run(script, options, monkeypatch, capsys):
     before = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     monkeypatch.setattr(sys, "argv", [script, "--quick", *options])
