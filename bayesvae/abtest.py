@@ -44,6 +44,7 @@ from bayesvae.data.validation import (
     check_non_negative_number,
     check_positive_int,
     check_positive_number,
+    check_probability,
 )
 from bayesvae.models.ab_conjugate import (
     ABModelSpec,
@@ -834,9 +835,7 @@ def _analyse(
 ) -> ABTestResult:
     method = settings.method
     check_choice("method", method, METHODS)
-    hdi_prob = check_positive_number("hdi_prob", settings.hdi_prob)
-    if not hdi_prob < 1:
-        raise ValueError(f"hdi_prob must lie in (0, 1), got {hdi_prob}.")
+    hdi_prob = check_probability("hdi_prob", settings.hdi_prob)
     rope = None if settings.rope is None else check_positive_number("rope", settings.rope)
     threshold = settings.loss_threshold
     if threshold is not None:

@@ -665,14 +665,11 @@ class VAEAnomalyDetector(_PicklesItsModel, OutlierMixin, BaseEstimator):
         self.progress = progress
 
     def _check_options(self) -> None:
-        from bayesvae.data.validation import check_choice, check_positive_int
+        from bayesvae.data.validation import check_choice, check_number, check_positive_int
 
         check_choice("scoring", self.scoring, VAE_SCORES)
         check_positive_int("num_samples", self.num_samples)
-        if isinstance(self.contamination, bool) or not (
-            isinstance(self.contamination, (int, float)) and 0 < self.contamination <= 0.5
-        ):
-            raise ValueError(f"contamination must lie in (0, 0.5], got {self.contamination!r}.")
+        check_number("contamination", self.contamination, low=0, high=0.5, low_open=True)
 
     def _prepare(self, name: str, X: Any, *, reset: bool = False) -> Any:
         """scikit-learn's input checks (numeric, finite, not sparse, ``(N, ...)``, at least 2

@@ -13,7 +13,7 @@ import numpy as np
 
 from bayesvae.data.sentences import Vocabulary, sentences_from_text
 from bayesvae.data.text import read_documents
-from bayesvae.data.validation import check_positive_int
+from bayesvae.data.validation import check_positive_int, check_probability
 from bayesvae.runs import RunWriter
 
 __all__ = ["TextVAERun", "fit_text_vae", "COLLAPSED_KL"]
@@ -121,8 +121,7 @@ def fit_text_vae(
     from bayesvae.infer.svi import fit
     from bayesvae.models.sentence_vae import SentenceVAE
 
-    if not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}.")
+    val_fraction = check_probability("val_fraction", val_fraction)
     min_tokens = check_positive_int("min_tokens", min_tokens)
     max_tokens = check_positive_int("max_tokens", max_tokens)
     if max_tokens < min_tokens:

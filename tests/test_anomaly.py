@@ -84,7 +84,7 @@ def test_cli_reads_npz_and_npy(table, tmp_path, capsys):
     ("args", "message"),
     [
         (["--components", "0"], "n_components must be >= 1"),
-        (["--contamination", "0.6"], "contamination must lie in"),
+        (["--contamination", "0.6"], "contamination must be a finite number in"),
         (["--label-column", "missing"], "label column 'missing' not found"),
         (["--label-column", "kind"], "label column must be binary"),
         ([], "must be numeric"),  # the text column 'kind' is among the features

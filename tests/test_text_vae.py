@@ -63,7 +63,7 @@ def test_text_vae_command_writes_a_run_and_an_escaped_report(corpus, tmp_path, c
 @pytest.mark.parametrize(
     "args, words",
     [
-        (["--val-fraction", "0"], "val_fraction must be a number in (0, 1)"),
+        (["--val-fraction", "0"], "val_fraction must be a finite number in (0, 1)"),
         (["--min-tokens", "30", "--max-tokens", "40"], "expected at least 2"),
         (["--max-tokens", "2", "--min-tokens", "3"], "must be at least min_tokens"),
         (["--word-dropout", "1.5"], "word_dropout"),

@@ -5,13 +5,23 @@ applies to the base rate in an epoch. Pure Python: importing it loads neither to
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from bayesvae.data.validation import check_choice
+from bayesvae.data.validation import check_choice, check_number
 
-__all__ = ["LR_SCHEDULES", "lr_factor"]
+__all__ = ["LR_SCHEDULES", "lr_factor", "check_betas"]
 
 #: the names ``bayesvae.fit(lr_schedule=...)`` takes
 LR_SCHEDULES = ("constant", "cosine", "exponential")
+
+
+def check_betas(betas: Any) -> tuple[float, float]:
+    """Adam's two moment decays as floats, each in ``[0, 1)``; anything else is a
+    ``ValueError`` naming ``betas``."""
+    if isinstance(betas, (str, bytes)) or len(tuple(betas)) != 2:
+        raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}.")
+    first, second = (check_number("betas", b, low=0, high=1, high_open=True) for b in betas)
+    return first, second
 
 
 def lr_factor(schedule: str, epoch: int, *, horizon: int, decay: float) -> float:

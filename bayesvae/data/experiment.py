@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from bayesvae.data.validation import check_number, check_probability
+
 __all__ = [
     "SanityCheck",
     "SRM_THRESHOLD",
@@ -99,8 +101,7 @@ def sample_ratio_mismatch(
     ``allocation`` (default: equal); flagged when ``p < threshold``."""
     from scipy import stats
 
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold}.")
+    threshold = check_probability("threshold", threshold)
     shares = check_allocation(allocation, arms)
     observed = np.asarray(units, dtype=np.float64)
     expected = shares * observed.sum()
@@ -235,10 +236,7 @@ def winsorize_values(
     """Cap every arm's values at the pooled ``quantile`` (the same cap for every arm, so the
     comparison stays fair). ``positive_only`` takes the quantile among positive values (revenue:
     among payers)."""
-    if isinstance(quantile, bool) or not isinstance(quantile, (int, float)):
-        raise TypeError(f"winsorize must be a quantile in (0.5, 1), got {quantile!r}.")
-    if not 0.5 < quantile < 1:
-        raise ValueError(f"winsorize must be a quantile in (0.5, 1), got {quantile}.")
+    quantile = check_number("winsorize", quantile, low=0.5, high=1, low_open=True, high_open=True)
     pooled = np.concatenate([np.asarray(v, dtype=np.float64) for v in values])
     if positive_only:
         pooled = pooled[pooled > 0]

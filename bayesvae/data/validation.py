@@ -17,6 +17,11 @@ __all__ = [
     "check_finite",
     "check_unit_interval",
     "check_positive_int",
+    "check_non_negative_int",
+    "check_number",
+    "check_positive_number",
+    "check_non_negative_number",
+    "check_probability",
     "check_choice",
     "check_bow",
     "load_numpy",
@@ -109,24 +114,54 @@ def check_non_negative_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as float, raising ``ValueError`` naming ``name`` unless it is a finite
+    Python or NumPy real number (bools refused) between ``low`` and ``high`` (``None``: that side
+    unbounded; ``low_open``/``high_open``: that end excluded)."""
+    inside = (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float, np.integer, np.floating))
+        and math.isfinite(value)
+        and (low is None or (value > low if low_open else value >= low))
+        and (high is None or (value < high if high_open else value <= high))
+    )
+    if not inside:
+        if low is not None and high is not None:
+            span = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            span = f" {'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            span = f" {'<' if high_open else '<='} {high:g}"
+        else:
+            span = ""
+        raise ValueError(f"{name} must be a finite number{span}, got {value!r}.")
+    return float(value)
+
+
 def check_non_negative_number(name: str, value: Any) -> float:
     """Return ``value`` as float, raising ``ValueError`` unless it is a finite real number >= 0
     (bools refused)."""
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float, np.integer, np.floating))
-        or not (math.isfinite(value) and value >= 0)
-    ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    return float(value)
+    return check_number(name, value, low=0)
 
 
 def check_positive_number(name: str, value: Any) -> float:
     """Return ``value`` as float, raising ``ValueError`` unless it is a finite real number > 0
     (bools refused)."""
-    if check_non_negative_number(name, value) == 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-    return float(value)
+    return check_number(name, value, low=0, low_open=True)
+
+
+def check_probability(name: str, value: Any) -> float:
+    """Return ``value`` as float, raising ``ValueError`` unless it is a finite real number in
+    ``(0, 1)`` (bools refused)."""
+    return check_number(name, value, low=0, high=1, low_open=True, high_open=True)
 
 
 def check_choice(name: str, value: Any, choices: tuple[str, ...] | list[str]) -> str:

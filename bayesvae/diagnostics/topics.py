@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from bayesvae.data.validation import check_number
+
 __all__ = [
     "npmi_coherence",
     "topic_diversity",
@@ -57,10 +59,7 @@ def npmi_coherence(
         raise ValueError(f"top_words must be (topics, n >= 2) indices, got shape {top.shape}.")
     if top.min() < 0:
         raise ValueError("top_words index a word outside the reference vocabulary.")
-    if not isinstance(never_cooccurring, (int, float)) or not -1 <= never_cooccurring <= 1:
-        raise ValueError(
-            f"never_cooccurring must be a number in [-1, 1], got {never_cooccurring!r}."
-        )
+    never_cooccurring = check_number("never_cooccurring", never_cooccurring, low=-1, high=1)
     if window is None:
         occurs = sp.csr_matrix(reference, dtype=np.float64)
     else:

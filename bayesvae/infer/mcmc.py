@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from bayesvae.data.validation import check_choice, check_positive_int
+from bayesvae.data.validation import check_choice, check_positive_int, check_probability
 from bayesvae.infer.coords import check_coords, label_dims, present_dims
 from bayesvae.infer.mcmc_numpyro import numpyro_nuts, numpyro_program_nuts
 from bayesvae.infer.mcmc_pyro import pyro_family_nuts, pyro_program_nuts
@@ -261,7 +261,10 @@ def mcmc(
                     num_warmup,
                     num_samples,
                     num_chains,
-                    _check_accept(0.8 if target_accept_prob is None else target_accept_prob),
+                    check_probability(
+                        "target_accept_prob",
+                        0.8 if target_accept_prob is None else target_accept_prob,
+                    ),
                     seed,
                     progress,
                     None,
@@ -285,8 +288,9 @@ def mcmc(
             f"{type(model).__name__} describes the {model.family} family but has no Pyro "
             f"model; sample it on backend='numpyro', or pass a {model.family} for 'pyro'."
         )
-    target_accept_prob = _check_accept(
-        model.nuts_target_accept_prob if target_accept_prob is None else target_accept_prob
+    target_accept_prob = check_probability(
+        "target_accept_prob",
+        model.nuts_target_accept_prob if target_accept_prob is None else target_accept_prob,
     )
     if dense_mass is None:  # the family's choice; a Laplace start needs NumPyro
         dense_mass = model.nuts_dense_mass
@@ -333,12 +337,6 @@ def _program_wrapper(model: Any) -> Any:
     nothing is one)."""
     program = sys.modules.get("bayesvae.models.program")
     return model if program is not None and isinstance(model, program.PyroProgram) else None
-
-
-def _check_accept(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"target_accept_prob must lie in (0, 1), got {value!r}.")
-    return float(value)
 
 
 def _result(idata: Any, backend: str, run: NUTSRun, seconds: float) -> MCMCResult:

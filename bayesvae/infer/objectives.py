@@ -18,7 +18,7 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.messenger import Messenger
 from torch.distributions import kl_divergence
 
-from bayesvae.data.validation import check_choice, check_positive_int
+from bayesvae.data.validation import check_choice, check_number, check_positive_int
 
 __all__ = [
     "OBJECTIVES",
@@ -282,12 +282,6 @@ def renyi_bound(log_weights: torch.Tensor, alpha: float) -> torch.Tensor:
     return (torch.logsumexp((1.0 - alpha) * log_weights, dim=0) - math.log(k)) / (1.0 - alpha)
 
 
-def _check_alpha(alpha: Any) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
-        raise ValueError(f"alpha must be a finite number, got {alpha!r}.")
-    return float(alpha)
-
-
 class RenyiBound(_ParticleBound):
     """The variational Rényi (VR) bound of Li & Turner (2016), vectorized over ``K`` particles:
 
@@ -309,7 +303,7 @@ class RenyiBound(_ParticleBound):
         alpha: float = 0.5,
     ) -> None:
         super().__init__(num_particles, max_plate_nesting)
-        self.alpha = _check_alpha(alpha)
+        self.alpha = check_number("alpha", alpha)
 
     def bound(self, log_weights: torch.Tensor) -> torch.Tensor:
         return renyi_bound(log_weights, self.alpha)

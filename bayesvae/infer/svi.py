@@ -26,14 +26,16 @@ import pyro
 import torch
 from torch.utils.data import DataLoader
 
-from bayesvae.backends.schedules import LR_SCHEDULES
+from bayesvae.backends.schedules import LR_SCHEDULES, check_betas
 from bayesvae.data.datasets import ImageData
 from bayesvae.data.loaders import DynamicBinarize, TensorBatches
 from bayesvae.data.validation import (
     check_choice,
     check_non_negative_int,
     check_non_negative_number,
+    check_number,
     check_positive_int,
+    check_positive_number,
 )
 from bayesvae.infer import checkpoint as ckpt
 from bayesvae.infer.callbacks import Callback, Checkpointer, EarlyStopping, FitState, KLWarmup
@@ -267,27 +269,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _check_positive_float(name: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}.")
-    return float(value)
-
-
-def _check_lr_decay(lr_decay: Any) -> float:
-    if (
-        isinstance(lr_decay, bool)
-        or not isinstance(lr_decay, (int, float))
-        or not 0 < lr_decay <= 1
-    ):
-        raise ValueError(f"lr_decay must be a number in (0, 1], got {lr_decay!r}.")
-    return float(lr_decay)
-
-
 def _check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"seed must be a non-negative integer, got {seed!r}.")
@@ -510,7 +491,7 @@ def fit(
         epochs = check_positive_int("epochs", 10 if epochs is None else epochs)
         batch_size = check_positive_int("batch_size", 128 if batch_size is None else batch_size)
         lr = 1e-3 if lr is None else lr
-    lr = _check_positive_float("lr", lr)
+    lr = check_positive_number("lr", lr)
     seed = _check_seed(seed)
     from pyro.optim import PyroOptim
 
@@ -523,18 +504,16 @@ def fit(
             f"optimizer must be one of {list(OPTIMIZERS)}, a torch.optim.Optimizer class or a "
             f"pyro.optim optimizer, got {optimizer!r}."
         )
-    if len(tuple(betas)) != 2 or not all(0 <= float(b) < 1 for b in betas):
-        raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}.")
-    betas = (float(betas[0]), float(betas[1]))
+    betas = check_betas(betas)
     weight_decay = check_non_negative_number("weight_decay", weight_decay)
     if lr_schedule is None:
         lr_schedule = "cosine" if is_program and isinstance(optimizer, str) else "constant"
     check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
-    lr_decay = _check_lr_decay(lr_decay)
+    lr_decay = check_number("lr_decay", lr_decay, low=0, high=1, low_open=True)
     if isinstance(optimizer, PyroOptim) and lr_schedule != "constant":
         raise ValueError("lr_schedule applies to optimizers by name; a Pyro optimizer has its own.")
     if clip_norm is not None:
-        clip_norm = _check_positive_float("clip_norm", clip_norm)
+        clip_norm = check_positive_number("clip_norm", clip_norm)
     kl_warmup = check_non_negative_int("kl_warmup", kl_warmup)
     if early_stopping is not None:
         early_stopping = check_positive_int("early_stopping", early_stopping)

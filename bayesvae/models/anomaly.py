@@ -47,7 +47,14 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
 
-from bayesvae.data.validation import check_choice, check_positive_int
+from bayesvae.data.validation import (
+    check_choice,
+    check_non_negative_number,
+    check_number,
+    check_positive_int,
+    check_positive_number,
+    check_probability,
+)
 from bayesvae.models.base import MODEL_REGISTRY, PyroModel
 
 __all__ = [
@@ -682,8 +689,7 @@ class AnomalyMixtureModel(PyroModel):
 
     def contamination_interval(self, prob: float = 0.9) -> tuple[float, float]:
         """Central ``prob`` posterior interval of the contamination."""
-        if not 0 < prob < 1:
-            raise ValueError(f"prob must lie in (0, 1), got {prob}.")
+        prob = check_probability("prob", prob)
         draws = self.posterior_draws()["contamination"].double()
         if self.method == "svi" and self.guide_type == "meanfield" and bool(self.fitted):
             from scipy.stats import beta
@@ -750,22 +756,18 @@ def _validate_params(config: dict[str, Any]) -> None:
             "backend='numpyro' trains the mean-field guide; use backend='pyro' with "
             f"guide_type={config['guide_type']!r}."
         )
-    c0 = config["contamination"]
-    if not isinstance(c0, (int, float)) or isinstance(c0, bool) or not 0 < c0 < 0.5:
-        raise ValueError(f"contamination must lie in (0, 0.5), got {c0!r}.")
-    threshold = config["threshold"]
-    if not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}.")
-    if config["anomaly_scale"] != "auto":
-        scale = config["anomaly_scale"]
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-            raise ValueError(f"anomaly_scale must be 'auto' or a positive number, got {scale!r}.")
+    check_number(
+        "contamination", config["contamination"], low=0, high=0.5, low_open=True, high_open=True
+    )
+    check_probability("threshold", config["threshold"])
+    scale = config["anomaly_scale"]
+    if isinstance(scale, str) and scale != "auto":
+        raise ValueError(f"anomaly_scale must be 'auto' or a positive number, got {scale!r}.")
+    if scale != "auto":
+        check_positive_number("anomaly_scale", scale)
     for name in ("contamination_strength", "lkj_concentration", "lr"):
-        value = config[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}.")
-    if not isinstance(config["reg_covar"], (int, float)) or config["reg_covar"] < 0:
-        raise ValueError(f"reg_covar must be >= 0, got {config['reg_covar']!r}.")
+        check_positive_number(name, config[name])
+    check_non_negative_number("reg_covar", config["reg_covar"])
     for name in (
         "epochs",
         "batch_size",

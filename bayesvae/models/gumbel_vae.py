@@ -15,7 +15,6 @@ the same either way (KL is invariant under the bijection ``exp``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ from bayesvae.data.validation import (
     as_float_tensor,
     check_non_negative_number,
     check_positive_int,
+    check_positive_number,
 )
 from bayesvae.models.vae import VAE
 
@@ -36,14 +36,6 @@ __all__ = ["GumbelSoftmaxVAE", "ExpRelaxedCategorical"]
 class ExpRelaxedCategorical(relaxed_categorical.ExpRelaxedCategorical, TorchDistributionMixin):
     """Pyro-usable ``torch.distributions.ExpRelaxedCategorical``: the log of a Concrete
     (relaxed one-hot) sample, event shape ``(categories,)``."""
-
-
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}.")
-    return float(value)
 
 
 class GumbelSoftmaxVAE(VAE):
@@ -78,8 +70,8 @@ class GumbelSoftmaxVAE(VAE):
         self.categories = check_positive_int("categories", categories)
         if self.categories < 2:
             raise ValueError(f"categories must be at least 2, got {categories}.")
-        self.initial_temperature = _positive("temperature", temperature)
-        self.min_temperature = _positive("min_temperature", min_temperature)
+        self.initial_temperature = check_positive_number("temperature", temperature)
+        self.min_temperature = check_positive_number("min_temperature", min_temperature)
         if self.min_temperature > self.initial_temperature:
             raise ValueError(
                 f"min_temperature ({min_temperature}) must not exceed temperature ({temperature})."

@@ -26,7 +26,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from bayesvae.data.validation import check_bow, check_choice, check_positive_int
+from bayesvae.data.validation import check_bow, check_choice, check_number, check_positive_int
 from bayesvae.models.base import PyroModel, seeded_init
 
 __all__ = [
@@ -178,8 +178,7 @@ class ProdLDA(PyroModel):
         num_topics = check_num_topics(num_topics, vocab_size)
         hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         num_hidden_layers = check_positive_int("num_hidden_layers", num_hidden_layers)
-        if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}.")
+        dropout = check_number("dropout", dropout, low=0, high=1, high_open=True)
         check_choice("batch_norm", batch_norm, BATCH_NORMS)
         mu, sigma = dirichlet_laplace_prior(alpha, num_topics)
         if vocabulary is not None:

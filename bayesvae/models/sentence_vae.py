@@ -34,7 +34,9 @@ from bayesvae.data.sentences import SPECIALS, Vocabulary
 from bayesvae.data.validation import (
     check_choice,
     check_non_negative_number,
+    check_number,
     check_positive_int,
+    check_positive_number,
 )
 from bayesvae.models.base import PyroModel, seeded_init
 
@@ -44,12 +46,6 @@ RNN_CELLS = ("gru", "lstm")
 _PAD, _BOS, _EOS, _UNK = range(len(SPECIALS))
 #: most next-word logits one importance-sampling chunk may hold (floats)
 _LOGIT_BUDGET = 100_000_000
-
-
-def _probability(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}.")
-    return float(value)
 
 
 class SentenceVAE(PyroModel):
@@ -110,7 +106,7 @@ class SentenceVAE(PyroModel):
         embedding_dim = check_positive_int("embedding_dim", embedding_dim)
         hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         check_choice("rnn", rnn, RNN_CELLS)
-        word_dropout = _probability("word_dropout", word_dropout)
+        word_dropout = check_number("word_dropout", word_dropout, low=0, high=1, high_open=True)
         free_bits = check_non_negative_number("free_bits", free_bits)
         super().__init__(
             dict(
@@ -284,8 +280,7 @@ class SentenceVAE(PyroModel):
         z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
         if z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (N, {self.latent_dim}), got {tuple(z.shape)}.")
-        if not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        temperature = check_positive_number("temperature", temperature)
         max_len = check_positive_int("max_len", max_len)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(seed) if seed is not None else generator.seed()

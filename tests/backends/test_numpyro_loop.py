@@ -223,6 +223,11 @@ def test_every_svi_twin_has_the_written_interface():
         ({"early_stopping": 0}, ValueError, "early_stopping must be a positive integer"),
         ({"lr_schedule": "zigzag"}, ValueError, "unknown lr_schedule 'zigzag'"),
         ({"weight_decay": -1.0}, ValueError, "weight_decay must be a finite number >= 0"),
+        ({"lr": 0.0}, ValueError, "lr must be a finite number > 0"),
+        ({"lr": "1e-3"}, ValueError, "lr must be a finite number > 0"),
+        ({"betas": (0.9,)}, ValueError, "betas must be a pair"),
+        ({"betas": (0.9, 1.0)}, ValueError, r"betas must be a finite number in \[0, 1\)"),
+        ({"lr_decay": 1.5}, ValueError, r"lr_decay must be a finite number in \(0, 1\]"),
     ],
 )
 def test_svi_settings_refuse_bad_values_naming_them(options, error, match):
@@ -230,6 +235,13 @@ def test_svi_settings_refuse_bad_values_naming_them(options, error, match):
 
     with pytest.raises(error, match=match):
         SVISettings(**options)
+
+
+def test_svi_settings_take_numpy_scalars():
+    from bayesvae.backends.numpyro.loop import SVISettings
+
+    settings = SVISettings(lr=np.float32(1e-3), betas=(np.float32(0.9), 0.999), epochs=np.int64(2))
+    assert settings.epochs == 2 and settings.lr == pytest.approx(1e-3)
 
 
 def test_train_builds_the_optimizer_the_settings_describe():

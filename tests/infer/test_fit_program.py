@@ -241,7 +241,7 @@ def test_bad_programs_and_options_are_refused_before_training(data):
         bayesvae.fit(regression, X, y, device="cdua", progress=False)
     with pytest.raises(TypeError, match="seed must be a non-negative integer"):
         bayesvae.fit(regression, X, y, seed="abc", progress=False)
-    with pytest.raises(ValueError, match="lr_decay must be a number in"):
+    with pytest.raises(ValueError, match=r"lr_decay must be a finite number in \(0, 1\]"):
         bayesvae.fit(regression, X, y, lr_decay=-5, lr_schedule="exponential", progress=False)
 
 

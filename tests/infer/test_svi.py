@@ -156,6 +156,27 @@ def test_weight_decay_must_be_a_finite_non_negative_number(digits, backend, weig
         )
 
 
+@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
+def test_numpy_scalar_options_train_like_python_numbers(digits, backend):
+    """Options read from NumPy arrays (float32 rates and decays) are numbers like any other."""
+    runs = [
+        bayesvae.fit(
+            small_vae(seed=0),
+            digits.x[:256],
+            epochs=2,
+            lr=cast(2e-3),
+            betas=(cast(0.9), 0.999),
+            lr_schedule="exponential",
+            lr_decay=cast(0.5),
+            backend=backend,
+            seed=1,
+            progress=False,
+        ).history["train_elbo"]
+        for cast in (float, np.float32)
+    ]
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-5)
+
+
 def test_jit_with_kl_warmup_is_refused(digits):
     with pytest.raises(ValueError, match="kl_warmup"):
         bayesvae.fit(small_vae(), digits.x[:128], elbo="jit", kl_warmup=2, progress=False)

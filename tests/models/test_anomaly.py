@@ -329,7 +329,7 @@ def test_svi_inference_data_supports_loo(seed_case, svi_fit):
     [
         ({"n_components": 0}, ValueError, "n_components must be >= 1"),
         ({"n_components": 1.5}, TypeError, "n_components"),
-        ({"contamination": 0.0}, ValueError, r"contamination must lie in \(0, 0.5\)"),
+        ({"contamination": 0.0}, ValueError, r"contamination must be a finite number in \(0, 0.5"),
         ({"contamination": 0.5}, ValueError, "contamination"),
         ({"covariance": "spherical"}, ValueError, "unknown covariance"),
         ({"method": "em"}, ValueError, "unknown method"),

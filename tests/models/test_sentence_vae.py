@@ -153,7 +153,7 @@ def test_bad_ids_are_refused_before_training(ids, error, message):
 @pytest.mark.parametrize(
     "options, message",
     [
-        (dict(word_dropout=1.0), "word_dropout must be a number in"),
+        (dict(word_dropout=1.0), "word_dropout must be a finite number in"),
         (dict(free_bits=-1.0), "free_bits must be a finite number"),
         (dict(rnn="transformer"), "rnn"),
         (dict(latent_dim=0), "latent_dim"),

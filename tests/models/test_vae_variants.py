@@ -254,9 +254,9 @@ def test_gumbel_softmax_vae_anneals_its_temperature_and_generates(digits):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(temperature=0.0), "temperature must be a positive number"),
-        (dict(temperature=-1.0), "temperature must be a positive number"),
-        (dict(min_temperature=0.0), "min_temperature must be a positive number"),
+        (dict(temperature=0.0), "temperature must be a finite number > 0"),
+        (dict(temperature=-1.0), "temperature must be a finite number > 0"),
+        (dict(min_temperature=0.0), "min_temperature must be a finite number > 0"),
         (dict(temperature=0.4, min_temperature=0.5), "must not exceed"),
         (dict(anneal_rate=-1.0), "anneal_rate"),
         (dict(categories=1), "categories must be at least 2"),

@@ -14,8 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.optim import Adam
 
-from bayesvae.backends.schedules import LR_SCHEDULES, lr_factor
-from bayesvae.data.validation import check_choice, check_non_negative_number, check_positive_int
+from bayesvae.backends.schedules import LR_SCHEDULES, check_betas, lr_factor
+from bayesvae.data.validation import (
+    check_choice,
+    check_non_negative_number,
+    check_number,
+    check_positive_int,
+    check_positive_number,
+)
 
 __all__ = [
     "adam",
@@ -62,7 +68,10 @@ class SVISettings:
         check_positive_int("batch_size", self.batch_size)
         if self.early_stopping is not None:
             check_positive_int("early_stopping", self.early_stopping)
+        check_positive_number("lr", self.lr)
+        check_betas(self.betas)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_number("lr_decay", self.lr_decay, low=0, high=1, low_open=True)
         check_non_negative_number("weight_decay", self.weight_decay)
 
 
