@@ -359,14 +359,17 @@ def main(argv: list[str] | None = None) -> int:
         f"toolkit, which made the paper's figures, counts: sliding windows of {PAPER_WINDOW} "
         f"tokens in word order (a document of L tokens gives L + {PAPER_WINDOW - 1} windows), "
         "a pair that never co-occurs counting 0, over two references: the *test* documents "
-        f"(test.txt.gz), and the *whole corpus*: all {whole_size} raw bydate messages (training "
-        "and "
-        "test; headers, quotes and signatures stripped as scikit-learn does), lower-cased "
-        "alphabetic tokens kept when they are a vocabulary word, exactly or after stripping "
-        "one suffix (-ies/-es/-s/-ed/-ing; a stand-in for the paper's unpublished lemmatizer). "
-        "The paper does not state its reference corpus; the calibration below says which of "
-        "the two reproduces its published scores. "
-        "Perplexity: exp(-ELBO / tokens) on the test documents, an upper bound. Documents/s: "
+        f"(test.txt.gz), and the *whole corpus*: all {whole_size} raw bydate messages "
+        "(training and test; headers, quotes and signatures stripped as scikit-learn does), "
+        "lower-cased alphabetic tokens kept when they are a vocabulary word, exactly or after "
+        "stripping one suffix (-ies/-es/-s/-ed/-ing; a stand-in for the paper's unpublished "
+        "lemmatizer). The paper does not state its reference corpus; "
+        + (
+            "the calibration below says which of the two reproduces its published scores. "
+            if calibrated
+            else "`--paper-topics` measures which of the two reproduces its published scores. "
+        )
+        + "Perplexity: exp(-ELBO / tokens) on the test documents, an upper bound. Documents/s: "
         "training documents per second of the median epoch (compilation excluded).",
         "",
         "| backend | NPMI, documents (train) | NPMI, documents (test) | NPMI, gensim (test) | "
