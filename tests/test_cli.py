@@ -134,7 +134,7 @@ def test_vae_command_builds_every_vae_of_the_family(tmp_path, capsys, args, fami
         (["--data", "missing.npy"], "does not exist"),
         (["--flows", "-1"], "flows must be an integer >= 0"),
         (["--model", "hvae", "--flows", "1"], "--flows is for"),
-        (["--model", "gumbel", "--temperature", "0"], "temperature must be a positive"),
+        (["--model", "gumbel", "--temperature", "0"], "temperature must be a finite number > 0"),
         (["--elbo", "iwae", "--particles", "0"], "num_particles"),
         (["--model", "hvae", "--conditional"], "--conditional cannot"),
         (["--data", "mnist:/no/such/folder"], "does not exist"),
