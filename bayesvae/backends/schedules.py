@@ -5,6 +5,7 @@ applies to the base rate in an epoch. Pure Python: importing it loads neither to
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from bayesvae.data.validation import check_choice, check_number
@@ -18,9 +19,11 @@ LR_SCHEDULES = ("constant", "cosine", "exponential")
 def check_betas(betas: Any) -> tuple[float, float]:
     """Adam's two moment decays as floats, each in ``[0, 1)``; anything else is a
     ``ValueError`` naming ``betas``."""
-    if isinstance(betas, (str, bytes)) or len(tuple(betas)) != 2:
+    pair = () if isinstance(betas, (str, bytes)) or not isinstance(betas, Iterable) else betas
+    pair = tuple(pair)
+    if len(pair) != 2:
         raise ValueError(f"betas must be a pair of numbers in [0, 1), got {betas!r}.")
-    first, second = (check_number("betas", b, low=0, high=1, high_open=True) for b in betas)
+    first, second = (check_number("betas", b, low=0, high=1, high_open=True) for b in pair)
     return first, second
 
 

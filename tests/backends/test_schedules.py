@@ -8,7 +8,7 @@ from bayesvae.backends.schedules import check_betas, lr_factor
 
 def test_betas_are_a_pair_of_numbers_below_one():
     assert check_betas([np.float32(0.5), 0.999]) == (0.5, pytest.approx(0.999))
-    for bad in ((0.9,), (0.9, 1.0), "09", (0.9, "0.99")):
+    for bad in ((0.9,), (0.9, 1.0), "09", (0.9, "0.99"), 0.9, None):
         with pytest.raises(ValueError, match="betas must be"):
             check_betas(bad)
 
