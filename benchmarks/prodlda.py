@@ -83,17 +83,18 @@ def vocabulary_ids(text: str, index: dict[str, int]) -> np.ndarray:
     """Word indices of ``text``'s lower-cased alphabetic tokens in word order: a token that is
     not a vocabulary word becomes the word left after stripping one of :data:`SUFFIXES`, or is
     dropped (the paper's documents hold vocabulary words only)."""
-    ids = []
-    for token in _WORD.findall(text.lower()):
-        word = token if token in index else None
-        for suffix, replacement in SUFFIXES if word is None else ():
-            stem = token[: -len(suffix)] + replacement
-            if token.endswith(suffix) and stem in index:
-                word = stem
-                break
-        if word is not None:
-            ids.append(index[word])
-    return np.array(ids, dtype=np.int64)
+    ids = [_vocabulary_word(token, index) for token in _WORD.findall(text.lower())]
+    return np.array([i for i in ids if i is not None], dtype=np.int64)
+
+
+def _vocabulary_word(token: str, index: dict[str, int]) -> int | None:
+    if token in index:
+        return index[token]
+    for suffix, replacement in SUFFIXES:
+        stem = token[: -len(suffix)] + replacement
+        if token.endswith(suffix) and stem in index:
+            return index[stem]
+    return None
 
 
 def whole_corpus_sequences(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -272,8 +272,9 @@ def mcmc(
                     False if dense_mass is None else dense_mass,
                     max_tree_depth,
                     jit_compile,
+                    init_values=init_strategy if isinstance(init_strategy, dict) else None,
+                    init_strategy=init_strategy if isinstance(init_strategy, str) else "median",
                 ),
-                init_strategy="median" if init_strategy is None else init_strategy,
                 num_prior_draws=num_prior_draws,
                 coords=coords,
             )
@@ -388,7 +389,6 @@ def _program_mcmc(
     *,
     backend: str | None,
     run: NUTSRun,
-    init_strategy: str | dict[str, Any],
     num_prior_draws: int,
     coords: dict[str, list[Any]],
 ) -> MCMCResult:
@@ -399,11 +399,6 @@ def _program_mcmc(
         program_inputs,
     )
 
-    run = replace(
-        run,
-        init_values=init_strategy if isinstance(init_strategy, dict) else None,
-        init_strategy=init_strategy if isinstance(init_strategy, str) else "median",
-    )
     numpyro_program = is_numpyro_program(fn, data, kwargs)
     if numpyro_program and backend == "pyro":
         raise TypeError(
