@@ -197,3 +197,34 @@ def test_prodlda_published_topics_are_read_per_run_and_score_as_published(tmp_pa
     path.write_text("no topics here\n")
     with pytest.raises(ValueError, match="no"):
         script["published_topics"](path, vocabulary)
+
+
+@pytest.mark.parametrize(
+    ("accuracies", "missed", "verdict"),
+    [
+        ([0.96, 0.95, 0.955, 0.962, 0.958], False, "met."),
+        ([0.96, 0.93, 0.92, 0.94, 0.93], True, "MISSED."),  # mean error 6.4 %
+        ([0.97, 0.97, 0.97], True, "Only 3 seed(s) ran."),  # the target names five seeds
+    ],
+)
+def test_m1m2_section_says_met_only_for_five_seeds_at_6_percent(
+    accuracies, missed, verdict, monkeypatch, tmp_path
+):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    augment = runpy.run_path(str(ROOT / "benchmarks" / "augment.py"))
+    rows = [
+        {"seed": s, "baseline": 0.86, "m1m2": a, "m1_seconds": 60.0, "m1m2_seconds": 120.0}
+        for s, a in enumerate(accuracies)
+    ]
+    summary = {
+        "mean": float(np.mean(accuracies)),
+        "sd": float(np.std(accuracies, ddof=1)),
+        "error_mean": float(1 - np.mean(accuracies)),
+    }
+    path = tmp_path / "RESULTS.md"
+    assert augment["_write_m1m2"](path, rows, summary, 50, 30) is missed
+    text = path.read_text()
+    assert "## M1+M2 semi-supervised VAE, MNIST with 600 labels (CPU)" in text
+    assert verdict in text
+    assert f"{1 - accuracies[0]:.2%}" in text  # one row per seed
+    assert "fitted for 50 epochs" in text and "fitted for 30 epochs" in text

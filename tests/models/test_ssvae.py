@@ -176,3 +176,22 @@ def test_bad_options(options, message):
 def test_objectives_that_cannot_sum_the_label_out_are_refused():
     with pytest.raises(ValueError, match="summed out by enumeration"):
         bayesvae.fit(small(), (X.numpy(), [0] * 6), elbo="trace", progress=False)
+
+
+def test_m1_plus_m2_stacks_m2_on_a_vaes_latent_means(digits):
+    """Kingma et al.'s M1+M2: M2 with a Gaussian likelihood on the posterior means of a VAE
+    fitted without labels (as docs/vae_family.md and benchmarks/augment.py do it)."""
+    train, test = slice(0, 1500), slice(1500, None)
+    m1 = bayesvae.VAE(64, latent_dim=8, hidden_dims=(128,), seed=0)
+    bayesvae.fit(m1, digits.x[train], epochs=50, batch_size=64, lr=3e-3, progress=False)
+    features = m1.encode(digits.x)[0].numpy()
+    labels = bayesvae.data.keep_labels(digits.y[train], 100, seed=0)
+    m2 = SemiSupervisedVAE(
+        8, num_classes=10, latent_dim=8, hidden_dims=(128,), likelihood="gaussian",
+        classifier_weight=20, seed=0,
+    )  # fmt: skip
+    bayesvae.fit(m2, (features[train], labels), epochs=25, batch_size=64, lr=3e-3, progress=False)
+    accuracy = float((m2.classify(features[test]).numpy() == digits.y[test]).mean())
+    assert accuracy > 0.75, accuracy  # chance is 0.1
+    # the learned observation scale moved off its initial 1 (log scale 0)
+    assert m2.decoder.log_scale.abs().max() > 0.1
