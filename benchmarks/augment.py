@@ -76,7 +76,9 @@ M1_HIDDEN = (600, 600)
 LATENT_DIM = 50
 
 
-def m1_features(train_x: np.ndarray, test_x: np.ndarray, seed: int, epochs: int):
+def m1_features(
+    train_x: np.ndarray, test_x: np.ndarray, seed: int, epochs: int
+) -> tuple[np.ndarray, np.ndarray, float]:
     """M1: a VAE fitted to every training image ``(N, 784)`` without labels; its posterior means
     ``(N, 50)`` and ``(N_test, 50)`` as they are, and the seconds it took. (Not standardized: most
     of the 50 units are inactive, their means near 0 for every image, and scaling them to unit
@@ -97,7 +99,7 @@ def m1m2_accuracy(
     train, test, labelled: np.ndarray, seed: int, m1_epochs: int, epochs: int
 ) -> dict[str, float]:
     """M1+M2: M2 with a Gaussian likelihood on M1's posterior means, labels for
-    ``labelled`` rows only; test accuracy of ``q(y | M1 mean)`` and the minutes of each stage."""
+    ``labelled`` rows only; test accuracy of ``q(y | M1 mean)`` and the seconds of each stage."""
     from bayesvae.models import SemiSupervisedVAE
 
     features, test_features, m1_seconds = m1_features(train.x, test.x, seed, m1_epochs)
