@@ -131,8 +131,8 @@ def run_seed(
     epochs: int,
     parts: list[str],
     m2_epochs: int,
-    m1_epochs: int = 50,
-    m1m2_epochs: int = 30,
+    m1_epochs: int,
+    m1m2_epochs: int,
 ) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     labelled = np.concatenate(
