@@ -50,12 +50,18 @@ def classifier_accuracy(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test
     return float((model.fit(x, y).predict(x_test) == y_test).mean())
 
 
+def hide_labels(y: np.ndarray, labelled: np.ndarray) -> np.ndarray:
+    """The labels ``(N,)`` of the rows ``labelled``, ``-1`` (unlabelled) for every other row."""
+    partial = np.full(len(y), -1)
+    partial[labelled] = y[labelled]
+    return partial
+
+
 def m2_accuracy(train, test, labelled: np.ndarray, seed: int, epochs: int) -> dict[str, float]:
     """Train M2 on every training image, labels for ``labelled`` rows only; test accuracy."""
     from bayesvae.models import SemiSupervisedVAE
 
-    partial = np.full(len(train.y), -1)
-    partial[labelled] = train.y[labelled]
+    partial = hide_labels(train.y, labelled)
     model = SemiSupervisedVAE(
         784, num_classes=10, latent_dim=50, hidden_dims=(500,), seed=seed,
         classifier_weight=0.1 * len(train.y) / len(labelled),
@@ -103,8 +109,7 @@ def m1m2_accuracy(
     from bayesvae.models import SemiSupervisedVAE
 
     features, test_features, m1_seconds = m1_features(train.x, test.x, seed, m1_epochs)
-    partial = np.full(len(train.y), -1)
-    partial[labelled] = train.y[labelled]
+    partial = hide_labels(train.y, labelled)
     model = SemiSupervisedVAE(
         LATENT_DIM, num_classes=10, latent_dim=LATENT_DIM, hidden_dims=(500,),
         likelihood="gaussian", seed=seed,
