@@ -279,7 +279,7 @@ class ABTestResult:
         ``shrinkage.png`` for the hierarchical model), ``posterior.nc`` (the ArviZ data) and
         ``config.yaml`` (family, arms, prior, analysis options). The folder is saved whole
         (:class:`bayesvae.runs.RunWriter`): a run already at ``out`` is replaced."""
-        return _save_run(out, [self], self.to_dict(), self.table(), self.analysis)
+        return _save_run(out, [self], self.to_dict(), self.table())
 
     def table(self) -> str:
         """A readable plain-text summary: the checks, one row per arm, lifts, the decision."""
@@ -330,9 +330,11 @@ def _save_run(
     results: list[ABTestResult],
     summary: dict[str, Any],
     table: str,
-    analysis: dict[str, Any],
+    **analysis: Any,
 ) -> Path:
-    """The A/B run folder of ``results`` (one metric, or several with suffixed files)."""
+    """The A/B run folder of ``results`` (one metric, or several with suffixed files);
+    ``config.yaml``'s analysis section is the primary result's metric, outcome and options,
+    and ``analysis``."""
     from bayesvae.report import plots
     from bayesvae.runs import writing
 
@@ -353,7 +355,12 @@ def _save_run(
         run.write_config(
             primary.family,
             {**primary.model_config, "metrics": [one.metric for one in results]},
-            analysis=analysis,
+            analysis={
+                "metric": primary.metric,
+                "outcome": primary.outcome,
+                **primary.analysis,
+                **analysis,
+            },
         )
     return run.path
 
@@ -396,8 +403,7 @@ class ABTestSuite:
         posterior of metric ``i`` carry the suffix ``_i``; ``result.json`` holds the shared
         checks and every result."""
         results = list(self.results.values())
-        analysis = {**self.primary.analysis, "outcomes": list(self.results)}
-        return _save_run(out, results, self.to_dict(), self.table(), analysis)
+        return _save_run(out, results, self.to_dict(), self.table(), outcomes=list(self.results))
 
     def to_dict(self) -> dict[str, Any]:
         """``{"checks": [...], "results": [one result dict per metric]}``."""
@@ -876,11 +882,7 @@ def _analyse(
     result._inference_data_factory = idata_factory
     result.metric, result.outcome, result.likelihood = metric, outcome, spec.likelihood
     result.family, result.model_config = spec.family, spec.spec_config
-    result.analysis = {
-        "metric": metric,
-        "outcome": outcome,
-        **{key: value for key, value in asdict(settings).items() if key != "progress"},
-    }
+    result.analysis = {key: value for key, value in asdict(settings).items() if key != "progress"}
     result.units = np.asarray(summary.units)
     result.observed = [summary.describe(k) for k in range(len(names))]
     result.checks = checks

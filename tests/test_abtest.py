@@ -589,6 +589,8 @@ def test_a_result_saves_the_run_folder_the_cli_writes(tmp_path):
     assert config["model"]["arms"] == ["<b>A</b>", "B"]
     assert config["model"]["prior"] == [2.0, 3.0] and config["model"]["hierarchical"] is False
     assert config["analysis"]["method"] == "exact" and config["analysis"]["rope"] == 0.01
+    assert config["analysis"]["metric"] == "conversion" and config["analysis"]["outcome"] is None
+    assert "metric" not in result.analysis  # the options only: the metric is result.metric
     assert json.loads((folder / "result.json").read_text()) == json.loads(
         json.dumps(result.to_dict())
     )
@@ -609,6 +611,8 @@ def test_a_result_saves_the_run_folder_the_cli_writes(tmp_path):
     config = yaml.safe_load((folder / "config.yaml").read_text())
     assert config["model"]["metrics"] == ["conversion", "count"]
     assert config["analysis"]["outcomes"] == ["converted", "rounds"]
+    assert config["analysis"]["metric"] == "conversion"
+    assert config["analysis"]["outcome"] == "converted"
     assert config["analysis"]["group"] == "version"
     assert (folder / "posteriors_0.png").is_file() and (folder / "posteriors_1.png").is_file()
     assert len(json.loads((folder / "result.json").read_text())["results"]) == 2
