@@ -145,25 +145,29 @@ def calibration(
     runs: list[tuple[np.ndarray, np.ndarray]],
     references: dict[str, list[np.ndarray]],
     window: int = PAPER_WINDOW,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, Any]:
     """The published topics scored on each reference (windows of ``window`` tokens, unseen
-    pairs 0): the mean over runs of each run's mean, the published mean, and over all topics
-    the correlation with and the mean absolute difference from the published scores."""
+    pairs 0). Returns the published mean (over runs of each run's mean), the number of topics,
+    and under ``references``, per reference: the mean over runs of each run's mean here, and
+    over all topics the correlation with and the mean absolute difference from the published
+    scores."""
     published = np.concatenate([scores for scores, _ in runs])
-    out = {}
+    fits = {}
     for name, reference in references.items():
         per_run = [
             npmi_coherence(top, reference, window=window, never_cooccurring=0.0) for _, top in runs
         ]
         ours = np.concatenate(per_run)
-        out[name] = {
+        fits[name] = {
             "mean": float(np.mean([scores.mean() for scores in per_run])),
-            "published_mean": float(np.mean([scores.mean() for scores, _ in runs])),
             "correlation": float(np.corrcoef(ours, published)[0, 1]),
             "mean_abs_diff": float(np.abs(ours - published).mean()),
-            "topics": len(ours),
         }
-    return out
+    return {
+        "published_mean": float(np.mean([scores.mean() for scores, _ in runs])),
+        "topics": len(published),
+        "references": fits,
+    }
 
 
 def gensim_npmi(top10: np.ndarray, bow: Any, vocabulary: list[str]) -> np.ndarray | None:
@@ -394,18 +398,17 @@ def main(argv: list[str] | None = None) -> int:
         + ".",
     ]
     if calibrated:
-        published = next(iter(calibrated.values()))
         lines += [
             "",
-            f"Calibration: the paper's published topics ({published['topics']} topics of its "
-            f"K = 50 runs, `--paper-topics`; published mean {published['published_mean']:.3f}) "
+            f"Calibration: the paper's published topics ({calibrated['topics']} topics of its "
+            f"K = 50 runs, `--paper-topics`; published mean {calibrated['published_mean']:.3f}) "
             "scored here on each reference, against their published per-topic scores:",
             "",
             "| reference | their mean here | correlation with the published scores | "
             "mean absolute difference |",
             "|---|---|---|---|",
         ]
-        for name, fit in calibrated.items():
+        for name, fit in calibrated["references"].items():
             lines.append(
                 f"| {name} | {fit['mean']:.3f} | {fit['correlation']:.2f} | "
                 f"{fit['mean_abs_diff']:.3f} |"
@@ -414,10 +417,10 @@ def main(argv: list[str] | None = None) -> int:
             ("test documents", "npmi_test_windows"),
             ("whole corpus", "npmi_whole_windows"),
         ):
-            if name in calibrated:
+            if name in calibrated["references"]:
                 lines.append(
-                    f"\nOn the {name}, the Pyro model's topics score "
-                    f"{pm(rows['pyro'], key)} against {calibrated[name]['mean']:.3f} for the "
+                    f"\nOn the {name}, the Pyro model's topics score {pm(rows['pyro'], key)} "
+                    f"against {calibrated['references'][name]['mean']:.3f} for the "
                     "paper's own topics."
                 )
     lines += [

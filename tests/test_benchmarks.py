@@ -187,8 +187,14 @@ def test_prodlda_published_topics_are_read_per_run_and_score_as_published(tmp_pa
     runs = script["published_topics"](path, vocabulary)
     assert [top.tolist() for _, top in runs] == [topics[:2].tolist(), topics[2:].tolist()]
     np.testing.assert_allclose(np.concatenate([s for s, _ in runs]), scores, atol=1e-11)
-    fits = script["calibration"](runs, {"same": reference, "other": other}, window=2)
-    assert fits["same"]["mean_abs_diff"] < 1e-11 and fits["same"]["topics"] == 4
+    calibrated = script["calibration"](runs, {"same": reference, "other": other}, window=2)
+    assert calibrated["topics"] == 4
+    run_means = (scores[:2].mean() + scores[2:].mean()) / 2
+    assert calibrated["published_mean"] == pytest.approx(run_means)
+    fits = calibrated["references"]
+    assert fits["same"]["mean_abs_diff"] < 1e-11 and fits["same"]["mean"] == pytest.approx(
+        calibrated["published_mean"]
+    )
     assert fits["same"]["correlation"] == pytest.approx(1.0)
     assert fits["other"]["mean_abs_diff"] > 0.05
     path.write_text("[0.3] a b zebra\n")
@@ -228,3 +234,24 @@ def test_m1m2_section_says_met_only_for_five_seeds_at_6_percent(
     assert verdict in text
     assert f"{1 - accuracies[0]:.2%}" in text  # one row per seed
     assert "fitted for 50 epochs" in text and "fitted for 30 epochs" in text
+
+
+@pytest.mark.slow
+def test_prodlda_quick_run_scores_the_paper_topics_on_each_reference(tmp_path, monkeypatch, capsys):
+    """prodlda.py --paper-topics: the toolkit file's topics are scored on the test documents and
+    the whole corpus, and the calibration table gives each reference one row."""
+    data = ROOT.parent / "shared" / "data" / "20news_prodlda"
+    if not (data / "20news_prodlda_bow.npz").exists():
+        pytest.skip("no shared 20 Newsgroups data")
+    from bayesvae.data import load_20news_prodlda
+
+    vocabulary = list(load_20news_prodlda(data)[0].vocabulary)
+    lines = [f"[0.{k + 1}] " + " ".join(vocabulary[10 * k : 10 * k + 10]) for k in range(4)]
+    path = tmp_path / "AVTIM_50"
+    path.write_text("\n".join(lines[:2]) + "\n=====\n" + "\n".join(lines[2:]) + "\n")
+    out = _quick_run("prodlda.py", ["--paper-topics", str(path)], monkeypatch, capsys)
+    assert "(4 topics of its K = 50 runs, `--paper-topics`; published mean 0.250)" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| test documents |", "| whole"))]
+    whole_corpus = (data.parent / "20news_raw" / "20news-bydate.tar.gz").is_file()
+    assert len(rows) == 1 + whole_corpus
+    assert "the Pyro model's topics score" in out
