@@ -10,6 +10,7 @@ Bayes (an implicit guide), with the same epochs, batch size, optimiser and 784-4
         # the variants the NumPyro backend trains (plain, iwae, iaf, hvae, hvae-iwae), each
         # until its validation objective stops improving, scored on all 10,000 test images with
         # K=5000; own section (--weight-decay W: Adam's coupled L2 on every variant;
+        # --lr-decay D: the learning rate times D after every epoch;
         # --refit-epochs N: train on training + validation for N epochs instead)
 
 AVB's guide has no density, so its NLL uses the Gaussian proposal trained alongside it
@@ -146,6 +147,7 @@ def converged(args: argparse.Namespace) -> int:
             10 if args.quick else 100,
             hierarchical=name in ("hvae", "hvae-iwae"),
             flows=2 if name == "iaf" else 0,
+            lr_decay=args.lr_decay,
             weight_decay=args.weight_decay,
             refit_epochs=(2 if args.quick else args.refit_epochs) if args.refit_epochs else None,
             **objective,
@@ -168,6 +170,7 @@ def converged(args: argparse.Namespace) -> int:
     lines = [
         f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}.",
         "Fixed binarized MNIST, 784-400-20 MLPs (ReLU), batch 128, Adam 1e-3"
+        + (f" times {args.lr_decay:g} after every epoch" if args.lr_decay != 1.0 else "")
         + (f" with weight decay {args.weight_decay:g}" if args.weight_decay else "")
         + ", seed 0, trained with the NumPyro backend "
         + (
@@ -235,6 +238,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.0,
         help="--converged: Adam's coupled L2 (a N(0, 1/w) prior on each weight)",
+    )
+    parser.add_argument(
+        "--lr-decay",
+        type=float,
+        default=1.0,
+        help="--converged: multiply Adam's 1e-3 by this after every epoch (1: constant)",
     )
     parser.add_argument(
         "--patience", type=int, default=100, help="--converged: epochs without improvement"

@@ -59,10 +59,11 @@ def test_quality_refit_on_train_and_valid_quick_run(monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_converged_variant_refit_quick_run(monkeypatch, capsys):
-    """vae_variants.py --converged --refit-epochs: the hierarchical VAE on training + validation."""
+    """vae_variants.py --converged --refit-epochs: the hierarchical VAE on training + validation,
+    with the learning rate decaying (--lr-decay)."""
     out = _quick_run(
         "vae_variants.py",
-        ["--converged", "--variants", "hvae", "--refit-epochs", "2"],
+        ["--converged", "--variants", "hvae", "--refit-epochs", "2", "--lr-decay", "0.99"],
         monkeypatch,
         capsys,
     )
@@ -71,6 +72,7 @@ def test_converged_variant_refit_quick_run(monkeypatch, capsys):
     row = json.loads(next(line for line in out.splitlines() if '"variant"' in line))
     assert row["refit"] and row["training_points"] == 2400 and row["epochs_run"] == 2
     assert "validation splits together for exactly 2 epochs" in out
+    assert "Adam 1e-3 times 0.99 after every epoch" in out
 
 
 def _quick_run(script, options, monkeypatch, capsys):
