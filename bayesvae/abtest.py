@@ -330,11 +330,11 @@ def _save_run(
     results: list[ABTestResult],
     summary: dict[str, Any],
     table: str,
-    **analysis: Any,
+    outcomes: list[str] | None = None,
 ) -> Path:
     """The A/B run folder of ``results`` (one metric, or several with suffixed files);
     ``config.yaml``'s analysis section is the primary result's metric, outcome and options,
-    and ``analysis``."""
+    and a suite's ``outcomes``."""
     from bayesvae.report import plots
     from bayesvae.runs import writing
 
@@ -359,7 +359,7 @@ def _save_run(
                 "metric": primary.metric,
                 "outcome": primary.outcome,
                 **primary.analysis,
-                **analysis,
+                **({} if outcomes is None else {"outcomes": outcomes}),
             },
         )
     return run.path
