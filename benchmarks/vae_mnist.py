@@ -3,6 +3,8 @@
 the NumPyro backend against the same loop written in plain JAX).
 
     python benchmarks/vae_mnist.py --part quality     # ~30 min on 2 CPU cores (NumPyro)
+    python benchmarks/vae_mnist.py --part quality --hidden-dims 200 200 --latent-dim 50
+        # another network: its own section, outside the NLL target (set for 784-400-20)
     python benchmarks/vae_mnist.py --part speed       # a few minutes; run on an idle machine
     python benchmarks/vae_mnist.py --part agreement   # both backends, same settings: ~2 min
     python benchmarks/vae_mnist.py --quick            # a smoke run of both parts (tiny)
@@ -36,6 +38,7 @@ from bayesvae.data import load_binarized_mnist, load_mnist
 
 HERE = Path(__file__).resolve().parent
 NLL_TARGET = 89.0  # nats, all 10k test images, K = 5000, trained to convergence
+TARGET_NETWORK = "784-400-20"  # the network NLL_TARGET is set for
 EVALUATOR_TOLERANCE = 1e-3  # nats: jitted JAX against torch, same weights and noise
 DEFAULT_SPEED_TARGET = 1.0  # default objective vs the hand-written loop
 BEST_SPEED_TARGET = 1.1  # best objective vs the hand-written loop
@@ -75,16 +78,18 @@ def quality(
     lr_decay: float = 1.0,
     weight_decay: float = 0.0,
     refit_epochs: int | None = None,
+    hidden_dims: tuple[int, ...] = (400,),
+    latent_dim: int = 20,
 ) -> dict[str, Any]:
-    """Train the 784-400-20 VAE (with ``hierarchical``, the two-layer HierarchicalVAE with a
-    10-dimensional top layer; with ``flows``, that many IAF flows in the guide) on the fixed
-    binarized MNIST's 50k training split with the NumPyro backend (objective ``elbo`` with
-    ``num_particles``) until the validation objective stops improving (``patience`` epochs; the
-    best epoch's weights are kept; ``lr_decay < 1`` multiplies the learning rate by it after
-    every epoch; ``weight_decay``: Adam's coupled L2, on a loss at the scale of the whole
-    training set, so a N(0, 1/weight_decay) prior on every weight), then estimate log p(x) on
-    every test image with
-    ``ll_samples`` importance samples by the jitted JAX evaluator; on the first
+    """Train the 784-400-20 VAE (other sizes: ``hidden_dims``, ``latent_dim``; with
+    ``hierarchical``, the two-layer HierarchicalVAE with a 10-dimensional top layer; with
+    ``flows``, that many IAF flows in the guide) on the fixed binarized MNIST's 50k training
+    split with the NumPyro backend (objective ``elbo`` with ``num_particles``) until the
+    validation objective stops improving (``patience`` epochs; the best epoch's weights are
+    kept; ``lr_decay < 1`` multiplies the learning rate by it after every epoch;
+    ``weight_decay``: Adam's coupled L2, on a loss at the scale of the whole training set, so a
+    N(0, 1/weight_decay) prior on every weight), then estimate log p(x) on every test image
+    with ``ll_samples`` importance samples by the jitted JAX evaluator; on the first
     ``check_points`` test images the torch evaluator with the same guide noise gives the same
     figure (the gap is reported; ``None`` for the hierarchical VAE, whose torch evaluator draws
     its own noise: tests/backends/test_numpyro_hvae.py checks that evaluator instead).
@@ -109,10 +114,10 @@ def quality(
         valid, max_epochs, patience = None, refit_epochs, None
     if hierarchical:
         vae = bayesvae.HierarchicalVAE(
-            784, latent_dim=20, hidden_dims=(400,), top_latent_dim=10, seed=0
+            784, latent_dim=latent_dim, hidden_dims=hidden_dims, top_latent_dim=10, seed=0
         )
     else:
-        vae = bayesvae.VAE(784, latent_dim=20, hidden_dims=(400,), flows=flows, seed=0)
+        vae = bayesvae.VAE(784, latent_dim=latent_dim, hidden_dims=hidden_dims, flows=flows, seed=0)
     started = time.perf_counter()
     result = bayesvae.fit(
         vae,
@@ -150,6 +155,7 @@ def quality(
         jax_ll = evaluator.log_likelihood(check, num_samples=ll_samples, noise=noise)
         gap = float(np.abs(torch_ll.numpy() - jax_ll).max())
     return {
+        "network": "-".join(str(size) for size in (784, *hidden_dims, latent_dim)),
         "epochs_run": len(history),
         "max_epochs": max_epochs,
         "patience": patience,
@@ -404,6 +410,15 @@ def main(argv: list[str] | None = None) -> int:
         help="quality: train on the training and validation splits together for exactly this "
         "many epochs (the count a validation-stopped run selected) and keep the last weights",
     )
+    parser.add_argument(
+        "--hidden-dims",
+        type=int,
+        nargs="+",
+        default=[400],
+        help="quality: the MLPs' hidden sizes; another network than 784-400-20 gets its own "
+        "section, outside the NLL target",
+    )
+    parser.add_argument("--latent-dim", type=int, default=20, help="quality: the latent size")
     parser.add_argument("--ll-samples", type=int, default=5000)
     parser.add_argument(
         "--check-points",
@@ -438,7 +453,11 @@ def main(argv: list[str] | None = None) -> int:
             lr_decay=args.lr_decay,
             weight_decay=args.weight_decay,
             refit_epochs=(2 if args.quick else args.refit_epochs) if args.refit_epochs else None,
+            hidden_dims=tuple(args.hidden_dims),
+            latent_dim=args.latent_dim,
         )
+        network = row["network"]
+        judged = network == TARGET_NETWORK
         if row["refit"]:
             stop = f"ran its fixed {row['epochs_run']} epochs"
         elif row["stopped_early"]:
@@ -450,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             stop = f"ran all {row['epochs_run']} epochs without stopping"
         lines = [
             f"Machine: {machine()}. Date: {stamp}.",
-            "MLP VAE 784-400-20 (ReLU), Bernoulli likelihood, standard normal prior, batch 128, "
+            f"MLP VAE {network} (ReLU), Bernoulli likelihood, standard normal prior, batch 128, "
             "Adam 1e-3"
             + (f" times {args.lr_decay:g} after every epoch" if args.lr_decay != 1.0 else "")
             + (
@@ -489,18 +508,24 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['ll_samples']} guide-noise draws, the torch and JAX estimates differ by at "
             f"most {row['evaluator_gap']:.1e} nats (tolerance {EVALUATOR_TOLERANCE:g}).",
         ]
-        if row["test_nll"] > NLL_TARGET:
+        if row["test_nll"] > NLL_TARGET and judged:
             failed.append(f"test NLL {row['test_nll']:.2f} > {NLL_TARGET}")
         if row["evaluator_gap"] > EVALUATOR_TOLERANCE:
             failed.append(f"evaluators {row['evaluator_gap']:.1e} nats apart")
         lines.append(
-            f"\nTargets: test NLL <= {NLL_TARGET} nats on all test images with K=5000, "
-            f"evaluators within {EVALUATOR_TOLERANCE:g} nats: "
+            (
+                f"\nTargets: test NLL <= {NLL_TARGET} nats on all test images with K=5000, "
+                if judged
+                else f"\nTargets (the NLL target is the {TARGET_NETWORK} network's; this one "
+                f"is outside it, its NLL {row['test_nll']:.2f} for comparison): "
+            )
+            + f"evaluators within {EVALUATOR_TOLERANCE:g} nats: "
             + ("met." if not failed else "MISSED: " + "; ".join(failed))
         )
         print(json.dumps({"quality": row}, indent=1))
         if not args.quick:
-            write_results(args.results, "VAE on MNIST: quality (CPU)", "\n".join(lines))
+            title = "VAE on MNIST: quality (CPU)" + ("" if judged else f", {network}")
+            write_results(args.results, title, "\n".join(lines))
     if args.part in ("speed", "all"):
         figures = speed(
             args.data_root, 1 if args.quick else args.speed_epochs, limit, args.batch_size

@@ -55,6 +55,20 @@ def test_quality_refit_on_train_and_valid_quick_run(monkeypatch, capsys):
     assert row["refit"] and row["training_points"] == 2400
     assert row["epochs_run"] == row["best_epoch"] == 2
     assert row["best_val_elbo"] is None and not row["stopped_early"]
+    assert row["network"] == "784-400-20"
+
+
+def test_quality_of_another_network_quick_run(monkeypatch, capsys):
+    """vae_mnist.py --hidden-dims/--latent-dim: the quality part trains that network."""
+    out = _quick_run(
+        "vae_mnist.py",
+        ["--part", "quality", "--hidden-dims", "32", "16", "--latent-dim", "4"],
+        monkeypatch,
+        capsys,
+    )
+    if not out:
+        pytest.skip("no shared MNIST data")
+    assert json.loads(out[out.index("{\n") :])["quality"]["network"] == "784-32-16-4"
 
 
 @pytest.mark.slow
