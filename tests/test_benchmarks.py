@@ -46,12 +46,7 @@ def test_quality_refit_on_train_and_valid_quick_run(monkeypatch, capsys):
     """vae_mnist.py --refit-epochs: the final protocol trains on the training and validation
     splits together (2,000 + 400 images in the quick run) for the fixed epochs, with no
     validation ELBO."""
-    out = _quick_run(
-        "vae_mnist.py", ["--part", "quality", "--refit-epochs", "2"], monkeypatch, capsys
-    )
-    if not out:
-        pytest.skip("no shared MNIST data")
-    row = json.loads(out[out.index("{\n") :])["quality"]
+    row = _quality_row(["--refit-epochs", "2"], monkeypatch, capsys)
     assert row["refit"] and row["training_points"] == 2400
     assert row["epochs_run"] == row["best_epoch"] == 2
     assert row["best_val_elbo"] is None and not row["stopped_early"]
@@ -60,15 +55,16 @@ def test_quality_refit_on_train_and_valid_quick_run(monkeypatch, capsys):
 
 def test_quality_of_another_network_quick_run(monkeypatch, capsys):
     """vae_mnist.py --hidden-dims/--latent-dim: the quality part trains that network."""
-    out = _quick_run(
-        "vae_mnist.py",
-        ["--part", "quality", "--hidden-dims", "32", "16", "--latent-dim", "4"],
-        monkeypatch,
-        capsys,
-    )
+    row = _quality_row(["--hidden-dims", "32", "16", "--latent-dim", "4"], monkeypatch, capsys)
+    assert row["network"] == "784-32-16-4"
+
+
+def _quality_row(options, monkeypatch, capsys):
+    """The row of a quick ``vae_mnist.py --part quality`` run with ``options``."""
+    out = _quick_run("vae_mnist.py", ["--part", "quality", *options], monkeypatch, capsys)
     if not out:
         pytest.skip("no shared MNIST data")
-    assert json.loads(out[out.index("{\n") :])["quality"]["network"] == "784-32-16-4"
+    return json.loads(out[out.index("{\n") :])["quality"]
 
 
 @pytest.mark.slow
