@@ -59,6 +59,19 @@ def test_quality_of_another_network_quick_run(monkeypatch, capsys):
     assert row["network"] == "784-32-16-4"
 
 
+@pytest.mark.parametrize("refit", [False, True])
+def test_quality_on_dynamically_binarized_training_images_quick_run(refit, monkeypatch, capsys):
+    """vae_mnist.py --training-data dynamic: MNIST's grey-level training images (2,000 in the
+    quick run, plus the 400 validation images with --refit-epochs), scored on the fixed test set
+    (400 images in the quick run)."""
+    options = ["--training-data", "dynamic"] + (["--refit-epochs", "2"] if refit else [])
+    row = _quality_row(options, monkeypatch, capsys)
+    assert row["training_data"] == "dynamic" and row["refit"] == refit
+    assert row["training_points"] == (2400 if refit else 2000) and row["test_points"] == 400
+    assert (row["best_val_elbo"] is None) == refit
+    assert 0 < row["test_nll"] <= -row["test_elbo"]  # K = 50 is a tighter bound than the ELBO
+
+
 def _quality_row(options, monkeypatch, capsys):
     """The row of a quick ``vae_mnist.py --part quality`` run with ``options``."""
     out = _quick_run("vae_mnist.py", ["--part", "quality", *options], monkeypatch, capsys)
@@ -68,12 +81,14 @@ def _quality_row(options, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_converged_variant_refit_quick_run(monkeypatch, capsys):
+@pytest.mark.parametrize("training_data", ["fixed", "dynamic"])
+def test_converged_variant_refit_quick_run(training_data, monkeypatch, capsys):
     """vae_variants.py --converged --refit-epochs: the hierarchical VAE on training + validation,
-    with the learning rate decaying (--lr-decay)."""
+    with the learning rate decaying (--lr-decay), on either training data."""
     out = _quick_run(
         "vae_variants.py",
-        ["--converged", "--variants", "hvae", "--refit-epochs", "2", "--lr-decay", "0.99"],
+        ["--converged", "--variants", "hvae", "--refit-epochs", "2", "--lr-decay", "0.99"]
+        + ["--training-data", training_data],
         monkeypatch,
         capsys,
     )
@@ -81,8 +96,10 @@ def test_converged_variant_refit_quick_run(monkeypatch, capsys):
         pytest.skip("no shared MNIST data")
     row = json.loads(next(line for line in out.splitlines() if '"variant"' in line))
     assert row["refit"] and row["training_points"] == 2400 and row["epochs_run"] == 2
+    assert row["training_data"] == training_data
     assert "validation splits together for exactly 2 epochs" in out
     assert "Adam 1e-3 times 0.99 after every epoch" in out
+    assert ("binarized afresh at every step" in out) == (training_data == "dynamic")
 
 
 def _quick_run(script, options, monkeypatch, capsys):
