@@ -106,7 +106,7 @@ def quality(
 
     ``training_data="dynamic"`` trains on MNIST's own grey-level training images instead, binarized
     afresh at every step (the binarization Burda et al.'s figures use): the first 50,000 for
-    training, the last 10,000 binarized once (seed 0) for validation, all 60,000 with
+    training, the last 10,000 binarized once (by ``fit``, seed 0) for validation, all 60,000 with
     ``refit_epochs``. The test set is the fixed binarized one either way (its images are MNIST's
     test images, never trained on)."""
     from dataclasses import replace
@@ -118,19 +118,17 @@ def quality(
     test = load_binarized_mnist(root / "binarized_mnist", split="test").x
     if training_data == "fixed":
         train = load_binarized_mnist(root / "binarized_mnist", split="train")
-        valid = load_binarized_mnist(root / "binarized_mnist", split="valid").x
-        held_out = valid  # what the refit adds to the training images
-    else:
+        valid = load_binarized_mnist(root / "binarized_mnist", split="valid")
+    else:  # fit binarizes a dynamic validation set once, with its seed
         grey = load_mnist(root / "mnist", split="train", binarize="dynamic")
         train = replace(grey, x=grey.x[:50_000], y=None)
-        held_out = grey.x[50_000:]
-        noise = np.random.default_rng(0).random(held_out.shape, dtype=np.float32)
-        valid = (noise < held_out).astype(np.float32)
+        valid = replace(grey, x=grey.x[50_000:], y=None)
     if limit:
         train = replace(train, x=train.x[:limit], y=None)
-        valid, held_out, test = valid[: limit // 5], held_out[: limit // 5], test[: limit // 5]
+        valid = replace(valid, x=valid.x[: limit // 5], y=None)
+        test = test[: limit // 5]
     if refit_epochs is not None:
-        train = replace(train, x=np.concatenate([train.x, held_out]))
+        train = replace(train, x=np.concatenate([train.x, valid.x]))
         valid, max_epochs, patience = None, refit_epochs, None
     if hierarchical:
         vae = bayesvae.HierarchicalVAE(
