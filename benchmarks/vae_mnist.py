@@ -32,6 +32,7 @@ import json
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from bayesvae.data import load_binarized_mnist, load_mnist
 HERE = Path(__file__).resolve().parent
 NLL_TARGET = 89.0  # nats, all 10k test images, K = 5000, trained to convergence
 TARGET_NETWORK = "784-400-20"  # the network NLL_TARGET is set for
+TRAINING_DATA = ("fixed", "dynamic")  # quality(training_data=...): the binarization trained on
 EVALUATOR_TOLERANCE = 1e-3  # nats: jitted JAX against torch, same weights and noise
 DEFAULT_SPEED_TARGET = 1.0  # default objective vs the hand-written loop
 BEST_SPEED_TARGET = 1.1  # best objective vs the hand-written loop
@@ -109,12 +111,10 @@ def quality(
     training, the last 10,000 binarized once (by ``fit``, seed 0) for validation, all 60,000 with
     ``refit_epochs``. The test set is the fixed binarized one either way (its images are MNIST's
     test images, never trained on)."""
-    from dataclasses import replace
-
     from bayesvae.backends.numpyro import svi_twin
 
-    if training_data not in ("fixed", "dynamic"):
-        raise ValueError(f"training_data must be 'fixed' or 'dynamic', not {training_data!r}")
+    if training_data not in TRAINING_DATA:
+        raise ValueError(f"training_data must be one of {TRAINING_DATA}, not {training_data!r}")
     test = load_binarized_mnist(root / "binarized_mnist", split="test").x
     if training_data == "fixed":
         train = load_binarized_mnist(root / "binarized_mnist", split="train")
@@ -295,8 +295,6 @@ def hand_written_jax_samples_per_s(x: np.ndarray, epochs: int, batch: int, seed:
 def speed(root: Path, epochs: int, limit: int | None, batch: int) -> dict[str, Any]:
     train = load_mnist(root / "mnist", split="train", binarize="dynamic")
     if limit:
-        from dataclasses import replace
-
         train = replace(train, x=train.x[:limit], y=None)
     x = torch.as_tensor(train.x)
     device = bayesvae.infer.resolve_device("auto")
@@ -353,8 +351,6 @@ def agreement(root: Path, epochs: int, limit: int | None) -> dict[str, Any]:
     """Train the same VAE (same initial weights, data order seed, Adam 1e-3, batch 128) with
     both backends for ``epochs`` on dynamically binarized MNIST; the 10-sample test ELBO of each
     on the 10k test images binarized once (seed 0)."""
-    from dataclasses import replace
-
     train = load_mnist(root / "mnist", split="train", binarize="dynamic")
     test = load_mnist(root / "mnist", split="test", binarize=None).x
     test = (np.random.default_rng(0).random(test.shape) < test).astype(np.float32)
@@ -440,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latent-dim", type=int, default=20, help="quality: the latent size")
     parser.add_argument(
         "--training-data",
-        choices=("fixed", "dynamic"),
+        choices=TRAINING_DATA,
         default="fixed",
         help="quality: train on the fixed binarized splits, or on MNIST's grey-level training "
         "images binarized afresh at every step (own section; the test set is the fixed one)",

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from vae_mnist import machine, quality, write_results
+from vae_mnist import TRAINING_DATA, machine, quality, write_results
 
 import bayesvae
 from bayesvae.data import load_binarized_mnist
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--training-data",
-        choices=("fixed", "dynamic"),
+        choices=TRAINING_DATA,
         default="fixed",
         help="--converged: train on the fixed binarized splits, or on MNIST's grey-level "
         "training images binarized afresh at every step (own section; the fixed test set)",
