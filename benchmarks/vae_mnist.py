@@ -15,7 +15,7 @@ The quality part trains on the fixed binarized MNIST with the NumPyro backend un
 validation ELBO stops improving and estimates the test NLL on all 10,000 test images with
 K=5000 importance samples (the jitted JAX evaluator, checked against the torch one).
 ``--refit-epochs N`` runs the literature's final protocol instead: train on the training and
-validation splits together for exactly N epochs (the count a validation-stopped run selected).
+validation splits together for exactly N epochs (choose N from a validation-stopped run).
 ``--training-data dynamic`` trains on MNIST's grey-level training images instead (first 50k for
 training, last 10k for validation), binarized afresh at every step as in Burda et al.; the test
 set stays the fixed binarized one.
@@ -103,8 +103,8 @@ def quality(
     its own noise: tests/backends/test_numpyro_hvae.py checks that evaluator instead).
 
     With ``refit_epochs``, the literature's final protocol instead: train on the training and
-    validation splits together (60k images) for exactly that many epochs (the count a
-    validation-stopped run selected), with no early stopping, and keep the last weights.
+    validation splits together (60k images) for exactly that many epochs (choose it from a
+    validation-stopped run), with no early stopping, and keep the last weights.
 
     ``training_data="dynamic"`` trains on MNIST's own grey-level training images instead, binarized
     afresh at every step (the binarization Burda et al.'s figures use): the first 50,000 for
@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="quality: train on the training and validation splits together for exactly this "
-        "many epochs (the count a validation-stopped run selected) and keep the last weights",
+        "many epochs (choose it from a validation-stopped run) and keep the last weights",
     )
     parser.add_argument(
         "--hidden-dims",
@@ -505,15 +505,14 @@ def main(argv: list[str] | None = None) -> int:
             + ", seed 0, Trace_ELBO, trained with the NumPyro backend "
             + (
                 (
-                    "(`bayesvae.fit(..., backend='numpyro')`) on MNIST's 60k grey-level training "
-                    "images, binarized afresh at every step,"
+                    "(`bayesvae.fit(..., backend='numpyro')`) on MNIST's grey-level training "
+                    "images, binarized afresh at every step"
                     if dynamic
                     else "(`bayesvae.fit(..., backend='numpyro')`) on the fixed binarized "
                     "MNIST's 50k training and 10k validation splits together"
                 )
-                + f" ({row['training_points']} images) for exactly {row['epochs_run']} epochs, "
-                "the count a validation-stopped run selected, with no early stopping; the last "
-                "epoch's weights are kept."
+                + f" ({row['training_points']} images) for exactly {row['epochs_run']} epochs "
+                "(`--refit-epochs`), with no early stopping; the last epoch's weights are kept."
                 if row["refit"]
                 else (
                     "(`bayesvae.fit(..., backend='numpyro', early_stopping=...)`) on MNIST's "

@@ -184,8 +184,8 @@ def converged(args: argparse.Namespace) -> int:
         + ", seed 0, trained with the NumPyro backend "
         + (
             "on the 50k training and 10k validation splits together for exactly "
-            f"{rows[0]['epochs_run']} epochs (the count a validation-stopped run of the variant "
-            "selected), with no early stopping; the last epoch's weights are kept."
+            f"{rows[0]['epochs_run']} epochs (`--refit-epochs`), with no early stopping; the "
+            "last epoch's weights are kept."
             if rows[0]["refit"]
             else "on the 50k training split until the validation objective (the variant's own "
             "bound, one estimate per epoch on the 10k validation split) has not improved for "
@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="--converged: train on the training and validation splits together for exactly "
-        "this many epochs (the count a validation-stopped run of the variant selected)",
+        "this many epochs (choose it from a validation-stopped run of the variant)",
     )
     parser.add_argument(
         "--training-data",
