@@ -173,8 +173,9 @@ def converged(args: argparse.Namespace) -> int:
         f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}.",
         (
             "MNIST's grey-level training images binarized afresh at every step (the 50k "
-            "training and 10k validation splits: its first 50k and last 10k images, the "
-            "validation images binarized once), tested on the fixed binarized MNIST's test set"
+            "training and 10k validation splits: its first 50k and last 10k images"
+            + ("" if rows[0]["refit"] else ", the validation images binarized once")
+            + "), tested on the fixed binarized MNIST's test set"
             if args.training_data == "dynamic"
             else "Fixed binarized MNIST"
         )
